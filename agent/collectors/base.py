@@ -1,0 +1,97 @@
+"""What a collector is, the sample it yields, and the by-name registry config chooses from."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+from haetae.config import ConfigError
+
+if TYPE_CHECKING:
+    from aiohttp import ClientSession
+
+    from agent.config import AgentConfig
+
+@dataclass(slots=True)
+class Sample:
+    """One observation. ``ts`` (unix seconds) is None when it is the report's collection time."""
+
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    value: float = 0.0
+    ts: float | None = None
+
+class Collector(ABC):
+    """One source of samples. Subclasses set ``name`` and are added to ``COLLECTORS``."""
+
+    name: ClassVar[str]
+    # The runner cancels a collection that takes longer than this.
+    timeout_s: float = 5.0
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: AgentConfig, session: ClientSession) -> Collector | None:
+        """Build from config, or None when its target is not configured (nothing to watch)."""
+
+    @abstractmethod
+    async def collect(self) -> list[Sample]:
+        """Gather the current samples; raise ``CollectorError`` to report a partial failure."""
+
+class BlockingCollector(Collector):
+    """A collector whose work is blocking syscalls (psutil), run in a worker thread.
+
+    The thread keeps the event loop (and the agent's /metrics) responsive and lets the runner's
+    timeout fire; a collection still stuck from an earlier cycle makes the next one fail fast
+    instead of piling up threads.
+    """
+
+    def __init__(self) -> None:
+        self._busy = threading.Lock()
+
+    @abstractmethod
+    def collect_blocking(self) -> list[Sample]:
+        """Gather the samples; runs in a worker thread, never concurrently with itself."""
+
+    async def collect(self) -> list[Sample]:
+        return await asyncio.to_thread(self._collect_guarded)
+
+    def _collect_guarded(self) -> list[Sample]:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(f"{self.name}: the previous collection is still running")
+        try:
+            return self.collect_blocking()
+        finally:
+            self._busy.release()
+
+COLLECTORS: dict[str, type[Collector]] = {}
+
+C = TypeVar("C", bound=type[Collector])
+
+def register(cls: C) -> C:
+    """Class decorator: make ``cls`` selectable by its ``name`` in the ``collectors`` list."""
+    if cls.name in COLLECTORS:
+        raise ValueError(f"collector name {cls.name!r} registered twice")
+    COLLECTORS[cls.name] = cls
+    return cls
+
+def build_collectors(
+    config: AgentConfig,
+    session: ClientSession,
+    *,
+    registry: dict[str, type[Collector]] | None = None,
+) -> list[Collector]:
+    """Instantiate the configured collectors, in config order, skipping those with no target."""
+    table = COLLECTORS if registry is None else registry
+    built: list[Collector] = []
+    for i, name in enumerate(config.collectors):
+        cls = table.get(name)
+        if cls is None:
+            known = ", ".join(sorted(table))
+            raise ConfigError(f"unknown collector {name!r} (known: {known})", key=f"collectors.{i}")
+        collector = cls.from_config(config, session)
+        if collector is not None:
+            built.append(collector)
+    return built

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per resource; each exposes ``setup_routes(app)``."""

@@ -1,0 +1,107 @@
+"""The control plane's one app factory: config in, a ready aiohttp application out.
+
+Resources are opened and closed in order by ``cleanup_ctx`` (Postgres, Redis, auth, health,
+ingest, maintenance); everything they create lives under a typed ``AppKey``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from control_plane.api import agents, health, metrics, monitoring, tokens
+from control_plane.appkeys import CONFIG, HEALTH, METRICS, POOL, REDIS
+from control_plane.auth import TokenStore, auth_middleware
+from control_plane.auth.middleware import TOKEN_STORE
+from control_plane.config import ControlPlaneConfig
+from control_plane.health import HealthMonitor
+from control_plane.ingest import ingest_ctx
+from control_plane.maintenance import maintenance_ctx
+from control_plane.store import apply_migrations, create_pool
+from control_plane.telemetry import ControlPlaneMetrics, metrics_middleware
+from haetae.web import problem_middleware
+
+log = logging.getLogger("haetae.control_plane")
+
+
+def create_app(
+    config: ControlPlaneConfig, *, metrics_: ControlPlaneMetrics | None = None
+) -> web.Application:
+    if config.postgres.dsn is None:
+        raise ValueError("postgres.dsn must be resolved before the app is built")
+    app_metrics = metrics_ or ControlPlaneMetrics()
+    app = web.Application(
+        middlewares=[metrics_middleware(app_metrics), problem_middleware, auth_middleware],
+        # Bodies are streamed and capped by the handlers; this is aiohttp's outer guard.
+        client_max_size=config.http.max_body_bytes,
+    )
+    app[CONFIG] = config
+    app[METRICS] = app_metrics
+    app.cleanup_ctx.extend(
+        [postgres_ctx, redis_ctx, auth_ctx, health_ctx, ingest_ctx, maintenance_ctx]
+    )
+    for module in (health, metrics, tokens, agents, monitoring):
+        module.setup_routes(app)
+    return app
+
+
+async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG].postgres
+    assert cfg.dsn is not None
+    pool = await create_pool(cfg.dsn.get_secret_value(), cfg)
+    if cfg.migrate_on_start:
+        async with pool.acquire() as conn:
+            applied = await apply_migrations(conn)
+        if applied:
+            log.info("applied migrations %s", applied)
+    app[POOL] = pool
+    app[METRICS].watch_pool(pool)
+    yield
+    await pool.close()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG].redis
+    if cfg.url is None:
+        yield
+        return
+    # Lazy connections: a Redis that is down at start is reported by health, not fatal.
+    client = aioredis.Redis.from_url(
+        cfg.url.get_secret_value(),
+        socket_timeout=cfg.socket_timeout_s,
+        socket_connect_timeout=cfg.socket_timeout_s,
+        health_check_interval=30,
+    )
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG].auth
+    store = TokenStore(
+        app[POOL],
+        preshared_enrolment=cfg.enrolment_token.get_secret_value() if cfg.enrolment_token else None,
+    )
+    created = await store.ensure_bootstrap_admin(cfg.bootstrap_token_file)
+    if created:
+        log.info("created the first admin token in %s", cfg.bootstrap_token_file)
+    app[TOKEN_STORE] = store
+    yield
+
+
+async def health_ctx(app: web.Application) -> AsyncIterator[None]:
+    monitor = HealthMonitor(app[CONFIG].health, app[METRICS])
+    pool = app[POOL]
+    monitor.add("postgres", "datastore", lambda: pool.fetchval("SELECT 1"))
+    if REDIS in app:
+        client = app[REDIS]
+        # Redis backs caches and queues, not ingest: its loss degrades the service.
+        monitor.add("redis", "datastore", client.ping, critical=False)
+    await monitor.start()
+    app[HEALTH] = monitor
+    yield
+    await monitor.stop()

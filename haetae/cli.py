@@ -1,0 +1,214 @@
+"""The ``haetae`` command: ``up``, ``control-plane``, ``agent``, ``demo-app``, ``db migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from haetae import __version__
+from haetae.config import ConfigError
+
+DEFAULT_DATA_DIR = Path(".haetae")
+
+
+def _env_or(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value or None
+
+
+def cmd_control_plane(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from control_plane.app import create_app
+    from control_plane.config import load_config
+    from haetae.backing import backing_services
+    from haetae.logs import setup_logging
+
+    config = load_config(args.config)
+    setup_logging(
+        config.logging.level, json_format=config.logging.json_format, service="haetae-control-plane"
+    )
+    pg = config.postgres.dsn.get_secret_value() if config.postgres.dsn else None
+    rd = config.redis.url.get_secret_value() if config.redis.url else None
+    with backing_services(args.data_dir, postgres_dsn=pg, redis_url=rd) as backing:
+        config = config.model_copy(
+            update={
+                "postgres": config.postgres.model_copy(
+                    update={"dsn": _secret(backing.postgres_dsn)}
+                ),
+                "redis": config.redis.model_copy(update={"url": _secret(backing.redis_url)}),
+            }
+        )
+        app = create_app(config)
+        # run_app turns SIGINT/SIGTERM into a graceful shutdown that runs every cleanup_ctx.
+        web.run_app(
+            app,
+            host=config.http.host,
+            port=config.http.port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=10,
+        )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from control_plane.config import load_config
+    from control_plane.store import apply_migrations
+    from haetae.backing import backing_services
+
+    config = load_config(args.config)
+    pg = config.postgres.dsn.get_secret_value() if config.postgres.dsn else None
+
+    async def run(dsn: str) -> list[int]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await apply_migrations(conn)
+        finally:
+            await conn.close()
+
+    # Only PostgreSQL is needed here; an embedded Redis would be started for nothing.
+    with backing_services(args.data_dir, postgres_dsn=pg, redis_url="unused") as backing:
+        applied = asyncio.run(run(backing.postgres_dsn))
+    print(f"applied migrations: {applied}" if applied else "database is up to date")
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from agent.service import run_agent
+
+    from agent.config import load_config
+    from haetae.logs import setup_logging
+
+    config = load_config(args.config)
+    setup_logging("INFO", service="haetae-agent")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_agent(config, stop=stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_demo_app(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from haetae.demo_app import create_demo_app
+
+    web.run_app(create_demo_app(), host=args.host, port=args.port, print=None, access_log=None)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from haetae.up import UpOptions, run_up
+
+    return run_up(
+        UpOptions(
+            data_dir=args.data_dir,
+            host=args.host,
+            control_plane_port=args.control_plane_port,
+            agent_port=args.agent_port,
+            demo_port=args.demo_port,
+            interval_s=args.interval,
+        )
+    )
+
+
+def _secret(value: str):  # type: ignore[no-untyped-def]
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="haetae",
+        description="Haetae: observability agent and control plane. "
+        "Start with `haetae up` to run everything on embedded servers.",
+    )
+    parser.add_argument("--version", action="version", version=f"haetae {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--data-dir",
+            type=Path,
+            default=DEFAULT_DATA_DIR,
+            help="where embedded servers keep their data (default: ./.haetae)",
+        )
+
+    up = sub.add_parser(
+        "up",
+        help="run everything: embedded PostgreSQL/Redis (unless DSNs are set), control "
+        "plane, one agent and a demo app",
+        description="Run the whole system. HAETAE_POSTGRES_DSN / HAETAE_REDIS_URL select "
+        "external servers; otherwise embedded ones are started with data under --data-dir.",
+    )
+    data_dir(up)
+    up.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    up.add_argument("--control-plane-port", type=int, default=8340)
+    up.add_argument("--agent-port", type=int, default=8341)
+    up.add_argument("--demo-port", type=int, default=8342)
+    up.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        help="agent collection interval in seconds (default: 5)",
+    )
+    up.set_defaults(func=cmd_up)
+
+    cp = sub.add_parser(
+        "control-plane",
+        help="run the control plane (HTTP API, ingest)",
+        description="Config from --config YAML and HAETAE_* variables.",
+    )
+    cp.add_argument("--config", type=Path, help="YAML config file (see deploy/control-plane.yaml)")
+    data_dir(cp)
+    cp.set_defaults(func=cmd_control_plane)
+
+    ag = sub.add_parser(
+        "agent",
+        help="run the agent beside an app process",
+        description="Config from --config YAML and HAETAE_AGENT_* variables.",
+    )
+    ag.add_argument("--config", type=Path, help="YAML config file (see deploy/agent.yaml)")
+    ag.set_defaults(func=cmd_agent)
+
+    demo = sub.add_parser("demo-app", help="run the demo app that `up` watches")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8342)
+    demo.set_defaults(func=cmd_demo_app)
+
+    db = sub.add_parser("db", help="database commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    mig = db_sub.add_parser("migrate", help="apply pending SQL migrations")
+    mig.add_argument("--config", type=Path, help="control-plane YAML config file")
+    data_dir(mig)
+    mig.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"haetae: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""``haetae up``: the whole system on one machine, supervised, with zero configuration.
+
+Backing servers are embedded unless DSNs are given; the control plane, one agent and the demo
+app run as child processes (the same code path as separate deployments), restarted with backoff
+if they die, and stopped in reverse order on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from control_plane.auth.store import write_secret_file
+from haetae.backing import backing_services
+from haetae.logs import setup_logging
+from haetae.procs import die_with_parent
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    control_plane_port: int = 8340
+    agent_port: int = 8341
+    demo_port: int = 8342
+    interval_s: float = 5.0
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    log_path: Path | None = None
+    _log: object = field(default=None, repr=False)
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "haetae.cli", *self.args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+        if log:
+            log.close()  # the child holds its own descriptor
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _read_or_create_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(32)
+    write_secret_file(path, value)
+    return value
+
+
+def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def run_up(opts: UpOptions) -> int:
+    setup_logging("INFO", json_format=False, service="haetae-up")
+    data_dir = opts.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs_dir = data_dir / "logs"
+    logs_dir.mkdir(exist_ok=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    with backing_services(
+        data_dir,
+        postgres_dsn=os.environ.get("HAETAE_POSTGRES_DSN") or None,
+        redis_url=os.environ.get("HAETAE_REDIS_URL") or None,
+    ) as backing:
+        enrolment = _read_or_create_secret(data_dir / "enrolment.token")
+        base_env = dict(os.environ)
+        cp_url = f"http://{opts.host}:{opts.control_plane_port}"
+        demo_url = f"http://{opts.host}:{opts.demo_port}"
+        control_plane = Child(
+            "control-plane",
+            ["control-plane", "--data-dir", str(data_dir)],
+            base_env
+            | {
+                "HAETAE_POSTGRES_DSN": backing.postgres_dsn,
+                "HAETAE_REDIS_URL": backing.redis_url,
+                "HAETAE_AUTH_ENROLMENT_TOKEN": enrolment,
+                "HAETAE_AUTH_BOOTSTRAP_TOKEN_FILE": str(data_dir / "admin.token"),
+                "HAETAE_HTTP_HOST": opts.host,
+                "HAETAE_HTTP_PORT": str(opts.control_plane_port),
+            },
+            log_path=logs_dir / "control-plane.log",
+        )
+        demo = Child(
+            "demo-app",
+            ["demo-app", "--host", opts.host, "--port", str(opts.demo_port)],
+            base_env,
+            log_path=logs_dir / "demo-app.log",
+        )
+        children = [control_plane, demo]
+        control_plane.start()
+        if not _wait_http(f"{cp_url}/health", 60, control_plane.proc):
+            print(
+                f"haetae: the control plane did not start; see {control_plane.log_path}",
+                file=sys.stderr,
+            )
+            control_plane.stop()
+            return 1
+        demo.start()
+        _wait_http(f"{demo_url}/health", 20, demo.proc)
+        assert demo.proc is not None
+        agent = Child(
+            "agent",
+            ["agent"],
+            base_env
+            | {
+                "HAETAE_AGENT_AGENT_ID": "local-demo",
+                "HAETAE_AGENT_STATE_DIR": str(data_dir / "agent"),
+                "HAETAE_AGENT_INTERVAL_S": str(opts.interval_s),
+                "HAETAE_AGENT_CONTROL_PLANE_URL": cp_url,
+                "HAETAE_AGENT_CONTROL_PLANE_ENROLMENT_TOKEN": enrolment,
+                "HAETAE_AGENT_HTTP_HOST": opts.host,
+                "HAETAE_AGENT_HTTP_PORT": str(opts.agent_port),
+                # By command line, so the agent finds the demo app again after a restart.
+                "HAETAE_AGENT_PROCESS_CMDLINE_MATCH": (
+                    f"demo-app --host {opts.host} --port {opts.demo_port}"
+                ),
+                "HAETAE_AGENT_APP_METRICS_URL": f"{demo_url}/metrics",
+                "HAETAE_AGENT_HEALTH_URL": f"{demo_url}/health",
+            },
+            log_path=logs_dir / "agent.log",
+        )
+        agent.start()
+        children.append(agent)
+        admin_token = (data_dir / "admin.token").read_text().strip()
+        _print_banner(opts, cp_url, demo_url, data_dir, admin_token, backing.embedded)
+        try:
+            _supervise(children, stop)
+        finally:
+            for child in reversed(children):
+                child.stop()
+    print("haetae: stopped", flush=True)
+    return 0
+
+
+def _supervise(children: list[Child], stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        now = time.monotonic()
+        for child in children:
+            if child.proc is not None and child.proc.poll() is None:
+                continue
+            if child.proc is not None:
+                code = child.proc.returncode
+                child.proc = None
+                child.restarts += 1
+                delay = min(30.0, 2.0 ** min(child.restarts, 5))
+                child.next_start = now + delay
+                print(
+                    f"haetae: {child.name} exited with {code}; restarting in {delay:.0f}s "
+                    f"(log: {child.log_path})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            elif now >= child.next_start:
+                child.start()
+
+
+def _print_banner(
+    opts: UpOptions,
+    cp_url: str,
+    demo_url: str,
+    data_dir: Path,
+    token: str,
+    embedded: tuple[str, ...],
+) -> None:
+    agent_url = f"http://{opts.host}:{opts.agent_port}"
+    servers = ", ".join(embedded) if embedded else "none (using HAETAE_* DSNs)"
+    print(
+        f"""
+Haetae is up.
+  control plane  {cp_url}   (/health/detailed, /metrics, /admin/*)
+  agent          {agent_url}/metrics   reports every {opts.interval_s:g}s as 'local-demo'
+  demo app       {demo_url}   (/metrics, /health, POST /demo/state)
+  embedded       {servers}; data and logs in {data_dir}
+  admin token    {token}
+                 (saved in {data_dir / "admin.token"}, mode 600)
+
+Try:
+  curl -s -H "Authorization: Bearer $(cat {data_dir / "admin.token"})" \\
+    '{cp_url}/admin/monitoring/metrics?name=haetae_host_load1'
+  curl -s -H "Authorization: Bearer $(cat {data_dir / "admin.token"})" {cp_url}/admin/agents
+
+Ctrl-C stops everything.
+""",
+        flush=True,
+    )
