@@ -69,6 +69,7 @@ class HostCollector(BlockingCollector):
         return out
 
     def _cpu(self, out: list[Sample]) -> None:
+        out.append(Sample("haetae_host_cpu_count", {}, float(psutil.cpu_count() or 0)))
         now = psutil.cpu_times()
         prev = self._last_cpu
         self._last_cpu = now
@@ -84,7 +85,6 @@ class HostCollector(BlockingCollector):
         out.append(Sample("haetae_host_cpu_usage_ratio", {"cpu": "total"}, 1.0 - idle / total))
         for mode in modes:
             out.append(Sample("haetae_host_cpu_mode_ratio", {"mode": mode}, delta[mode] / total))
-        out.append(Sample("haetae_host_cpu_count", {}, float(psutil.cpu_count() or 0)))
 
     def _memory(self, out: list[Sample]) -> None:
         vm = psutil.virtual_memory()
@@ -112,9 +112,10 @@ class HostCollector(BlockingCollector):
                 continue  # unmounted between the listing and the statvfs
             labels = {"mountpoint": part.mountpoint, "device": part.device, "fstype": part.fstype}
             out.append(Sample("haetae_host_filesystem_size_bytes", labels, float(usage.total)))
-            out.append(Sample("haetae_host_filesystem_free_bytes", labels, float(usage.free)))
-            if usage.total:
-                ratio = usage.used / (usage.used + usage.free) if usage.used + usage.free else 0.0
+            # avail is what non-root users may still write (statvfs f_bavail), as df shows it.
+            out.append(Sample("haetae_host_filesystem_avail_bytes", labels, float(usage.free)))
+            if usage.used + usage.free:
+                ratio = usage.used / (usage.used + usage.free)
                 out.append(Sample("haetae_host_filesystem_used_ratio", labels, ratio))
 
     def _disks(self, out: list[Sample]) -> None:

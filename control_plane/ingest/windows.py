@@ -1,0 +1,165 @@
+"""The recent in-memory window of every series, for the rule evaluator; pure (the clock is an
+argument).
+
+Only samples whose report has been durably committed are added (the writer calls :meth:`add`
+after COMMIT and never for duplicate reports), so what the evaluator sees is exactly what a
+query of the database would return for the same span.
+
+Each window holds two ``array('d')`` (16 bytes a point rather than ~100 for tuples), bounded by
+``window_seconds`` and ``max_points``; samples usually arrive in time order so adding is an
+append, and late ones (a replayed spool) are inserted in place.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from control_plane.query.matchers import Matcher, matches_all
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRef:
+    """A stored series: what a window is keyed by and what a selector returns."""
+
+    series_id: int
+    agent_id: str
+    name: str
+    labels: Mapping[str, str]
+
+
+class _Window:
+    __slots__ = ("head", "ref", "ts", "values")
+
+    def __init__(self, ref: SeriesRef) -> None:
+        self.ref = ref
+        self.ts = array("d")
+        self.values = array("d")
+        # Points before `head` are expired; they are cut off in bulk, not one by one.
+        self.head = 0
+
+    def insert(self, ts: float, value: float) -> None:
+        times = self.ts
+        if len(times) == self.head or ts > times[-1]:
+            times.append(ts)
+            self.values.append(value)
+            return
+        i = bisect_left(times, ts, self.head)
+        if i < len(times) and times[i] == ts:
+            self.values[i] = value  # same instant twice: the later write wins
+        else:
+            times.insert(i, ts)
+            self.values.insert(i, value)
+
+    def trim(self, cutoff: float, max_points: int) -> None:
+        times = self.ts
+        n = len(times)
+        head = self.head
+        if head < n and times[head] < cutoff:
+            head = bisect_left(times, cutoff, head)
+        head = max(head, n - max_points)
+        if head >= 64 and head * 2 >= n:
+            del times[:head]
+            del self.values[:head]
+            head = 0
+        self.head = head
+
+    def __len__(self) -> int:
+        return len(self.ts) - self.head
+
+    def newest(self) -> float | None:
+        return self.ts[-1] if len(self.ts) > self.head else None
+
+    def between(self, start: float, end: float) -> list[Point]:
+        """Points with ``start < ts <= end`` (Prometheus range-selector semantics)."""
+        lo = bisect_right(self.ts, start, self.head)
+        hi = bisect_right(self.ts, end, lo)
+        return list(zip(self.ts[lo:hi], self.values[lo:hi], strict=True))
+
+
+class SeriesWindows:
+    def __init__(self, *, window_seconds: float, max_points: int) -> None:
+        self.window_seconds = window_seconds
+        self.max_points = max_points
+        self._windows: dict[int, _Window] = {}
+        self._by_name: dict[str, dict[int, _Window]] = {}
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def add(self, samples: Iterable[tuple[SeriesRef, float, float]], now: float) -> int:
+        """Add committed samples ``(series, ts, value)``; those already older than the window
+        are skipped. Returns how many were added."""
+        cutoff = now - self.window_seconds
+        windows = self._windows
+        touched: dict[int, _Window] = {}
+        added = 0
+        for ref, ts, value in samples:
+            if ts < cutoff:
+                continue
+            w = windows.get(ref.series_id)
+            if w is None:
+                w = self._create(ref)
+            w.insert(ts, value)
+            touched[ref.series_id] = w
+            added += 1
+        for w in touched.values():
+            w.trim(cutoff, self.max_points)
+        return added
+
+    def evict(self, now: float) -> int:
+        """Drop points that left the window, and series left with none; returns series
+        dropped. Bounds memory for series that stopped reporting."""
+        cutoff = now - self.window_seconds
+        dead = []
+        for sid, w in self._windows.items():
+            w.trim(cutoff, self.max_points)
+            if len(w) == 0:
+                dead.append(sid)
+        for sid in dead:
+            w = self._windows.pop(sid)
+            same_name = self._by_name[w.ref.name]
+            del same_name[sid]
+            if not same_name:
+                del self._by_name[w.ref.name]
+        return len(dead)
+
+    def select(self, name: str, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]:
+        """Series named ``name`` whose labels (and ``agent``) satisfy every matcher."""
+        found = self._by_name.get(name)
+        if not found:
+            return []
+        return [
+            w.ref for w in found.values() if matches_all(matchers, w.ref.agent_id, w.ref.labels)
+        ]
+
+    def points(self, series_id: int, start: float, end: float) -> list[Point]:
+        """Points of one series with ``start < ts <= end``, oldest first."""
+        w = self._windows.get(series_id)
+        return [] if w is None else w.between(start, end)
+
+    def latest(self, series_id: int, at: float, lookback: float) -> Point | None:
+        """The newest point with ``at - lookback < ts <= at`` (an instant selector)."""
+        pts = self.points(series_id, at - lookback, at)
+        return pts[-1] if pts else None
+
+    def range(
+        self, name: str, matchers: Sequence[Matcher], start: float, end: float
+    ) -> list[tuple[SeriesRef, list[Point]]]:
+        """Every matching series with its points in ``(start, end]`` (empty ones left out)."""
+        out = []
+        for ref in self.select(name, matchers):
+            pts = self.points(ref.series_id, start, end)
+            if pts:
+                out.append((ref, pts))
+        return out
+
+    def _create(self, ref: SeriesRef) -> _Window:
+        w = _Window(ref)
+        self._windows[ref.series_id] = w
+        self._by_name.setdefault(ref.name, {})[ref.series_id] = w
+        return w
