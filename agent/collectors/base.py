@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from agent.config import AgentConfig
 
+
 @dataclass(slots=True)
 class Sample:
     """One observation. ``ts`` (unix seconds) is None when it is the report's collection time."""
@@ -23,6 +24,7 @@ class Sample:
     labels: dict[str, str] = field(default_factory=dict)
     value: float = 0.0
     ts: float | None = None
+
 
 class Collector(ABC):
     """One source of samples. Subclasses set ``name`` and are added to ``COLLECTORS``."""
@@ -39,6 +41,7 @@ class Collector(ABC):
     @abstractmethod
     async def collect(self) -> list[Sample]:
         """Gather the current samples; raise ``CollectorError`` to report a partial failure."""
+
 
 class BlockingCollector(Collector):
     """A collector whose work is blocking syscalls (psutil), run in a worker thread.
@@ -66,9 +69,11 @@ class BlockingCollector(Collector):
         finally:
             self._busy.release()
 
+
 COLLECTORS: dict[str, type[Collector]] = {}
 
 C = TypeVar("C", bound=type[Collector])
+
 
 def register(cls: C) -> C:
     """Class decorator: make ``cls`` selectable by its ``name`` in the ``collectors`` list."""
@@ -76,6 +81,7 @@ def register(cls: C) -> C:
         raise ValueError(f"collector name {cls.name!r} registered twice")
     COLLECTORS[cls.name] = cls
     return cls
+
 
 def build_collectors(
     config: AgentConfig,

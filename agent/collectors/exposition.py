@@ -78,7 +78,7 @@ def parse_reference(text: str) -> list[Sample]:
         for s in family.samples:
             if not _NAME.fullmatch(s.name) or not all(map(_LABEL_NAME.fullmatch, s.labels)):
                 continue  # UTF-8 names: one would make the control plane refuse the whole report
-            ts = s.timestamp if isinstance(s.timestamp, float | int) or s.timestamp is None else None
+            ts = float(s.timestamp) if isinstance(s.timestamp, float | int) else None
             out.append(Sample(s.name, dict(s.labels), float(s.value), ts))
     return out
 

@@ -77,7 +77,8 @@ class HostCollector(BlockingCollector):
         for mode in now._fields:
             out.append(Sample("haetae_host_cpu_seconds_total", {"mode": mode}, getattr(now, mode)))
         # Ratios over the last cycle; on the first cycle, over the time since boot.
-        delta = {m: getattr(now, m) - (getattr(prev, m) if prev is not None else 0.0) for m in modes}
+        base = prev if prev is not None else now._make(0.0 for _ in now)
+        delta = {m: getattr(now, m) - getattr(base, m) for m in modes}
         total = sum(delta.values())
         if total <= 0:
             return

@@ -1,4 +1,4 @@
-"""The watched app process, found by pid, pid file or command-line match, followed across restarts."""
+"""The watched app process: found by pid, pid file or command line, followed across restarts."""
 
 from __future__ import annotations
 
