@@ -23,6 +23,7 @@ from control_plane.maintenance import maintenance_ctx
 from control_plane.store import apply_migrations, create_pool
 from control_plane.telemetry import ControlPlaneMetrics, metrics_middleware
 from haetae.web import problem_middleware
+from haetae.web.bodies import HANDLER_ARGS
 
 log = logging.getLogger("haetae.control_plane")
 
@@ -37,6 +38,7 @@ def create_app(
         middlewares=[metrics_middleware(app_metrics), problem_middleware, auth_middleware],
         # Bodies are streamed and capped by the handlers; this is aiohttp's outer guard.
         client_max_size=config.http.max_body_bytes,
+        handler_args=HANDLER_ARGS,
     )
     app[CONFIG] = config
     app[METRICS] = app_metrics

@@ -6,10 +6,10 @@ import gzip
 
 import orjson
 from aiohttp import web
+from tests_support import assert_problem
 
 from haetae.web import problem_middleware
-from haetae.web.bodies import json_response, read_body, read_json
-from tests_support import assert_problem
+from haetae.web.bodies import HANDLER_ARGS, json_response, read_body, read_json
 
 
 def make_app() -> web.Application:
@@ -23,7 +23,7 @@ def make_app() -> web.Application:
     async def crash(request: web.Request) -> web.Response:
         raise RuntimeError("secret internals")
 
-    app = web.Application(middlewares=[problem_middleware])
+    app = web.Application(middlewares=[problem_middleware], handler_args=HANDLER_ARGS)
     app.router.add_post("/raw", raw)
     app.router.add_post("/json", as_json)
     app.router.add_get("/crash", crash)
@@ -49,10 +49,15 @@ async def test_limits_and_bad_encodings(aiohttp_client) -> None:  # type: ignore
         await client.post("/raw", data=bomb, headers={"Content-Encoding": "gzip"}), 413
     )
     assert "decompressed" in problem["detail"]
-    # A body that fails to inflate is a 400; aiohttp then closes that connection.
     await assert_problem(
         await client.post(
             "/raw", data=b"not gzip", headers={"Content-Encoding": "gzip", "Connection": "close"}
+        ),
+        400,
+    )
+    await assert_problem(
+        await client.post(
+            "/raw", data=gzip.compress(b"abc")[:-6], headers={"Content-Encoding": "gzip"}
         ),
         400,
     )

@@ -1,0 +1,344 @@
+"""Group commit of agent reports into PostgreSQL.
+
+``submit`` queues a report and returns only after the flush that contains it has committed, so
+a 200 to the agent means "durably stored". Each flush is ONE transaction:
+
+1. the batch's report ids go into ``ingested_reports`` (``ON CONFLICT DO NOTHING RETURNING``):
+   the ids returned are the reports new to the database; the rest are duplicates, including a
+   retry racing its original on another replica (the unique index makes the later one wait);
+2. the new reports' samples are binary-COPied into ``samples``;
+3. the agents' ``last_seen_at`` / ``last_seq`` are updated.
+
+Any failure rolls the whole transaction back and fails every waiter of the batch with
+:class:`IngestUnavailable` (the route answers 503 and the agent retries): nothing is half
+written. Series rows and missing partitions are created just before the transaction, on their
+own; both are idempotent and harmless if the batch then fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import asyncpg
+
+from control_plane.config import IngestConfig, RetentionConfig
+from control_plane.ingest.batch import (
+    PreparedReport,
+    find_missing_series,
+    prepare,
+    report_key,
+    split_first_copies,
+)
+from control_plane.ingest.decode import Report
+from control_plane.ingest.series import SeriesKey, SeriesResolver
+from control_plane.ingest.windows import SeriesRef, SeriesWindows
+from control_plane.store import partitions
+from control_plane.telemetry import ControlPlaneMetrics
+
+_INSERT_REPORTS = """
+INSERT INTO ingested_reports (agent_id, report_id, seq, sample_count)
+SELECT a, r::uuid, s, n
+FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[]) AS t(a, r, s, n)
+ORDER BY a, r
+ON CONFLICT (agent_id, report_id) DO NOTHING
+RETURNING agent_id, report_id::text
+"""
+# Rows are locked in agent_id order so concurrent flushes (or replicas) cannot deadlock.
+_TOUCH_AGENTS = """
+UPDATE agents a SET last_seen_at = now(), last_seq = COALESCE(v.seq, a.last_seq)
+FROM (SELECT t.agent_id, t.seq
+      FROM unnest($1::text[], $2::int8[]) AS t(agent_id, seq)
+      JOIN agents l ON l.agent_id = t.agent_id
+      ORDER BY t.agent_id
+      FOR UPDATE OF l) AS v
+WHERE a.agent_id = v.agent_id
+"""
+_COPY_COLUMNS = ("series_id", "ts", "value")
+# PostgreSQL's "no partition of relation found for row".
+_NO_PARTITION = "23514"
+# Pending work beyond this many flushes' worth is refused with a 503: memory stays bounded.
+_PENDING_FLUSHES = 4
+_EVICT_EVERY_S = 60.0
+
+
+class IngestUnavailable(Exception):
+    """Retryable: the report was not stored (database failure, overload, shutting down)."""
+
+    def __init__(self, reason: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class SubmitResult(NamedTuple):
+    accepted: int
+    duplicate: bool
+
+
+class _Waiter(NamedTuple):
+    report: Report
+    future: asyncio.Future[SubmitResult]
+    arrived: float  # monotonic
+
+
+class Ingestor:
+    """Group-commit writer plus the in-memory series windows. Use as an async context manager:
+    leaving it flushes what is pending and stops."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        cfg: IngestConfig,
+        retention: RetentionConfig,
+        metrics: ControlPlaneMetrics,
+        *,
+        windows: SeriesWindows | None = None,
+        clock: Callable[[], float] = time.time,
+        max_concurrent_flushes: int = 2,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self._pool = pool
+        self._cfg = cfg
+        self._retention = retention
+        self._metrics = metrics
+        self._clock = clock
+        self._log = log or logging.getLogger("control_plane.ingest")
+        self.windows = windows or SeriesWindows(
+            window_seconds=cfg.window_seconds, max_points=cfg.window_max_points
+        )
+        self.series = SeriesResolver()
+        self._known_days: set[dt.date] = set()
+        self._pending: list[_Waiter] = []
+        self._pending_samples = 0
+        self._max_pending = max(_PENDING_FLUSHES * cfg.flush_max_samples, cfg.max_samples_per_report)
+        self._wake = asyncio.Event()
+        self._full = asyncio.Event()
+        # Two flushes in flight let Python prepare one batch while PostgreSQL writes the other.
+        self._slots = asyncio.Semaphore(max_concurrent_flushes)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._closing = False
+        self._last_evict = 0.0
+
+    async def __aenter__(self) -> Ingestor:
+        self._runner = asyncio.create_task(self._run(), name="ingest-flusher")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop accepting reports, flush the pending ones, wait for flushes in flight."""
+        self._closing = True
+        self._wake.set()
+        self._full.set()
+        if self._runner is not None:
+            await self._runner
+            self._runner = None
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    @property
+    def pending_samples(self) -> int:
+        return self._pending_samples
+
+    async def submit(self, report: Report) -> SubmitResult:
+        """Store ``report``; returns once it is committed (or known to be a duplicate).
+
+        Raises :class:`IngestUnavailable` when it could not be stored (retry later)."""
+        if self._closing or self._runner is None:
+            raise IngestUnavailable("the ingestor is not running", retry_after_s=5.0)
+        n = len(report.samples)
+        if self._pending and self._pending_samples + n > self._max_pending:
+            raise IngestUnavailable("ingest is overloaded", retry_after_s=2.0)
+        future: asyncio.Future[SubmitResult] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Waiter(report, future, time.monotonic()))
+        self._pending_samples += n
+        self._metrics.ingest_pending_samples.set(self._pending_samples)
+        self._wake.set()
+        if self._pending_samples >= self._cfg.flush_max_samples:
+            self._full.set()
+        return await future
+
+    # -- the flusher ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            if not self._pending:
+                self._wake.clear()
+                if self._closing:
+                    return
+                continue
+            # Linger up to flush_interval_s after the oldest pending report to gather a batch,
+            # unless enough samples are already waiting.
+            linger = self._pending[0].arrived + self._cfg.flush_interval_s - time.monotonic()
+            if linger > 0 and not self._full.is_set() and not self._closing:
+                try:
+                    await asyncio.wait_for(self._full.wait(), linger)
+                except TimeoutError:
+                    pass
+            await self._slots.acquire()
+            batch = self._take_batch()
+            task = asyncio.create_task(self._flush(batch), name="ingest-flush")
+            self._inflight.add(task)
+            task.add_done_callback(self._flush_done)
+
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slots.release()
+
+    def _take_batch(self) -> list[_Waiter]:
+        limit = self._cfg.flush_max_samples
+        taken = 0
+        count = 0
+        for w in self._pending:
+            n = len(w.report.samples)
+            if count and taken + n > limit:
+                break
+            taken += n
+            count += 1
+        batch = self._pending[:count]
+        del self._pending[:count]
+        self._pending_samples -= taken
+        self._metrics.ingest_pending_samples.set(self._pending_samples)
+        if self._pending_samples < limit:
+            self._full.clear()
+        if not self._pending and not self._closing:
+            self._wake.clear()
+        return batch
+
+    async def _flush(self, batch: list[_Waiter]) -> None:
+        started = time.perf_counter()
+        try:
+            results = await self._write([w.report for w in batch])
+        except Exception as exc:
+            self._log.warning(
+                "ingest flush failed; %d reports will be retried by their agents",
+                len(batch),
+                exc_info=exc,
+            )
+            self._metrics.ingest_reports.labels("failed").inc(len(batch))
+            error = IngestUnavailable("the database is unavailable")
+            error.__cause__ = exc
+            for w in batch:
+                if not w.future.done():
+                    w.future.set_exception(error)
+            return
+        finally:
+            self._metrics.ingest_flush_duration.observe(time.perf_counter() - started)
+        for w, result in zip(batch, results, strict=True):
+            if not w.future.done():  # the caller may have gone away (client disconnect)
+                w.future.set_result(result)
+
+    async def _write(self, reports: list[Report]) -> list[SubmitResult]:
+        try:
+            return await self._write_once(reports)
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate != _NO_PARTITION:
+                raise
+            # A partition we believed in is gone (dropped by another replica): re-check, retry.
+            self._known_days.clear()
+            return await self._write_once(reports)
+
+    async def _write_once(self, reports: list[Report]) -> list[SubmitResult]:
+        now = self._clock()
+        cutoff = partitions.retention_cutoff(now, self._retention.retention_days)
+        firsts, _ = split_first_copies(reports)
+        missing = find_missing_series(firsts, cutoff, self.series.get)
+        async with self._pool.acquire() as conn:
+            created = await self.series.resolve(conn, missing)
+            ref_of = _ref_lookup(self.series.get, created)
+            timestamps: dict[float, dt.datetime] = {}
+            prepared = [prepare(r, cutoff, ref_of, timestamps) for r in firsts]
+            if timestamps:
+                await self._ensure_partitions(conn, min(timestamps), max(timestamps), now)
+            async with conn.transaction():
+                rows = await conn.fetch(
+                    _INSERT_REPORTS,
+                    [p.key[0] for p in prepared],
+                    [p.key[1] for p in prepared],
+                    [p.report.seq for p in prepared],
+                    [len(p.report.samples) for p in prepared],
+                )
+                fresh = {(r[0], r[1]) for r in rows}
+                new = [p for p in prepared if p.key in fresh]
+                records = list(itertools.chain.from_iterable(p.records for p in new))
+                if records:
+                    await conn.copy_records_to_table(
+                        "samples", records=records, columns=_COPY_COLUMNS
+                    )
+                await conn.execute(_TOUCH_AGENTS, *_agent_touches(reports, fresh))
+        return self._after_commit(reports, new, now)
+
+    def _after_commit(
+        self, reports: list[Report], new: list[PreparedReport], now: float
+    ) -> list[SubmitResult]:
+        by_key = {p.key: p for p in new}
+        results = []
+        stored = expired = 0
+        for r in reports:
+            # pop: a second copy of the same report in this batch is a duplicate.
+            p = by_key.pop(report_key(r), None)
+            if p is None:
+                results.append(SubmitResult(0, True))
+                continue
+            results.append(SubmitResult(len(r.samples), False))
+            stored += p.stored
+            expired += p.expired
+        m = self._metrics
+        m.ingest_reports.labels("stored").inc(len(new))
+        m.ingest_reports.labels("duplicate").inc(len(reports) - len(new))
+        m.ingest_samples.inc(stored)
+        m.ingest_samples_expired.inc(expired)
+        self.windows.add(itertools.chain.from_iterable(p.window for p in new), now)
+        if now - self._last_evict >= _EVICT_EVERY_S:
+            self._last_evict = now
+            self.windows.evict(now)
+        m.window_series.set(len(self.windows))
+        return results
+
+    async def _ensure_partitions(
+        self, conn: asyncpg.Connection, first_ts: float, last_ts: float, now: float
+    ) -> None:
+        # Expired samples never get here; the upper bound keeps a clock gone wild from creating
+        # partitions far in the future (such a batch fails and is retried, never half-written).
+        last_allowed = partitions.day_of(
+            now + max(self._cfg.max_future_skew_s, self._retention.partitions_ahead_days * 86400)
+        )
+        first = partitions.day_of(first_ts)
+        last = min(partitions.day_of(last_ts), last_allowed)
+        days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+        needed = [d for d in days if d not in self._known_days]
+        if not needed:
+            return
+        await partitions.create_partitions(conn, needed)
+        self._known_days.update(needed)
+
+
+def _ref_lookup(
+    cached: Callable[[SeriesKey], SeriesRef | None], created: dict[SeriesKey, SeriesRef]
+) -> Callable[[SeriesKey], SeriesRef]:
+    def ref_of(key: SeriesKey) -> SeriesRef:
+        ref = cached(key)
+        return ref if ref is not None else created[key]
+
+    return ref_of
+
+
+def _agent_touches(reports: list[Report], fresh: set[tuple[str, str]]) -> tuple[list[str], list[int | None]]:
+    """Every agent heard from in the batch, with the seq of its latest new report."""
+    seqs: dict[str, int | None] = {}
+    for r in reports:
+        if (r.agent_id, str(r.report_id)) in fresh and r.seq is not None:
+            seqs[r.agent_id] = r.seq
+        else:
+            seqs.setdefault(r.agent_id, None)
+    agents = sorted(seqs)
+    return agents, [seqs[a] for a in agents]
