@@ -9,9 +9,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from haetae import __version__
 from haetae.config import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 DEFAULT_DATA_DIR = Path(".haetae")
 
@@ -125,7 +129,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
 
 
-def _secret(value: str):  # type: ignore[no-untyped-def]
+def _secret(value: str) -> SecretStr:
     from pydantic import SecretStr
 
     return SecretStr(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -22,6 +23,9 @@ _IGNORED_NICS = re.compile(r"^(lo|veth.*)$")
 # Guest time is already counted in user/nice on Linux; adding it would exceed 100 %.
 _GUEST_MODES = frozenset({"guest", "guest_nice"})
 _IDLE_MODES = frozenset({"idle", "iowait"})
+_MOUNTS_TTL_S = 60.0
+# /proc/meminfo keys (in kB) -> position in (total, available, swap total, swap free).
+_MEMINFO_KEYS = {b"MemTotal:": 0, b"MemAvailable:": 1, b"SwapTotal:": 2, b"SwapFree:": 3}
 
 _DISK_FIELDS = (
     ("read_bytes", "haetae_host_disk_read_bytes_total", 1.0),
@@ -49,6 +53,14 @@ class HostCollector(BlockingCollector):
     def __init__(self) -> None:
         super().__init__()
         self._last_cpu: Any = None  # psutil's scputimes of the previous cycle
+        self._last_ratios: list[Sample] = []
+        # Constant for the life of the agent: read once, not every cycle.
+        self._boot_time = psutil.boot_time()
+        self._cpu_count = float(psutil.cpu_count() or 0)
+        self._mounts: list[tuple[str, dict[str, str]]] = []
+        self._mounts_read_at = -_MOUNTS_TTL_S
+        # Label dicts reused across cycles (the report encoder only reads them).
+        self._device_labels: dict[str, dict[str, str]] = {}
 
     @classmethod
     def from_config(cls, config: AgentConfig, session: ClientSession) -> HostCollector:
@@ -65,53 +77,50 @@ class HostCollector(BlockingCollector):
         self._filesystems(out)
         self._disks(out)
         self._network(out)
-        out.append(Sample("haetae_host_boot_time_seconds", {}, psutil.boot_time()))
+        out.append(Sample("haetae_host_boot_time_seconds", {}, self._boot_time))
         return out
 
     def _cpu(self, out: list[Sample]) -> None:
-        out.append(Sample("haetae_host_cpu_count", {}, float(psutil.cpu_count() or 0)))
+        out.append(Sample("haetae_host_cpu_count", {}, self._cpu_count))
         now = psutil.cpu_times()
-        prev = self._last_cpu
-        self._last_cpu = now
-        modes = [m for m in now._fields if m not in _GUEST_MODES]
         for mode in now._fields:
             out.append(Sample("haetae_host_cpu_seconds_total", {"mode": mode}, getattr(now, mode)))
         # Ratios over the last cycle; on the first cycle, over the time since boot.
-        base = prev if prev is not None else now._make(0.0 for _ in now)
+        modes = [m for m in now._fields if m not in _GUEST_MODES]
+        base = self._last_cpu if self._last_cpu is not None else now._make(0.0 for _ in now)
         delta = {m: getattr(now, m) - getattr(base, m) for m in modes}
         total = sum(delta.values())
-        if total <= 0:
-            return
-        idle = sum(delta[m] for m in modes if m in _IDLE_MODES)
-        out.append(Sample("haetae_host_cpu_usage_ratio", {"cpu": "total"}, 1.0 - idle / total))
-        for mode in modes:
-            out.append(Sample("haetae_host_cpu_mode_ratio", {"mode": mode}, delta[mode] / total))
+        if total > 0:
+            self._last_cpu = now
+            idle = sum(delta[m] for m in modes if m in _IDLE_MODES)
+            ratios = [Sample("haetae_host_cpu_usage_ratio", {"cpu": "total"}, 1.0 - idle / total)]
+            for mode in modes:
+                ratios.append(
+                    Sample("haetae_host_cpu_mode_ratio", {"mode": mode}, delta[mode] / total)
+                )
+            self._last_ratios = ratios
+        # Less than a clock tick since the last cycle: repeat its ratios rather than leave a gap.
+        out.extend(self._last_ratios)
 
     def _memory(self, out: list[Sample]) -> None:
-        vm = psutil.virtual_memory()
-        out.append(Sample("haetae_host_memory_total_bytes", {}, float(vm.total)))
-        out.append(Sample("haetae_host_memory_available_bytes", {}, float(vm.available)))
-        if vm.total:
-            used = 1.0 - vm.available / vm.total
-            out.append(Sample("haetae_host_memory_used_ratio", {}, used))
-        sw = psutil.swap_memory()
-        out.append(Sample("haetae_host_swap_total_bytes", {}, float(sw.total)))
-        out.append(Sample("haetae_host_swap_used_bytes", {}, float(sw.used)))
+        mem = _meminfo()
+        if mem is None:  # not Linux, or a kernel without MemAvailable
+            vm, sw = psutil.virtual_memory(), psutil.swap_memory()
+            mem = (float(vm.total), float(vm.available), float(sw.total), float(sw.free))
+        total, available, swap_total, swap_free = mem
+        out.append(Sample("haetae_host_memory_total_bytes", {}, total))
+        out.append(Sample("haetae_host_memory_available_bytes", {}, available))
+        if total:
+            out.append(Sample("haetae_host_memory_used_ratio", {}, 1.0 - available / total))
+        out.append(Sample("haetae_host_swap_total_bytes", {}, swap_total))
+        out.append(Sample("haetae_host_swap_used_bytes", {}, swap_total - swap_free))
 
     def _filesystems(self, out: list[Sample]) -> None:
-        # all=False keeps block-device filesystems only: no proc/tmpfs/overlay, no network
-        # mounts that could hang statvfs. Bind mounts repeat a device; keep its shortest path.
-        seen: set[str] = set()
-        parts = sorted(psutil.disk_partitions(all=False), key=lambda p: len(p.mountpoint))
-        for part in parts:
-            if part.device in seen:
-                continue
-            seen.add(part.device)
+        for mountpoint, labels in self._real_mounts():
             try:
-                usage = psutil.disk_usage(part.mountpoint)
+                usage = psutil.disk_usage(mountpoint)
             except OSError:
-                continue  # unmounted between the listing and the statvfs
-            labels = {"mountpoint": part.mountpoint, "device": part.device, "fstype": part.fstype}
+                continue  # unmounted since the mount table was read
             out.append(Sample("haetae_host_filesystem_size_bytes", labels, float(usage.total)))
             # avail is what non-root users may still write (statvfs f_bavail), as df shows it.
             out.append(Sample("haetae_host_filesystem_avail_bytes", labels, float(usage.free)))
@@ -119,22 +128,73 @@ class HostCollector(BlockingCollector):
                 ratio = usage.used / (usage.used + usage.free)
                 out.append(Sample("haetae_host_filesystem_used_ratio", labels, ratio))
 
+    def _real_mounts(self) -> list[tuple[str, dict[str, str]]]:
+        """Mounts of block-device filesystems, re-read once a minute (the mount table rarely
+        changes, and reading it is the costliest part of a cycle).
+
+        all=False leaves out proc, tmpfs, overlay and network mounts (a hung NFS server would
+        hang statvfs). Bind mounts repeat a device; its shortest mount path is kept.
+        """
+        now = time.monotonic()
+        if now - self._mounts_read_at >= _MOUNTS_TTL_S:
+            seen: set[str] = set()
+            mounts = []
+            for part in sorted(psutil.disk_partitions(all=False), key=lambda p: len(p.mountpoint)):
+                if part.device not in seen:
+                    seen.add(part.device)
+                    labels = {"mountpoint": part.mountpoint, "device": part.device}
+                    mounts.append((part.mountpoint, labels | {"fstype": part.fstype}))
+            self._mounts, self._mounts_read_at = mounts, now
+        return self._mounts
+
+    def _labels(self, device: str) -> dict[str, str]:
+        labels = self._device_labels.get(device)
+        if labels is None:
+            if len(self._device_labels) > 1024:  # devices come and go; forget the old ones
+                self._device_labels.clear()
+            labels = self._device_labels[device] = {"device": device}
+        return labels
+
     def _disks(self, out: list[Sample]) -> None:
-        counters = psutil.disk_io_counters(perdisk=True, nowrap=True) or {}
+        # Without nowrap psutil skips its wrap bookkeeping; a counter reset is what rate()
+        # already handles.
+        counters = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
         for device, c in counters.items():
             if _IGNORED_DISKS.match(device):
                 continue
-            labels = {"device": device}
+            labels = self._labels(device)
             for attr, metric, scale in _DISK_FIELDS:
                 value = getattr(c, attr, None)
                 if value is not None:
                     out.append(Sample(metric, labels, value * scale))
 
     def _network(self, out: list[Sample]) -> None:
-        counters = psutil.net_io_counters(pernic=True, nowrap=True)
+        counters = psutil.net_io_counters(pernic=True, nowrap=False)
         for nic, c in counters.items():
             if _IGNORED_NICS.match(nic):
                 continue
-            labels = {"device": nic}
+            labels = self._labels(nic)
             for attr, metric in _NIC_FIELDS:
                 out.append(Sample(metric, labels, float(getattr(c, attr))))
+
+
+def _meminfo() -> tuple[float, float, float, float] | None:
+    """Linux: memory and swap figures from one read of /proc/meminfo, in bytes.
+
+    psutil's virtual_memory() and swap_memory() together read it twice, plus /proc/vmstat for
+    swap-in/out figures we do not report: a quarter of the host collector's time.
+    """
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    found = [-1.0] * 4
+    for line in data.split(b"\n"):
+        key, _, rest = line.partition(b" ")
+        i = _MEMINFO_KEYS.get(key)
+        if i is not None:
+            found[i] = float(rest.split()[0]) * 1024
+    if min(found) < 0:
+        return None
+    return found[0], found[1], found[2], found[3]

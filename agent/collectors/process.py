@@ -55,6 +55,9 @@ class ProcessCollector(BlockingCollector):
             return self._down()
         try:
             with proc.oneshot():
+                if proc.status() == psutil.STATUS_ZOMBIE:  # from the stat read oneshot caches
+                    self._proc = None  # it exited; found again (restarted) next cycle
+                    return self._down()
                 cpu = proc.cpu_times()
                 mem = proc.memory_info()
                 threads = proc.num_threads()
@@ -95,7 +98,8 @@ class ProcessCollector(BlockingCollector):
     def _resolve(self) -> psutil.Process | None:
         wanted = self._read_pid_file() if self._pid_file is not None else self._pid
         proc = self._proc
-        if proc is not None and (wanted is None or proc.pid == wanted) and _alive(proc):
+        # is_running() compares start times, so a reused pid is not taken for our process.
+        if proc is not None and (wanted is None or proc.pid == wanted) and proc.is_running():
             return proc
         proc = self._find(wanted)
         self._proc = proc
@@ -149,7 +153,7 @@ class ProcessCollector(BlockingCollector):
 def _alive(proc: psutil.Process) -> bool:
     # is_running() also guards against pid reuse; a zombie has exited but is not yet reaped.
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
@@ -157,6 +161,6 @@ def _alive(proc: psutil.Process) -> bool:
 def _num_fds(proc: psutil.Process) -> int | None:
     """Open descriptors, or None where the platform or permissions do not tell."""
     try:
-        return proc.num_fds()
+        return int(proc.num_fds())
     except (psutil.AccessDenied, AttributeError):  # AttributeError: not on Windows
         return None

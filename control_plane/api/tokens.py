@@ -73,8 +73,9 @@ async def list_tokens(request: web.Request) -> web.Response:
     rows = await request.app[TOKEN_STORE].list()
     for row in rows:
         for key in ("created_at", "expires_at", "revoked_at"):
-            if row[key] is not None:
-                row[key] = row[key].isoformat()
+            value = row[key]
+            if isinstance(value, dt.datetime):
+                row[key] = value.isoformat()
     return json_response({"tokens": rows})
 
 

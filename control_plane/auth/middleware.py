@@ -19,7 +19,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Callable[..., Any])
 
 TOKEN_STORE: web.AppKey[TokenStore] = web.AppKey("token_store", TokenStore)
-_PRINCIPAL = "haetae.principal"
+# A typed request key: plain string keys warn on aiohttp >= 3.14 (warnings are errors in tests).
+_PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("haetae.principal")
 _SCOPE_ATTR = "__haetae_required_scope__"
 
 

@@ -3,7 +3,7 @@
 from control_plane.ingest.context import ingest_ctx
 from control_plane.ingest.decode import CollectorStatus, Report, Sample, decode_report
 from control_plane.ingest.windows import SeriesRef, SeriesWindows
-from control_plane.ingest.writer import IngestUnavailable, Ingestor, SubmitResult
+from control_plane.ingest.writer import Ingestor, IngestUnavailable, SubmitResult
 
 __all__ = [
     "CollectorStatus",

@@ -1,12 +1,14 @@
 """Turning a batch of decoded reports into rows: pure, no I/O.
 
-Split out of the writer so the hot per-sample loops are small and testable on their own.
+Split out of the writer so the hot per-sample loop is small and testable on its own. It makes
+one pass over the samples: series already known get their id at once; the few unknown ones are
+collected, created by the writer, then patched in by :meth:`PreparedReport.resolve`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from control_plane.ingest.decode import Report
@@ -15,7 +17,8 @@ from control_plane.ingest.windows import SeriesRef
 
 ReportKey = tuple[str, str]  # (agent_id, report_id as canonical text)
 CopyRecord = tuple[int, dt.datetime, float]
-WindowItem = tuple[SeriesRef, float, float]
+# Placeholder until an unknown series has its id; never reaches the database.
+_UNRESOLVED = SeriesRef(-1, "", "", {})
 
 
 @dataclass(slots=True)
@@ -24,11 +27,29 @@ class PreparedReport:
     key: ReportKey
     expired: int = 0
     records: list[CopyRecord] = field(default_factory=list)
-    window: list[WindowItem] = field(default_factory=list)
+    # For the windows, aligned with records: lists of references, not one more tuple a sample
+    # (allocations are what the garbage collector makes us pay for).
+    refs: list[SeriesRef] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    # Positions in records/refs whose series was unknown, with its key.
+    unresolved: list[tuple[int, SeriesKey]] = field(default_factory=list)
 
     @property
     def stored(self) -> int:
         return len(self.records)
+
+    def resolve(self, refs: Mapping[SeriesKey, SeriesRef]) -> None:
+        """Patch in the ids of the series created after :func:`prepare`."""
+        records = self.records
+        for i, key in self.unresolved:
+            ref = refs[key]
+            _, when, value = records[i]
+            records[i] = (ref.series_id, when, value)
+            self.refs[i] = ref
+        self.unresolved.clear()
+
+    def window_items(self) -> Iterator[tuple[SeriesRef, float, float]]:
+        return zip(self.refs, self.times, (r[2] for r in self.records), strict=True)
 
 
 def report_key(report: Report) -> ReportKey:
@@ -51,34 +72,23 @@ def split_first_copies(reports: Iterable[Report]) -> tuple[list[Report], list[in
     return firsts, repeats
 
 
-def find_missing_series(
-    reports: Iterable[Report], cutoff: float, known: Callable[[SeriesKey], SeriesRef | None]
-) -> dict[SeriesKey, dict[str, str]]:
-    """Series of the storable samples (not older than ``cutoff``) with no known id yet."""
-    missing: dict[SeriesKey, dict[str, str]] = {}
-    for report in reports:
-        agent = report.agent_id
-        for s in report.samples:
-            if s.ts < cutoff:
-                continue
-            key = (agent, s.name, s.labels_key)
-            if key not in missing and known(key) is None:
-                missing[key] = s.labels
-    return missing
-
-
 def prepare(
     report: Report,
     cutoff: float,
-    ref_of: Callable[[SeriesKey], SeriesRef],
+    known: Mapping[SeriesKey, SeriesRef],
+    missing: dict[SeriesKey, dict[str, str]],
     timestamps: dict[float, dt.datetime],
 ) -> PreparedReport:
     """COPY rows and window items for one report; samples older than ``cutoff`` are counted as
-    expired. ``timestamps`` memoises float -> datetime across the batch (a report's samples
+    expired. Series not in ``known`` are added to ``missing`` (key -> labels) and left
+    unresolved. ``timestamps`` memoises float -> datetime across the batch (a report's samples
     mostly share one timestamp)."""
     out = PreparedReport(report, report_key(report))
     records = out.records
-    window = out.window
+    add_record = records.append
+    add_ref = out.refs.append
+    add_time = out.times.append
+    known_get = known.get
     agent = report.agent_id
     utc = dt.UTC
     fromtimestamp = dt.datetime.fromtimestamp
@@ -88,11 +98,17 @@ def prepare(
         if ts < cutoff:
             expired += 1
             continue
-        ref = ref_of((agent, s.name, s.labels_key))
+        key = (agent, s.name, s.labels_key)
+        ref = known_get(key)
+        if ref is None:
+            ref = _UNRESOLVED
+            out.unresolved.append((len(records), key))
+            missing.setdefault(key, s.labels)
         when = timestamps.get(ts)
         if when is None:
             when = timestamps[ts] = fromtimestamp(ts, utc)
-        records.append((ref.series_id, when, s.value))
-        window.append((ref, ts, s.value))
+        add_record((ref.series_id, when, s.value))
+        add_ref(ref)
+        add_time(ts)
     out.expired = expired
     return out

@@ -19,11 +19,10 @@ from typing import Any
 import orjson
 
 from control_plane.config import IngestConfig
+from control_plane.query.matchers import LABEL_NAME, METRIC_NAME
 from haetae.web.bodies import parse_json
 from haetae.web.problem import invalid
 
-METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 AGENT_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # Guards for the series table (a label set becomes a row there); generous for real exporters.
 MAX_NAME_LEN = 256
@@ -70,27 +69,16 @@ def labels_key(labels: dict[str, str]) -> str:
     return orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode()
 
 
-class _Memo:
-    """A bounded set of strings already validated; cleared wholesale when full (cheap, and a
-    miss only costs one re-validation)."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self) -> None:
-        self._items: set[str] = set()
-
-    def __contains__(self, item: str) -> bool:
-        return item in self._items
-
-    def add(self, item: str) -> None:
-        if len(self._items) >= _MEMO_LIMIT:
-            self._items.clear()
-        self._items.add(item)
+# Pure memoisation of "this string passed validation" (no behaviour depends on it): plain sets,
+# because a Python-level __contains__ would cost more than the lookup it saves.
+_valid_names: set[str] = set()
+_valid_label_keys: set[str] = set()
 
 
-# Pure memoisation of "this string passed validation": no behaviour depends on it.
-_valid_names = _Memo()
-_valid_label_keys = _Memo()
+def _remember(memo: set[str], item: str) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()  # wholesale: a miss only costs one re-validation
+    memo.add(item)
 
 
 def decode_report(body: bytes, agent_id: str, *, now: float, cfg: IngestConfig) -> Report:
@@ -118,36 +106,44 @@ def decode_report(body: bytes, agent_id: str, *, now: float, cfg: IngestConfig) 
 
 
 def _samples(raw: list[Any], default_ts: float, latest: float) -> list[Sample]:
+    # The hot loop: locals for globals, the common cases inline, the rest in helpers.
     out: list[Sample] = []
     append = out.append
+    names = _valid_names
+    label_keys = _valid_label_keys
+    dumps = orjson.dumps
+    sort_keys = orjson.OPT_SORT_KEYS
     for i, item in enumerate(raw):
         if type(item) is not dict:
             raise invalid(f"samples[{i}]", "a sample must be a JSON object")
         name = item.get("name")
-        if name not in _valid_names:
-            _check_name(name, i)
+        # type() first: an unhashable name (a list) must not reach the set lookup.
+        if type(name) is not str or name not in names:
+            name = _check_name(name, i)
         labels = item.get("labels")
         if labels is None:
             labels = {}
             key = "{}"
         elif type(labels) is dict:
-            key = orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode()
-            if key not in _valid_label_keys:
+            key = dumps(labels, option=sort_keys).decode()
+            if key not in label_keys:
                 _check_labels(labels, i)
-                _valid_label_keys.add(key)
+                _remember(label_keys, key)
         else:
             raise invalid(f"samples[{i}].labels", "labels must be an object of strings")
-        value = _value(item.get("value"), i)
+        value: Any = item.get("value")
+        kind = type(value)
+        if kind is int:
+            value = float(value)
+        elif kind is not float:
+            value = _value(value, i)
         ts = item.get("ts")
-        if ts is None:
-            ts = default_ts
-        else:
-            ts = _timestamp(ts, f"samples[{i}].ts", latest)
+        ts = default_ts if ts is None else _timestamp(ts, f"samples[{i}].ts", latest)
         append(Sample(name, labels, key, ts, value))
     return out
 
 
-def _check_name(name: Any, i: int) -> None:
+def _check_name(name: Any, i: int) -> str:
     where = f"samples[{i}].name"
     if not isinstance(name, str):
         raise invalid(where, "name must be a string")
@@ -157,7 +153,8 @@ def _check_name(name: Any, i: int) -> None:
             f"{name[:MAX_NAME_LEN]!r} is not a metric name",
             hint=f"[a-zA-Z_:][a-zA-Z0-9_:]*, at most {MAX_NAME_LEN} characters",
         )
-    _valid_names.add(name)
+    _remember(_valid_names, name)
+    return name
 
 
 def _check_labels(labels: dict[str, Any], i: int) -> None:
@@ -182,7 +179,7 @@ def _check_labels(labels: dict[str, Any], i: int) -> None:
 def _value(raw: Any, i: int) -> float:
     kind = type(raw)
     if kind is float:
-        return raw  # type: ignore[no-any-return]
+        return raw
     if kind is int:
         return float(raw)
     if kind is str:
@@ -235,7 +232,7 @@ def _seq(raw: Any) -> int | None:
         return None
     if type(raw) is not int or not 0 <= raw <= MAX_SEQ:
         raise invalid("seq", "seq must be a non-negative integer")
-    return raw  # type: ignore[no-any-return]
+    return raw
 
 
 def _collectors(raw: Any) -> list[CollectorStatus]:
@@ -264,9 +261,7 @@ def _collectors(raw: Any) -> list[CollectorStatus]:
         if error is not None and not isinstance(error, str):
             raise invalid(f"{where}.error", "error must be a string or null")
         out.append(
-            CollectorStatus(
-                name, ok, None if duration is None else float(duration), count, error
-            )
+            CollectorStatus(name, ok, None if duration is None else float(duration), count, error)
         )
     return out
 

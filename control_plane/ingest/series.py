@@ -20,7 +20,7 @@ SeriesKey = tuple[str, str, str]  # (agent_id, name, labels_key)
 _UPSERT = """
 INSERT INTO series (agent_id, name, labels, labels_key)
 SELECT a, n, k::jsonb, k FROM unnest($1::text[], $2::text[], $3::text[]) AS t(a, n, k)
-ORDER BY a, n, k
+ORDER BY t.a, t.n, t.k
 ON CONFLICT (agent_id, name, labels_key) DO NOTHING
 """
 _LOOKUP = """
@@ -38,6 +38,11 @@ class SeriesResolver:
 
     def __len__(self) -> int:
         return len(self._cache)
+
+    @property
+    def known(self) -> Mapping[SeriesKey, SeriesRef]:
+        """The cache itself (read-only use): the hot loop looks keys up without a method call."""
+        return self._cache
 
     def get(self, key: SeriesKey) -> SeriesRef | None:
         return self._cache.get(key)

@@ -98,17 +98,26 @@ class SeriesWindows:
         windows = self._windows
         touched: dict[int, _Window] = {}
         added = 0
+        max_points = self.max_points
         for ref, ts, value in samples:
             if ts < cutoff:
                 continue
-            w = windows.get(ref.series_id)
+            sid = ref.series_id
+            w = windows.get(sid)
             if w is None:
                 w = self._create(ref)
-            w.insert(ts, value)
-            touched[ref.series_id] = w
+            times = w.ts
+            # In-order samples (nearly all) are two appends; late ones go through insert().
+            if len(times) == w.head or ts > times[-1]:
+                times.append(ts)
+                w.values.append(value)
+            else:
+                w.insert(ts, value)
             added += 1
+            if times[w.head] < cutoff or len(times) - w.head > max_points:
+                touched[sid] = w
         for w in touched.values():
-            w.trim(cutoff, self.max_points)
+            w.trim(cutoff, max_points)
         return added
 
     def evict(self, now: float) -> int:

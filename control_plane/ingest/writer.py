@@ -18,6 +18,7 @@ own; both are idempotent and harmless if the batch then fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import logging
@@ -28,16 +29,10 @@ from typing import NamedTuple
 import asyncpg
 
 from control_plane.config import IngestConfig, RetentionConfig
-from control_plane.ingest.batch import (
-    PreparedReport,
-    find_missing_series,
-    prepare,
-    report_key,
-    split_first_copies,
-)
+from control_plane.ingest.batch import PreparedReport, prepare, report_key, split_first_copies
 from control_plane.ingest.decode import Report
 from control_plane.ingest.series import SeriesKey, SeriesResolver
-from control_plane.ingest.windows import SeriesRef, SeriesWindows
+from control_plane.ingest.windows import SeriesWindows
 from control_plane.store import partitions
 from control_plane.telemetry import ControlPlaneMetrics
 
@@ -45,7 +40,7 @@ _INSERT_REPORTS = """
 INSERT INTO ingested_reports (agent_id, report_id, seq, sample_count)
 SELECT a, r::uuid, s, n
 FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[]) AS t(a, r, s, n)
-ORDER BY a, r
+ORDER BY t.a, t.r
 ON CONFLICT (agent_id, report_id) DO NOTHING
 RETURNING agent_id, report_id::text
 """
@@ -116,7 +111,9 @@ class Ingestor:
         self._known_days: set[dt.date] = set()
         self._pending: list[_Waiter] = []
         self._pending_samples = 0
-        self._max_pending = max(_PENDING_FLUSHES * cfg.flush_max_samples, cfg.max_samples_per_report)
+        self._max_pending = max(
+            _PENDING_FLUSHES * cfg.flush_max_samples, cfg.max_samples_per_report
+        )
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
         # Two flushes in flight let Python prepare one batch while PostgreSQL writes the other.
@@ -170,25 +167,34 @@ class Ingestor:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            if not self._pending:
-                self._wake.clear()
-                if self._closing:
+            try:
+                if await self._run_once():
                     return
-                continue
-            # Linger up to flush_interval_s after the oldest pending report to gather a batch,
-            # unless enough samples are already waiting.
-            linger = self._pending[0].arrived + self._cfg.flush_interval_s - time.monotonic()
-            if linger > 0 and not self._full.is_set() and not self._closing:
-                try:
-                    await asyncio.wait_for(self._full.wait(), linger)
-                except TimeoutError:
-                    pass
-            await self._slots.acquire()
-            batch = self._take_batch()
-            task = asyncio.create_task(self._flush(batch), name="ingest-flush")
-            self._inflight.add(task)
-            task.add_done_callback(self._flush_done)
+            except Exception:  # pragma: no cover - a bug; never leave submitters hanging
+                self._log.exception("ingest flusher failed; failing the pending reports")
+                batch, self._pending = self._pending, []
+                self._pending_samples = 0
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_exception(IngestUnavailable("internal ingest error"))
+
+    async def _run_once(self) -> bool:
+        """Wait for work and start one flush; True once closed and drained."""
+        await self._wake.wait()
+        if not self._pending:
+            self._wake.clear()
+            return self._closing
+        # Linger up to flush_interval_s after the oldest pending report to gather a batch,
+        # unless enough samples are already waiting.
+        linger = self._pending[0].arrived + self._cfg.flush_interval_s - time.monotonic()
+        if linger > 0 and not self._full.is_set() and not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), linger)
+        await self._slots.acquire()
+        task = asyncio.create_task(self._flush(self._take_batch()), name="ingest-flush")
+        self._inflight.add(task)
+        task.add_done_callback(self._flush_done)
+        return False
 
     def _flush_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
@@ -251,12 +257,16 @@ class Ingestor:
         now = self._clock()
         cutoff = partitions.retention_cutoff(now, self._retention.retention_days)
         firsts, _ = split_first_copies(reports)
-        missing = find_missing_series(firsts, cutoff, self.series.get)
+        # CPU work first, before holding a connection.
+        missing: dict[SeriesKey, dict[str, str]] = {}
+        timestamps: dict[float, dt.datetime] = {}
+        known = self.series.known
+        prepared = [prepare(r, cutoff, known, missing, timestamps) for r in firsts]
         async with self._pool.acquire() as conn:
-            created = await self.series.resolve(conn, missing)
-            ref_of = _ref_lookup(self.series.get, created)
-            timestamps: dict[float, dt.datetime] = {}
-            prepared = [prepare(r, cutoff, ref_of, timestamps) for r in firsts]
+            if missing:
+                created = await self.series.resolve(conn, missing)
+                for p in prepared:
+                    p.resolve(created)
             if timestamps:
                 await self._ensure_partitions(conn, min(timestamps), max(timestamps), now)
             async with conn.transaction():
@@ -297,7 +307,7 @@ class Ingestor:
         m.ingest_reports.labels("duplicate").inc(len(reports) - len(new))
         m.ingest_samples.inc(stored)
         m.ingest_samples_expired.inc(expired)
-        self.windows.add(itertools.chain.from_iterable(p.window for p in new), now)
+        self.windows.add(itertools.chain.from_iterable(p.window_items() for p in new), now)
         if now - self._last_evict >= _EVICT_EVERY_S:
             self._last_evict = now
             self.windows.evict(now)
@@ -322,17 +332,9 @@ class Ingestor:
         self._known_days.update(needed)
 
 
-def _ref_lookup(
-    cached: Callable[[SeriesKey], SeriesRef | None], created: dict[SeriesKey, SeriesRef]
-) -> Callable[[SeriesKey], SeriesRef]:
-    def ref_of(key: SeriesKey) -> SeriesRef:
-        ref = cached(key)
-        return ref if ref is not None else created[key]
-
-    return ref_of
-
-
-def _agent_touches(reports: list[Report], fresh: set[tuple[str, str]]) -> tuple[list[str], list[int | None]]:
+def _agent_touches(
+    reports: list[Report], fresh: set[tuple[str, str]]
+) -> tuple[list[str], list[int | None]]:
     """Every agent heard from in the batch, with the seq of its latest new report."""
     seqs: dict[str, int | None] = {}
     for r in reports:

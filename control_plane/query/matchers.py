@@ -15,6 +15,9 @@ from haetae.web.problem import invalid
 
 AGENT_LABEL = "agent"
 _LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
+# Prometheus' naming rules, shared with report decoding.
+METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+LABEL_NAME = re.compile(_LABEL_NAME)
 # label, operator, then a double- or single-quoted value with backslash escapes.
 _MATCHER = re.compile(
     rf"""\s*({_LABEL_NAME})\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*""",
@@ -91,9 +94,7 @@ def _unquote(quoted: str) -> str:
     return "".join(out)
 
 
-def matches_all(
-    matchers: Sequence[Matcher], agent_id: str, labels: Mapping[str, str]
-) -> bool:
+def matches_all(matchers: Sequence[Matcher], agent_id: str, labels: Mapping[str, str]) -> bool:
     for m in matchers:
         value = agent_id if m.label == AGENT_LABEL else labels.get(m.label, "")
         if not m.matches(value):

@@ -64,8 +64,8 @@ def wanted_days(now: float, retention_days: int, ahead_days: int) -> list[dt.dat
 
 def storable_day(day: dt.date, now: float, retention_days: int, ahead_days: int) -> bool:
     """May ingest create a partition for ``day`` on demand?"""
-    return oldest_kept_day(now, retention_days) <= day <= day_of(now) + dt.timedelta(
-        days=ahead_days
+    return (
+        oldest_kept_day(now, retention_days) <= day <= day_of(now) + dt.timedelta(days=ahead_days)
     )
 
 
@@ -112,9 +112,15 @@ async def create_partitions(conn: asyncpg.Connection, days: Iterable[dt.date]) -
             if day in have:
                 continue
             start, end = day_bounds(day)
-            # Identifiers and bounds come from a date, never from input: safe to format.
+            name = partition_name(day)
+            # CREATE + ATTACH rather than CREATE ... PARTITION OF: ATTACH needs only a SHARE
+            # UPDATE EXCLUSIVE lock on the parent, so it does not queue behind (and block)
+            # ingest transactions. Identifiers and bounds come from a date: safe to format.
             await conn.execute(
-                f'CREATE TABLE "{partition_name(day)}" PARTITION OF {PARENT} '
+                f'CREATE TABLE "{name}" (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)'
+            )
+            await conn.execute(
+                f'ALTER TABLE {PARENT} ATTACH PARTITION "{name}" '
                 f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
             )
             created.append(day)
@@ -124,13 +130,17 @@ async def create_partitions(conn: asyncpg.Connection, days: Iterable[dt.date]) -
 async def drop_partitions(
     conn: asyncpg.Connection, days: Iterable[dt.date], *, lock_timeout_s: float = 5.0
 ) -> list[dt.date]:
-    """Drop the partitions of ``days`` (ingest waits at most ``lock_timeout_s`` behind it)."""
+    """Drop the partitions of ``days``; returns the ones dropped. DROP needs an exclusive lock
+    on the parent, so each waits at most ``lock_timeout_s`` (ingest queues behind a waiting
+    DROP); one that times out is left for the next maintenance round."""
     dropped = []
     for day in sorted(set(days)):
-        async with conn.transaction():
-            # DROP needs an exclusive lock on the parent; give up rather than stall ingest.
-            await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
-            await conn.execute(f'DROP TABLE IF EXISTS "{partition_name(day)}"')
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
+                await conn.execute(f'DROP TABLE IF EXISTS "{partition_name(day)}"')
+        except asyncpg.LockNotAvailableError:
+            continue
         dropped.append(day)
     return dropped

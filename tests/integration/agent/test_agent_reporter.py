@@ -1,0 +1,272 @@
+"""The reporter against a real local control plane: enrolment, outage and recovery, poison
+reports, lost answers, and replay after a restart. Every report must arrive once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from agent_peers import ENROLMENT_TOKEN, FakeControlPlane
+from prometheus_client import CollectorRegistry
+
+from agent.backoff import Backoff
+from agent.collectors.base import Sample
+from agent.config import AgentConfig
+from agent.reporter import Reporter
+from agent.runner import CollectorRun, Cycle
+from agent.spool import Spool
+from agent.state import SeqAllocator, TokenStore
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+class Harness:
+    """A reporter with its spool and registry, built the way the agent builds them."""
+
+    def __init__(self, session: aiohttp.ClientSession, state: Path, url: str, **link: Any) -> None:
+        link = {"url": url, "enrolment_token": ENROLMENT_TOKEN, "request_timeout_s": 2} | link
+        self.config = AgentConfig(agent_id="web-1", state_dir=state, control_plane=link)
+        self.registry = CollectorRegistry()
+        self.spool = Spool(state / "spool", max_bytes=1 << 20, segment_bytes=64 * 1024)
+        self.tokens = TokenStore(state / "agent.token")
+        self.reporter = Reporter(
+            self.config,
+            session=session,
+            spool=self.spool,
+            registry=self.registry,
+            tokens=self.tokens,
+            seq=SeqAllocator(state / "report.seq"),
+            backoff=Backoff(base_s=0.01, cap_s=0.05),
+        )
+
+    async def submit(self, n: int) -> list[str]:
+        ids = []
+        for i in range(n):
+            cycle = Cycle(
+                time.time(),
+                [Sample("x_value", {"i": str(i)}, float(i))],
+                [CollectorRun("x", True, 0.001, 1)],
+            )
+            ids.append(await self.reporter.submit(cycle))
+        return ids
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.registry.get_sample_value(name, labels)
+        assert value is not None, name
+        return value
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        self.reporter.start()
+        try:
+            yield
+        finally:
+            await self.reporter.close(1.0)
+
+    def close(self) -> None:
+        self.spool.close()
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not predicate():  # noqa: ASYNC110  # the spool has no event to wait on
+            await asyncio.sleep(0.01)
+
+
+def _assert_once_in_order(cp: FakeControlPlane, ids: list[str]) -> None:
+    assert [r["report_id"] for r in cp.stored] == ids
+    assert cp.seqs == sorted(cp.seqs) and len(set(cp.seqs)) == len(cp.seqs)
+
+
+async def test_enrols_once_and_reuses_the_token_after_restart(
+    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+) -> None:
+    cp, url = control_plane
+    first = Harness(session, tmp_path, url)
+    ids = await first.submit(1)
+    assert await first.reporter.drain()
+    assert cp.enrolments == 1
+    token_file = tmp_path / "agent.token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert token_file.read_text().strip() in cp.tokens
+    first.close()
+
+    second = Harness(session, tmp_path, url)  # a restart: same state directory
+    ids += await second.submit(1)
+    assert await second.reporter.drain()
+    assert cp.enrolments == 1
+    _assert_once_in_order(cp, ids)
+    assert second.metric("haetae_agent_reports_sent_total") == 1
+    assert second.metric("haetae_agent_last_report_success_timestamp_seconds") > 0
+    second.close()
+
+
+async def test_outage_then_recovery_delivers_every_report_once_in_order(
+    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+) -> None:
+    cp, url = control_plane
+    h = Harness(session, tmp_path, url)
+    cp.fail_next = [503] * 6
+    async with h.running():
+        ids = await h.submit(20)
+        await cp.wait_for(20)
+        await _until(lambda: h.spool.pending_count == 0)
+    _assert_once_in_order(cp, ids)
+    assert cp.duplicates == 0
+    assert h.metric("haetae_agent_reports_failed_total", reason="server_error") == 6
+    assert h.metric("haetae_agent_reports_sent_total") == 20
+    assert h.spool.pending_count == 0
+    assert h.reporter.status().consecutive_failures == 0
+    h.close()
+
+
+async def test_backlog_drains_without_waiting_between_reports(
+    session: aiohttp.ClientSession,
+    control_plane: tuple[FakeControlPlane, str],
+    refused_url: str,
+    tmp_path: Path,
+) -> None:
+    down = Harness(session, tmp_path, refused_url)
+    ids = await down.submit(50)
+    assert not await down.reporter.drain()
+    assert down.metric("haetae_agent_reports_failed_total", reason="connection_error") == 1
+    down.close()
+
+    cp, url = control_plane
+    up = Harness(session, tmp_path, url)  # restart with a full spool, control plane back
+    assert up.spool.pending_count == 50
+    started = time.monotonic()
+    async with up.running():
+        await cp.wait_for(50)
+    assert time.monotonic() - started < 5
+    _assert_once_in_order(cp, ids)
+    up.close()
+
+
+async def test_lost_answer_is_resent_and_stored_once(
+    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+) -> None:
+    cp, url = control_plane
+    h = Harness(session, tmp_path, url)
+    cp.lose_answer_once = True  # stored, but the agent sees a 500
+    ids = await h.submit(3)
+    assert not await h.reporter.drain()
+    assert await h.reporter.drain()
+    assert cp.duplicates == 1
+    _assert_once_in_order(cp, ids)
+    h.close()
+
+
+async def test_timeout_is_retried_and_idempotent(
+    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+) -> None:
+    cp, url = control_plane
+    h = Harness(session, tmp_path, url, request_timeout_s=0.2)
+    assert await h.reporter.drain()  # nothing to send yet
+    ids = await h.submit(2)
+    cp.delay_s = 0.5
+    assert not await h.reporter.drain()
+    assert h.metric("haetae_agent_reports_failed_total", reason="timeout") == 1
+    cp.delay_s = 0.0
+    await asyncio.sleep(0.5)  # let the slow request finish server-side (it is stored)
+    assert await h.reporter.drain()
+    _assert_once_in_order(cp, ids)
+    h.close()
+
+
+async def test_poison_report_is_dropped_and_counted(
+    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+) -> None:
+    cp, url = control_plane
+    h = Harness(session, tmp_path, url)
+    cp.reject_seqs = {2}
+    ids = await h.submit(3)
+    assert await h.reporter.drain()
+    assert cp.seqs == [1, 3]
+    assert [r["report_id"] for r in cp.stored] == [ids[0], ids[2]]
+    assert h.metric("haetae_agent_reports_dropped_total", reason="rejected") == 1
+    assert h.spool.pending_count == 0
+    h.close()
+
+
+async def test_revoked_token_triggers_reenrolment(
+    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+) -> None:
+    cp, url = control_plane
+    h = Harness(session, tmp_path, url)
+    ids = await h.submit(1)
+    assert await h.reporter.drain()
+    old = h.tokens.load()
+    cp.revoke_all()
+    ids += await h.submit(1)
+    assert await h.reporter.drain()
+    assert cp.enrolments == 2
+    assert h.tokens.load() not in (None, old)
+    _assert_once_in_order(cp, ids)
+    h.close()
+
+
+async def test_without_any_token_reports_stay_spooled(
+    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+) -> None:
+    cp, url = control_plane
+    h = Harness(session, tmp_path, url, enrolment_token=None)
+    await h.submit(2)
+    assert not await h.reporter.drain()
+    assert h.metric("haetae_agent_reports_failed_total", reason="not_enrolled") == 1
+    assert "enrolment_token" in (h.reporter.status().last_error or "")
+    assert h.spool.pending_count == 2
+    assert cp.report_posts == 0
+    h.close()
+
+
+async def test_wrong_enrolment_token_keeps_reports(
+    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+) -> None:
+    _, url = control_plane
+    h = Harness(session, tmp_path, url, enrolment_token="wrong")
+    await h.submit(1)
+    assert not await h.reporter.drain()
+    assert "HTTP 401" in (h.reporter.status().last_error or "")
+    assert h.spool.pending_count == 1
+    h.close()
+
+
+async def test_flush_is_bounded(
+    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+) -> None:
+    cp, url = control_plane
+    h = Harness(session, tmp_path, url)
+    await h.submit(1)
+    cp.delay_s = 5
+    started = time.monotonic()
+    assert not await h.reporter.flush(0.3)
+    assert time.monotonic() - started < 1.5
+    assert h.spool.pending_count == 1
+    h.close()
+
+
+async def test_throttling_honours_retry_after(
+    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+) -> None:
+    cp, url = control_plane
+    h = Harness(session, tmp_path, url)
+    cp.fail_next, cp.retry_after = [429], "1"
+    started = time.monotonic()
+    async with h.running():
+        ids = await h.submit(1)
+        await cp.wait_for(1)
+    assert time.monotonic() - started >= 1.0  # not the 10-50 ms backoff of this harness
+    assert h.metric("haetae_agent_reports_failed_total", reason="throttled") == 1
+    _assert_once_in_order(cp, ids)
+    h.close()

@@ -1,0 +1,88 @@
+"""Backoff, durable state files, the collector registry and the package's public face."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+import agent
+from agent.backoff import Backoff
+from agent.collectors import COLLECTORS, build_collectors
+from agent.collectors.host import HostCollector
+from agent.config import AgentConfig
+from agent.state import SeqAllocator, TokenStore
+from haetae.config import ConfigError
+
+
+def test_backoff_doubles_to_cap_with_jitter_in_upper_half() -> None:
+    low = Backoff(base_s=1.0, cap_s=8.0, rng=lambda: 0.0)
+    assert [low.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    high = Backoff(base_s=1.0, cap_s=8.0, rng=lambda: 0.999999)
+    assert [round(high.next_delay(), 3) for _ in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    high.reset()
+    assert round(high.next_delay(), 3) == 1.0
+
+
+def test_token_store_is_private_and_atomic(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path / "agent.token")
+    assert store.load() is None
+    store.save("hta_abc")
+    assert store.load() == "hta_abc"
+    assert (tmp_path / "agent.token").stat().st_mode & 0o777 == 0o600
+    store.clear()
+    assert store.load() is None
+
+
+def test_seq_keeps_increasing_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "report.seq"
+    first = SeqAllocator(path, block=3)
+    a = [first.next() for _ in range(5)]
+    second = SeqAllocator(path, block=3)  # a restart
+    b = [second.next() for _ in range(2)]
+    assert a == [1, 2, 3, 4, 5]
+    assert b[0] > a[-1] and b[1] > b[0]
+
+
+async def test_registry_builds_configured_collectors_only(tmp_path: Path) -> None:
+    assert set(COLLECTORS) == {"host", "process", "app", "health"}
+    async with aiohttp.ClientSession() as session:
+        built = build_collectors(AgentConfig(state_dir=tmp_path), session)
+        # No process, app or health target configured: those are not built.
+        assert [type(c) for c in built] == [HostCollector]
+        cfg = AgentConfig(
+            state_dir=tmp_path,
+            collectors=["health", "app"],
+            app={"metrics_url": "http://127.0.0.1:1/metrics"},
+            health={"url": "http://127.0.0.1:1/health"},
+        )
+        assert [c.name for c in build_collectors(cfg, session)] == ["health", "app"]
+        with pytest.raises(ConfigError) as err:
+            build_collectors(AgentConfig(state_dir=tmp_path), session, registry={})
+        assert err.value.key == "collectors.0"
+
+
+def test_config_rejects_unknown_collector() -> None:
+    with pytest.raises(ValueError, match="unknown collector 'gpu'"):
+        AgentConfig(collectors=["host", "gpu"])
+
+
+def test_public_names_match_all() -> None:
+    public = {n for n in vars(agent) if not n.startswith("_")} - {
+        "collectors",
+        "config",
+        "service",
+        "errors",
+        "runner",
+        "reporter",
+        "report",
+        "spool",
+        "state",
+        "status",
+        "server",
+        "backoff",
+        "fsutil",
+        "spool_metrics",
+    }
+    assert public == set(agent.__all__)
