@@ -23,6 +23,7 @@ Every public method takes a lock, so the spool may be used from worker threads
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import struct
@@ -41,6 +42,7 @@ _FRAME = struct.Struct(">II")
 _SLOT = struct.Struct(">QQQI4x")  # generation, segment id, offset, crc32 of the first 24 bytes
 _SUFFIX = ".seg"
 _CURSOR = "cursor"
+_LOCK = "lock"
 # fdatasync also persists the file size (needed to read the data back) but skips mtime.
 _sync = getattr(os, "fdatasync", os.fsync)
 
@@ -81,6 +83,7 @@ class Spool:
         self._segments: list[_Segment] = []
         self._fd: int | None = None  # the newest segment, open for appends
         self._cursor_fd: int | None = None
+        self._lock_fd: int | None = None
         self._generation = 0
         self._offset = 0  # replay position inside the oldest segment
         self._head_acked = 0  # records of the oldest segment before the cursor
@@ -159,15 +162,21 @@ class Spool:
             if self._cursor_fd is not None:
                 with contextlib.suppress(OSError):
                     _sync(self._cursor_fd)
-            for fd in (self._fd, self._cursor_fd):
+            for fd in (self._fd, self._cursor_fd, self._lock_fd):
                 if fd is not None:
-                    os.close(fd)
-            self._fd = self._cursor_fd = None
+                    os.close(fd)  # closing the lock file releases the flock
+            self._fd = self._cursor_fd = self._lock_fd = None
 
     # -- opening -----------------------------------------------------------------------------
 
     def _open(self) -> None:
         ensure_private_dir(self._dir)
+        # Two agents sharing a state directory would interleave appends and cursors.
+        self._lock_fd = os.open(self._dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SpoolError(f"spool {self._dir} is in use by another process") from None
         ids = sorted(
             int(p.name[: -len(_SUFFIX)])
             for p in self._dir.iterdir()

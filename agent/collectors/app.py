@@ -51,7 +51,7 @@ class AppScrapeCollector(Collector):
         start = time.perf_counter()
         try:
             body = await self._fetch()
-            samples = self._parser.parse(body.decode("utf-8"))
+            samples = self._parser.parse(body.decode("utf-8"), now=time.time())
         except (aiohttp.ClientError, TimeoutError, ValueError, _ScrapeFailed) as exc:
             elapsed = time.perf_counter() - start
             message = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
@@ -67,6 +67,9 @@ class AppScrapeCollector(Collector):
         samples.append(Sample("haetae_app_scrape_up", {}, 1.0))
         samples.append(Sample("haetae_app_scrape_duration_seconds", {}, elapsed))
         samples.append(Sample("haetae_app_scrape_samples", {}, count))
+        # Left out because the control plane would refuse them (over-long labels, odd times).
+        refused = float(self._parser.refused)
+        samples.append(Sample("haetae_app_scrape_samples_refused", {}, refused))
         return samples
 
     async def _fetch(self) -> bytes:

@@ -7,7 +7,9 @@ sample. Any line it does not fully understand sends the whole text to prometheus
 which stays the reference for odd input (and raises ``ValueError`` for invalid input).
 
 Sample names are kept exactly as exposed (the reference parser appends ``_total`` to counters
-that lack it; the fast path, like the Prometheus server, does not).
+that lack it; the fast path, like the Prometheus server, does not). Samples the control plane
+would refuse (see docs/wire-format.md, "Validation and limits") are left out and counted, since
+one of them would get the whole report refused.
 """
 
 from __future__ import annotations
@@ -28,26 +30,46 @@ _ESCAPE = re.compile(r'\\[\\n"]')
 _UNESCAPED = {"\\\\": "\\", "\\n": "\n", '\\"': '"'}
 
 Series = tuple[str, dict[str, str]]
+# A series the control plane would refuse (docs/wire-format.md, "Validation and limits"): one
+# such sample would make it refuse the whole report, so the sample is left out and counted.
+_REFUSED: Series = ("", {})
+MAX_NAME_LEN = 256
+MAX_LABELS = 64
+MAX_LABEL_NAME_LEN = 128
+MAX_LABEL_VALUE_LEN = 4096
+# The control plane refuses timestamps more than 600 s ahead of its clock; keep a margin.
+MAX_FUTURE_S = 300.0
 
 
 class ExpositionParser:
     """Stateful only in its cache of parsed series; the samples' label dicts are shared with it
-    and must not be mutated."""
+    and must not be mutated. ``refused`` counts the samples the last parse left out."""
 
     def __init__(self) -> None:
         self._series: dict[str, Series] = {}
+        self.refused = 0
 
-    def parse(self, text: str) -> list[Sample]:
+    def parse(self, text: str, *, now: float) -> list[Sample]:
+        """The samples of ``text`` (raises ``ValueError`` if it is not the text format)."""
         try:
-            return self._parse_fast(text)
+            samples, timestamped = self._parse_fast(text)
         except ValueError:
-            return parse_reference(text)
+            samples, self.refused = parse_reference(text)
+            timestamped = True
+        if timestamped:  # rare: most apps leave timestamps to the scraper
+            latest = now + MAX_FUTURE_S
+            kept = [s for s in samples if s.ts is None or 0 < s.ts <= latest]
+            self.refused += len(samples) - len(kept)
+            samples = kept
+        return samples
 
-    def _parse_fast(self, text: str) -> list[Sample]:
+    def _parse_fast(self, text: str) -> tuple[list[Sample], bool]:
         out: list[Sample] = []
         cache = self._series
         # Rebuilt every scrape, so series the app stopped exposing do not accumulate.
         seen: dict[str, Series] = {}
+        refused = 0
+        timestamped = False
         for line in text.split("\n"):
             line = line.strip()
             if not line or line[0] == "#":
@@ -59,28 +81,45 @@ class ExpositionParser:
             else:
                 rest = line.split()
                 key = rest.pop(0)
-            series = seen.get(key) or cache.get(key) or _parse_series(key)
-            seen[key] = series
-            if len(rest) == 1:
+            series = seen.get(key)
+            if series is None:
+                series = seen[key] = cache.get(key) or _parse_series(key)
+            if series is _REFUSED:
+                refused += 1
+            elif len(rest) == 1:
                 out.append(Sample(series[0], series[1], _value(rest[0])))
             elif len(rest) == 2:
                 out.append(Sample(series[0], series[1], _value(rest[0]), _value(rest[1]) / 1000))
+                timestamped = True
             else:
                 raise ValueError(f"cannot parse line: {line[:200]!r}")
         self._series = seen
-        return out
+        self.refused = refused
+        return out, timestamped
 
 
-def parse_reference(text: str) -> list[Sample]:
-    """prometheus_client's parser; samples whose names the wire format refuses are left out."""
+def parse_reference(text: str) -> tuple[list[Sample], int]:
+    """prometheus_client's parser: the samples the control plane would accept, and how many
+    others were left out."""
     out: list[Sample] = []
+    refused = 0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if not _NAME.fullmatch(s.name) or not all(map(_LABEL_NAME.fullmatch, s.labels)):
-                continue  # UTF-8 names: one would make the control plane refuse the whole report
-            ts = float(s.timestamp) if isinstance(s.timestamp, float | int) else None
-            out.append(Sample(s.name, dict(s.labels), float(s.value), ts))
-    return out
+            if _acceptable(s.name, s.labels):
+                ts = float(s.timestamp) if isinstance(s.timestamp, float | int) else None
+                out.append(Sample(s.name, dict(s.labels), float(s.value), ts))
+            else:
+                refused += 1
+    return out, refused
+
+
+def _acceptable(name: str, labels: dict[str, str]) -> bool:
+    if len(name) > MAX_NAME_LEN or not _NAME.fullmatch(name) or len(labels) > MAX_LABELS:
+        return False
+    return all(
+        len(k) <= MAX_LABEL_NAME_LEN and len(v) <= MAX_LABEL_VALUE_LEN and _LABEL_NAME.fullmatch(k)
+        for k, v in labels.items()
+    )
 
 
 def _parse_series(key: str) -> Series:
@@ -89,7 +128,7 @@ def _parse_series(key: str) -> Series:
         raise ValueError(f"cannot parse series {key[:200]!r}")
     name, raw = m.groups()
     if not raw:
-        return name, {}
+        return (name, {}) if len(name) <= MAX_NAME_LEN else _REFUSED
     if _LABELS.fullmatch(raw) is None:
         raise ValueError(f"cannot parse labels {raw[:200]!r}")
     labels: dict[str, str] = {}
@@ -97,7 +136,7 @@ def _parse_series(key: str) -> Series:
         if label in labels or label == "__name__":
             raise ValueError(f"label {label!r} repeated or reserved")
         labels[label] = _ESCAPE.sub(_unescape, value) if "\\" in value else value
-    return name, labels
+    return (name, labels) if _acceptable(name, labels) else _REFUSED
 
 
 def _unescape(m: re.Match[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,12 @@ class EmbeddedPostgres:
                 "pip install 'haetae[embedded]'"
             ) from exc
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(self.data_dir, cleanup_mode=self.cleanup_mode)
+        # pgserver logs every pg_ctl/initdb transcript at INFO: keep only its warnings.
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (services, CI): harmless here.
+            warnings.simplefilter("ignore", UserWarning)
+            self._server = pgserver.get_server(self.data_dir, cleanup_mode=self.cleanup_mode)
         exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}';")
         if "(1 row)" not in exists:
             self._server.psql(f'CREATE DATABASE "{self.database}";')

@@ -61,9 +61,10 @@ def test_control_plane_outage_loses_and_duplicates_nothing(stack: Stack) -> None
     time.sleep(60)
     cp = stack.control_plane().start()
     stack.wait_control_plane(cp)
-    time.sleep(5)  # the spool drains and a few fresh reports arrive
-    agent.kill(signal.SIGTERM)  # graceful: its last reports are flushed before exit
-    cp_stats = asyncio.run(assert_exactly_once(stack.db_dsn, min_reports=60))
+    wait_spool_drained(stack)
+    agent.kill(signal.SIGTERM)
+    # ~5 reports before, ~60 during the outage, a few after: all stored, once each
+    cp_stats = asyncio.run(assert_exactly_once(stack.db_dsn, min_reports=65))
     assert cp_stats["max_gap_s"] < 3, cp_stats
 
 
@@ -79,8 +80,27 @@ def test_agent_restart_with_full_spool_replays_everything(stack: Stack) -> None:
     # A cold start: the agent enrols now and then replays what it spooled before.
     agent = stack.agent(interval_s=1.0).start()
     asyncio.run(wait_reports(stack.db_dsn, 12))
+    wait_spool_drained(stack)
     agent.kill(signal.SIGTERM)
     asyncio.run(assert_exactly_once(stack.db_dsn, min_reports=12))
+
+
+def wait_spool_drained(stack: Stack, timeout_s: float = 45) -> None:
+    """The agent says its spool is empty: everything it collected was acknowledged."""
+
+    def pending() -> float | None:
+        url = f"http://127.0.0.1:{stack.agent_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("haetae_agent_spool_pending_reports "):
+                return float(line.split()[1])
+        return None
+
+    wait_for(lambda: pending() == 0, timeout_s, "the agent's spool to drain")
 
 
 async def wait_reports(dsn: str, n: int, timeout_s: float = 60) -> None:

@@ -17,6 +17,8 @@ from prometheus_client import (
 from agent.collectors.base import Sample
 from agent.collectors.exposition import ExpositionParser, parse_reference
 
+NOW = 1_700_000_100.0
+
 
 def _exposition() -> str:
     r = CollectorRegistry()
@@ -40,8 +42,8 @@ def _key(s: Sample) -> tuple[str, tuple[tuple[str, str], ...], str, float | None
 
 def test_matches_reference_parser() -> None:
     text = _exposition()
-    fast = ExpositionParser().parse(text)
-    assert sorted(map(_key, fast)) == sorted(map(_key, parse_reference(text)))
+    fast = ExpositionParser().parse(text, now=NOW)
+    assert sorted(map(_key, fast)) == sorted(map(_key, parse_reference(text)[0]))
     buckets = [s for s in fast if s.name == "app_latency_seconds_bucket"]
     assert {s.labels["le"] for s in buckets} >= {"0.005", "+Inf"}
     assert [s.value for s in buckets if s.labels["le"] == "+Inf"] == [4.0]
@@ -51,8 +53,8 @@ def test_matches_reference_parser() -> None:
 
 def test_cached_series_stay_correct_across_scrapes() -> None:
     parser = ExpositionParser()
-    first = parser.parse('a{x="1"} 1\nb 2\n')
-    second = parser.parse('a{x="1"} 5\nc{y="z"} 3 1700000000000\n')
+    first = parser.parse('a{x="1"} 1\nb 2\n', now=NOW)
+    second = parser.parse('a{x="1"} 5\nc{y="z"} 3 1700000000000\n', now=NOW)
     assert [(s.name, s.labels, s.value, s.ts) for s in first] == [
         ("a", {"x": "1"}, 1.0, None),
         ("b", {}, 2.0, None),
@@ -66,19 +68,21 @@ def test_cached_series_stay_correct_across_scrapes() -> None:
 
 def test_keeps_names_as_exposed() -> None:
     # The reference parser would rename a counter lacking _total; the exposed name is kept.
-    samples = ExpositionParser().parse("# TYPE jobs counter\njobs 3\n")
+    samples = ExpositionParser().parse("# TYPE jobs counter\njobs 3\n", now=NOW)
     assert [(s.name, s.value) for s in samples] == [("jobs", 3.0)]
 
 
 def test_whitespace_and_crlf() -> None:
-    samples = ExpositionParser().parse('m { a = "1" , } 2\r\n  n\t7  \r\n')
+    samples = ExpositionParser().parse('m { a = "1" , } 2\r\n  n\t7  \r\n', now=NOW)
     got = [(s.name, s.labels, s.value) for s in samples]
     assert got == [("m", {"a": "1"}, 2.0), ("n", {}, 7.0)]
 
 
 def test_odd_lines_fall_back_and_drop_names_the_wire_refuses() -> None:
-    samples = ExpositionParser().parse('{"http.requests"} 1\nok_metric 2\n')
+    parser = ExpositionParser()
+    samples = parser.parse('{"http.requests"} 1\nok_metric 2\n', now=NOW)
     assert [(s.name, s.value) for s in samples] == [("ok_metric", 2.0)]
+    assert parser.refused == 1
 
 
 @pytest.mark.parametrize(
@@ -87,4 +91,23 @@ def test_odd_lines_fall_back_and_drop_names_the_wire_refuses() -> None:
 )
 def test_invalid_text_raises(text: str) -> None:
     with pytest.raises(ValueError):
-        ExpositionParser().parse(text)
+        ExpositionParser().parse(text, now=NOW)
+
+
+def test_samples_the_control_plane_would_refuse_are_left_out_and_counted() -> None:
+    parser = ExpositionParser()
+    long_value = "v" * 5000
+    many = ",".join(f'l{i}="x"' for i in range(65))
+    text = (
+        f'ok{{a="1"}} 1\n'
+        f'too_long{{a="{long_value}"}} 2\n'
+        f"too_many{{{many}}} 3\n"
+        f"{'n' * 300} 4\n"
+        "future 5 1800000000000\n"  # far ahead of NOW
+        "zero_time 6 0\n"
+        "fine_time 7 1700000000000\n"
+    )
+    for _ in range(2):  # refusals are cached like accepted series
+        samples = parser.parse(text, now=NOW)
+        assert [s.name for s in samples] == ["ok", "fine_time"]
+        assert parser.refused == 5

@@ -238,3 +238,25 @@ def test_state_survives_a_killed_process(tmp_path: Path) -> None:
     spool = _spool(tmp_path, segment_bytes=4096)
     assert [p[:2] for p in _drain(spool)] == [b"r4", b"r5", b"r6", b"r7", b"r8", b"r9"]
     spool.close()
+
+
+def test_one_process_at_a_time(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from agent.spool import Spool\n"
+        "from agent.errors import SpoolError\n"
+        "try:\n"
+        "    Spool(sys.argv[1], max_bytes=1 << 20, segment_bytes=4096)\n"
+        "except SpoolError as exc:\n"
+        "    print(exc)\n"
+    )
+    spool = _spool(tmp_path)
+    held = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert "in use by another process" in held.stdout, held.stderr
+    spool.close()
+    free = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert free.stdout == "" and free.returncode == 0, free.stderr
