@@ -13,22 +13,17 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from tests_support import with_database
 
 from control_plane.config import PostgresConfig
 from control_plane.store import apply_migrations, create_pool
 from haetae.embedded import EmbeddedPostgres, EmbeddedRedis
 
 TEMPLATE_DB = f"haetae_tpl_{os.getpid()}"
-
-
-def with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + database))
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 
 async def assert_problem(resp: Any, status: int) -> dict[str, Any]:
@@ -14,3 +15,8 @@ async def assert_problem(resp: Any, status: int) -> dict[str, Any]:
     assert body["title"]
     assert "type" in body
     return body  # type: ignore[no-any-return]
+
+
+def with_database(dsn: str, database: str) -> str:
+    """``dsn`` pointing at another database on the same server."""
+    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
