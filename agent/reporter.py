@@ -13,6 +13,7 @@ import contextlib
 import enum
 import logging
 import socket
+import struct
 import time
 import uuid
 from collections.abc import Callable
@@ -36,9 +37,9 @@ from agent.runner import Cycle
 from agent.spool import Spool, SpoolRecord
 from agent.state import SeqAllocator, TokenStore
 
-# Spool record: version byte, the report id's 16 bytes, then the gzip body as sent.
-_ENVELOPE_V1 = b"\x01"
-_ENVELOPE_HEAD = 17
+# Spool record: a version byte, the report id (16 bytes), its seq, then the gzip body as sent.
+_ENVELOPE = struct.Struct(">B16sQ")
+_ENVELOPE_V1 = 1
 _PEEK_BATCH = 16
 _MAX_RETRY_AFTER_S = 300.0
 _MAX_DETAIL = 300
@@ -159,9 +160,11 @@ class Reporter:
     async def submit(self, cycle: Cycle) -> str:
         """Encode ``cycle`` as a report, spool it durably and wake the sender; the report id."""
         report_id = uuid.uuid4()
-        body = encode_report(report_id=str(report_id), seq=self._seq.next(), cycle=cycle)
+        seq = self._seq.next()
+        body = encode_report(report_id=str(report_id), seq=seq, cycle=cycle)
+        record = _ENVELOPE.pack(_ENVELOPE_V1, report_id.bytes, seq) + body
         try:
-            await asyncio.to_thread(self._spool.append, _ENVELOPE_V1 + report_id.bytes + body)
+            await asyncio.to_thread(self._spool.append, record)
         except RecordTooLarge as exc:
             self._dropped.labels(DropReason.TOO_LARGE.value).inc()
             self._log.error("report %s dropped: %s", report_id, exc)
@@ -256,13 +259,12 @@ class Reporter:
 
     async def _deliver(self, record: SpoolRecord) -> None:
         """Returns once the record may be acknowledged (stored, or refused for good)."""
-        payload = record.payload
-        if len(payload) <= _ENVELOPE_HEAD or payload[:1] != _ENVELOPE_V1:
+        envelope = _unwrap(record.payload)
+        if envelope is None:
             self._dropped.labels(DropReason.MALFORMED.value).inc()
             self._log.error("dropping an unreadable spool record at %d", record.offset)
             return
-        report_id = str(uuid.UUID(bytes=payload[1:_ENVELOPE_HEAD]))
-        body = payload[_ENVELOPE_HEAD:]
+        report_id, _, body = envelope
         answer = await self._post_report(await self._ensure_token(), report_id, body)
         if answer.status == 401 and self._enrolment_token is not None:
             # Our token was revoked (or the control plane lost it): enrol again, retry once.
@@ -291,8 +293,11 @@ class Reporter:
                 "report %s rejected with HTTP %d, dropped: %s", report_id, status, _detail(answer)
             )
             return
+        # 5xx (a 503 may say when to come back: ingest overloaded, database down).
         raise ControlPlaneUnavailable(
-            f"the control plane answered HTTP {status}", reason=FailureReason.SERVER_ERROR
+            f"the control plane answered HTTP {status}",
+            reason=FailureReason.SERVER_ERROR,
+            retry_after_s=answer.retry_after_s,
         )
 
     async def _post_report(self, token: str, report_id: str, body: bytes) -> _Answer:
@@ -314,7 +319,8 @@ class Reporter:
     async def _enrol(self) -> str:
         if self._enrolment_token is None:
             raise EnrolmentError(
-                f"no agent token in {self._tokens.path} and no control_plane.enrolment_token"
+                f"no agent token for {self._tokens.agent_id!r} in {self._tokens.path} "
+                "and no control_plane.enrolment_token to enrol with"
             )
         headers = {
             "Authorization": f"Bearer {self._enrolment_token}",
@@ -382,6 +388,21 @@ class Reporter:
             self._log.warning("cannot deliver reports (will retry): %s", exc)
         self._failures += 1
         self._last_error = str(exc)
+
+
+def last_spooled_seq(spool: Spool) -> int:
+    """The seq of the newest report in ``spool`` (0 if none): where numbering resumes."""
+    record = spool.newest()
+    envelope = _unwrap(record.payload) if record is not None else None
+    return envelope[1] if envelope is not None else 0
+
+
+def _unwrap(payload: bytes) -> tuple[str, int, bytes] | None:
+    """(report id, seq, body) of a spool record, or None if this version cannot read it."""
+    if len(payload) <= _ENVELOPE.size or payload[0] != _ENVELOPE_V1:
+        return None
+    _, rid, seq = _ENVELOPE.unpack_from(payload)
+    return str(uuid.UUID(bytes=rid)), seq, payload[_ENVELOPE.size :]
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:

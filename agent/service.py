@@ -17,7 +17,7 @@ from prometheus_client import ProcessCollector as SelfProcessMetrics
 from agent.collectors import build_collectors
 from agent.config import AgentConfig
 from agent.fsutil import ensure_private_dir
-from agent.reporter import Reporter
+from agent.reporter import Reporter, last_spooled_seq
 from agent.runner import Cycle, Runner
 from agent.server import HttpServer, build_app
 from agent.spool import Spool
@@ -114,13 +114,14 @@ class Agent:
         self._spool = spool
         self.registry.register(SpoolMetrics(spool))
         self._runner = Runner(build_collectors(cfg, session), self.registry)
-        seq = await asyncio.to_thread(SeqAllocator, state_dir / "report.seq")
+        seq = SeqAllocator(state_dir / "report.seq", at_least=last_spooled_seq(spool))
+        self._stack.callback(seq.close)
         self._reporter = Reporter(
             cfg,
             session=session,
             spool=spool,
             registry=self.registry,
-            tokens=TokenStore(state_dir / "agent.token"),
+            tokens=TokenStore(state_dir / "agent.token", cfg.agent_id),
             seq=seq,
         )
         server = HttpServer(build_app(self.registry, self.health), cfg.http.host, cfg.http.port)

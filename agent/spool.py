@@ -63,6 +63,7 @@ class _Segment:
     path: Path
     size: int  # bytes of valid content: magic plus whole frames
     records: int
+    last: int = 0  # offset of the newest frame (0: none)
 
 
 class Spool:
@@ -127,6 +128,24 @@ class Spool:
     def oldest(self) -> SpoolRecord | None:
         records = self.peek(1)
         return records[0] if records else None
+
+    def newest(self) -> SpoolRecord | None:
+        """The record appended last, acknowledged or not (None if the files hold none)."""
+        with self._lock:
+            for seg in reversed(self._segments):
+                if seg.records:
+                    try:
+                        with seg.path.open("rb") as f:
+                            f.seek(seg.last)
+                            payload = _read_frame(f)
+                    except OSError as exc:
+                        raise SpoolError(f"cannot read spool in {self._dir}: {exc}") from exc
+                    if payload is None:
+                        return None
+                    return SpoolRecord(
+                        seg.id, seg.last, seg.last + _FRAME.size + len(payload), payload
+                    )
+            return None
 
     def ack(self, upto: SpoolRecord) -> None:
         """Mark ``upto`` and every record before it as delivered (no fsync: see the module
@@ -226,7 +245,7 @@ class Spool:
             if f.read(_HEADER) != _MAGIC:
                 self._log.warning("spool segment %s has no valid header; ignoring it", path)
                 return _Segment(seg_id, path, _HEADER, 0)
-            size, records = _HEADER, 0
+            size, records, last = _HEADER, 0, 0
             while True:
                 head = f.read(_FRAME.size)
                 if len(head) < _FRAME.size:
@@ -241,11 +260,12 @@ class Spool:
                         break
                 else:
                     f.seek(length, os.SEEK_CUR)
+                last = size
                 size += _FRAME.size + length
                 records += 1
         if verify and size != file_size:
             self._log.warning("spool segment %s: ignoring a torn tail after byte %d", path, size)
-        return _Segment(seg_id, path, size, records)
+        return _Segment(seg_id, path, size, records, last)
 
     def _frame_boundary(self, seg: _Segment, offset: int) -> tuple[int, int]:
         """The first frame boundary at or after ``offset`` and how many frames precede it."""
@@ -326,6 +346,7 @@ class Spool:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, seg.size)
             raise
+        seg.last = seg.size
         seg.size += len(frame)
         seg.records += 1
         self._total += len(frame)

@@ -3,26 +3,43 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
+
+import orjson
 
 from agent.fsutil import write_atomic
 
+_SEQ_WIDTH = 21  # 20 digits and a newline: rewritten in place, never shorter
+
 
 class TokenStore:
-    """The agent token issued at enrolment, kept in a file only its owner can read (0600)."""
+    """The agent token issued at enrolment, kept in a file only its owner can read (0600).
 
-    def __init__(self, path: Path) -> None:
+    The file also names the agent the token was issued to: a token of another ``agent_id``
+    (the config changed, the state directory did not) is not used, as the control plane would
+    refuse every report with it.
+    """
+
+    def __init__(self, path: Path, agent_id: str) -> None:
         self.path = path
+        self.agent_id = agent_id
 
     def load(self) -> str | None:
         try:
-            token = self.path.read_text(encoding="utf-8").strip()
+            doc = orjson.loads(self.path.read_bytes())
         except FileNotFoundError:
             return None
-        return token or None
+        except orjson.JSONDecodeError:
+            return None  # damaged: enrol again
+        if not isinstance(doc, dict) or doc.get("agent_id") != self.agent_id:
+            return None
+        token = doc.get("token")
+        return token if isinstance(token, str) and token else None
 
     def save(self, token: str) -> None:
-        write_atomic(self.path, token.encode("utf-8") + b"\n", mode=0o600)
+        doc = {"agent_id": self.agent_id, "token": token}
+        write_atomic(self.path, orjson.dumps(doc) + b"\n", mode=0o600)
 
     def clear(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -30,29 +47,31 @@ class TokenStore:
 
 
 class SeqAllocator:
-    """Report sequence numbers that keep increasing across restarts.
+    """Report sequence numbers: contiguous, and increasing across restarts.
 
-    Rather than one durable write per report, it persists a high-water mark ``block`` numbers
-    ahead and, after a restart, resumes from that mark (skipping unused numbers is harmless:
-    the sequence is for diagnostics and only has to increase).
+    Each number handed out is written to ``path`` at once but without fsync: if the agent
+    crashes, the page cache still has it. A machine crash can leave the file behind, so the
+    caller also passes ``at_least``, the last number in the spool (whose records are fsynced
+    before anything is sent): no number is used twice, and none is skipped, so a gap in what
+    the control plane stored really is a lost report.
     """
 
-    def __init__(self, path: Path, *, block: int = 1000) -> None:
-        self._path = path
-        self._block = block
-        try:
-            mark = int(path.read_text(encoding="ascii").strip() or 0)
-        except FileNotFoundError:
-            mark = 0
-        except ValueError:
-            mark = 0  # a damaged file: only diagnostics suffer
-        self._next = max(mark, 1)
-        self._limit = self._next
+    def __init__(self, path: Path, *, at_least: int = 0) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        raw = os.pread(self._fd, _SEQ_WIDTH, 0).strip()
+        stored = int(raw) if raw.isdigit() else 0  # damaged: the spool's number decides
+        self._last = max(stored, at_least)
+
+    @property
+    def last(self) -> int:
+        return self._last
 
     def next(self) -> int:
-        if self._next >= self._limit:
-            self._limit = self._next + self._block
-            write_atomic(self._path, f"{self._limit}\n".encode("ascii"), mode=0o600)
-        value = self._next
-        self._next += 1
-        return value
+        self._last += 1
+        os.pwrite(self._fd, b"%*d\n" % (_SEQ_WIDTH - 1, self._last), 0)
+        return self._last
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

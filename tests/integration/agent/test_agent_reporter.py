@@ -33,12 +33,20 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 class Harness:
     """A reporter with its spool and registry, built the way the agent builds them."""
 
-    def __init__(self, session: aiohttp.ClientSession, state: Path, url: str, **link: Any) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        state: Path,
+        url: str,
+        *,
+        agent_id: str = "web-1",
+        **link: Any,
+    ) -> None:
         link = {"url": url, "enrolment_token": ENROLMENT_TOKEN, "request_timeout_s": 2} | link
-        self.config = AgentConfig(agent_id="web-1", state_dir=state, control_plane=link)
+        self.config = AgentConfig(agent_id=agent_id, state_dir=state, control_plane=link)
         self.registry = CollectorRegistry()
         self.spool = Spool(state / "spool", max_bytes=1 << 20, segment_bytes=64 * 1024)
-        self.tokens = TokenStore(state / "agent.token")
+        self.tokens = TokenStore(state / "agent.token", agent_id)
         self.reporter = Reporter(
             self.config,
             session=session,
@@ -98,7 +106,7 @@ async def test_enrols_once_and_reuses_the_token_after_restart(
     assert cp.enrolments == 1
     token_file = tmp_path / "agent.token"
     assert token_file.stat().st_mode & 0o777 == 0o600
-    assert token_file.read_text().strip() in cp.tokens
+    assert first.tokens.load() in cp.tokens
     first.close()
 
     second = Harness(session, tmp_path, url)  # a restart: same state directory
@@ -270,3 +278,18 @@ async def test_throttling_honours_retry_after(
     assert h.metric("haetae_agent_reports_failed_total", reason="throttled") == 1
     _assert_once_in_order(cp, ids)
     h.close()
+
+
+async def test_renamed_agent_enrols_again_instead_of_being_refused(
+    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+) -> None:
+    cp, url = control_plane
+    old = Harness(session, tmp_path, url)
+    await old.submit(1)
+    assert await old.reporter.drain()
+    old.close()
+    renamed = Harness(session, tmp_path, url, agent_id="web-2")  # same state directory
+    await renamed.submit(1)
+    assert await renamed.reporter.drain()
+    assert cp.enrolments == 2 and len(cp.stored) == 2
+    renamed.close()

@@ -26,11 +26,13 @@ def test_backoff_doubles_to_cap_with_jitter_in_upper_half() -> None:
 
 
 def test_token_store_is_private_and_atomic(tmp_path: Path) -> None:
-    store = TokenStore(tmp_path / "agent.token")
+    store = TokenStore(tmp_path / "agent.token", "web-1")
     assert store.load() is None
     store.save("hta_abc")
     assert store.load() == "hta_abc"
     assert (tmp_path / "agent.token").stat().st_mode & 0o777 == 0o600
+    # A token issued to another agent id is not this agent's token.
+    assert TokenStore(tmp_path / "agent.token", "web-2").load() is None
     store.clear()
     assert store.load() is None
 
