@@ -12,20 +12,16 @@ import asyncio
 import contextlib
 import enum
 import logging
-import socket
 import struct
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
-import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from agent.backoff import Backoff
-from agent.config import AgentConfig
+from agent.client import ControlPlaneClient, FailureReason
 from agent.errors import (
     ControlPlaneUnavailable,
     EnrolmentError,
@@ -35,26 +31,13 @@ from agent.errors import (
 from agent.report import encode_report
 from agent.runner import Cycle
 from agent.spool import Spool, SpoolRecord
-from agent.state import SeqAllocator, TokenStore
+from agent.state import SeqAllocator
 
 # Spool record: a version byte, the report id (16 bytes), its seq, then the gzip body as sent.
 _ENVELOPE = struct.Struct(">B16sQ")
 _ENVELOPE_V1 = 1
 _PEEK_BATCH = 16
 _MAX_RETRY_AFTER_S = 300.0
-_MAX_DETAIL = 300
-_MAX_ANSWER = 256 * 1024  # answers are small JSON documents; never buffer a runaway body
-
-
-class FailureReason(enum.StrEnum):
-    """Why an attempt to deliver failed and will be retried (a metric label)."""
-
-    CONNECTION = "connection_error"
-    TIMEOUT = "timeout"
-    SERVER_ERROR = "server_error"
-    THROTTLED = "throttled"  # 408 or 429
-    UNAUTHORIZED = "unauthorized"
-    NOT_ENROLLED = "not_enrolled"
 
 
 class DropReason(enum.StrEnum):
@@ -76,45 +59,28 @@ class LinkStatus:
     spool_error: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status: int
-    body: bytes
-    retry_after_s: float | None
-
-
 class Reporter:
+    """Spools each report (``submit``) and delivers the spool in order in the background
+    (``start``/``close``): 2xx acknowledges, a 4xx other than 401/408/429 drops the report as
+    poison (counted), anything else stops the drain until a jittered backoff has passed."""
+
     def __init__(
         self,
-        config: AgentConfig,
         *,
-        session: aiohttp.ClientSession,
+        client: ControlPlaneClient,
         spool: Spool,
-        registry: CollectorRegistry,
-        tokens: TokenStore,
         seq: SeqAllocator,
+        registry: CollectorRegistry,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
         logger: logging.Logger | None = None,
     ) -> None:
-        link = config.control_plane
-        base = link.url.rstrip("/")
-        self._reports_url = f"{base}/api/v1/agents/{config.agent_id}/reports"
-        self._enrol_url = f"{base}/api/v1/agents/enroll"
-        secret = link.enrolment_token
-        self._enrolment_token = secret.get_secret_value() if secret is not None else None
-        self._enrol_body = orjson.dumps(
-            {"agent_id": config.agent_id, "hostname": socket.gethostname(), "labels": config.labels}
-        )
-        self._timeout = aiohttp.ClientTimeout(total=link.request_timeout_s)
-        self._session = session
+        self._client = client
         self._spool = spool
-        self._tokens = tokens
         self._seq = seq
         self._backoff = backoff or Backoff()
         self._clock = clock
         self._log = logger or logging.getLogger("haetae.agent.reporter")
-        self._token: str | None = None
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
         self._drain_lock = asyncio.Lock()
@@ -141,9 +107,6 @@ class Reporter:
             "Reports given up for good.",
             ["reason"],
             registry=registry,
-        )
-        self._enrolments = Counter(
-            "haetae_agent_enrolments", "Successful enrolments.", registry=registry
         )
         self._last_success = Gauge(
             "haetae_agent_last_report_success_timestamp_seconds",
@@ -265,13 +228,7 @@ class Reporter:
             self._log.error("dropping an unreadable spool record at %d", record.offset)
             return
         report_id, _, body = envelope
-        answer = await self._post_report(await self._ensure_token(), report_id, body)
-        if answer.status == 401 and self._enrolment_token is not None:
-            # Our token was revoked (or the control plane lost it): enrol again, retry once.
-            self._log.warning("the control plane refused the agent token; enrolling again")
-            self._token = None
-            await asyncio.to_thread(self._tokens.clear)
-            answer = await self._post_report(await self._ensure_token(), report_id, body)
+        answer = await self._client.post_report(report_id, body)
         status = answer.status
         if 200 <= status < 300:
             self._note_success()
@@ -290,7 +247,7 @@ class Reporter:
         if 400 <= status < 500:
             self._dropped.labels(DropReason.REJECTED.value).inc()
             self._log.warning(
-                "report %s rejected with HTTP %d, dropped: %s", report_id, status, _detail(answer)
+                "report %s rejected with HTTP %d, dropped: %s", report_id, status, answer.detail()
             )
             return
         # 5xx (a 503 may say when to come back: ingest overloaded, database down).
@@ -299,70 +256,6 @@ class Reporter:
             reason=FailureReason.SERVER_ERROR,
             retry_after_s=answer.retry_after_s,
         )
-
-    async def _post_report(self, token: str, report_id: str, body: bytes) -> _Answer:
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
-            "Content-Encoding": "gzip",
-            "Idempotency-Key": report_id,
-        }
-        return await self._post(self._reports_url, body, headers)
-
-    async def _ensure_token(self) -> str:
-        if self._token is None:
-            self._token = await asyncio.to_thread(self._tokens.load)
-        if self._token is None:
-            self._token = await self._enrol()
-        return self._token
-
-    async def _enrol(self) -> str:
-        if self._enrolment_token is None:
-            raise EnrolmentError(
-                f"no agent token for {self._tokens.agent_id!r} in {self._tokens.path} "
-                "and no control_plane.enrolment_token to enrol with"
-            )
-        headers = {
-            "Authorization": f"Bearer {self._enrolment_token}",
-            "Content-Type": "application/json",
-        }
-        answer = await self._post(self._enrol_url, self._enrol_body, headers)
-        status = answer.status
-        if status in (200, 201):
-            token = _token_from(answer.body)
-            if token is None:
-                raise ControlPlaneUnavailable(
-                    "enrolment answer has no token", reason=FailureReason.SERVER_ERROR
-                )
-            await asyncio.to_thread(self._tokens.save, token)
-            self._enrolments.inc()
-            self._log.info("enrolled with the control plane")
-            return token
-        if status in (408, 429) or status >= 500:
-            raise ControlPlaneUnavailable(
-                f"enrolment answered HTTP {status}",
-                reason=FailureReason.SERVER_ERROR if status >= 500 else FailureReason.THROTTLED,
-                retry_after_s=answer.retry_after_s,
-            )
-        raise EnrolmentError(f"enrolment refused with HTTP {status}: {_detail(answer)}")
-
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> _Answer:
-        """POST and read the answer; transport failures become ``ControlPlaneUnavailable``."""
-        try:
-            async with self._session.post(
-                url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
-            ) as resp:
-                data = await _read_capped(resp, _MAX_ANSWER)
-                return _Answer(resp.status, data, _retry_after(resp.headers.get("Retry-After")))
-        except TimeoutError as exc:
-            raise ControlPlaneUnavailable(
-                f"no answer from {url} within {self._timeout.total:g} s",
-                reason=FailureReason.TIMEOUT,
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise ControlPlaneUnavailable(
-                f"cannot reach {url}: {exc}", reason=FailureReason.CONNECTION
-            ) from exc
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -403,41 +296,3 @@ def _unwrap(payload: bytes) -> tuple[str, int, bytes] | None:
         return None
     _, rid, seq = _ENVELOPE.unpack_from(payload)
     return str(uuid.UUID(bytes=rid)), seq, payload[_ENVELOPE.size :]
-
-
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    body = bytearray()
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > limit:
-            break  # only a prefix is needed to log what went wrong
-    return bytes(body[:limit])
-
-
-def _token_from(body: bytes) -> str | None:
-    try:
-        doc: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    token = doc.get("token") if isinstance(doc, dict) else None
-    return token if isinstance(token, str) and token else None
-
-
-def _retry_after(value: str | None) -> float | None:
-    # Only the delay-seconds form; an HTTP-date falls back to our own backoff.
-    if value is None or not value.strip().isdigit():
-        return None
-    return float(value.strip())
-
-
-def _detail(answer: _Answer) -> str:
-    """The problem+json title/detail of an answer, else its start, for a log line."""
-    try:
-        doc = orjson.loads(answer.body)
-    except orjson.JSONDecodeError:
-        return answer.body[:_MAX_DETAIL].decode("utf-8", "replace")
-    if isinstance(doc, dict):
-        parts = [str(doc[k]) for k in ("title", "detail") if doc.get(k)]
-        if parts:
-            return ": ".join(parts)[:_MAX_DETAIL]
-    return str(doc)[:_MAX_DETAIL]

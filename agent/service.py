@@ -14,6 +14,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client import ProcessCollector as SelfProcessMetrics
 
+from agent.client import ControlPlaneClient
 from agent.collectors import build_collectors
 from agent.config import AgentConfig
 from agent.fsutil import ensure_private_dir
@@ -116,14 +117,13 @@ class Agent:
         self._runner = Runner(build_collectors(cfg, session), self.registry)
         seq = SeqAllocator(state_dir / "report.seq", at_least=last_spooled_seq(spool))
         self._stack.callback(seq.close)
-        self._reporter = Reporter(
+        client = ControlPlaneClient(
             cfg,
             session=session,
-            spool=spool,
-            registry=self.registry,
             tokens=TokenStore(state_dir / "agent.token", cfg.agent_id),
-            seq=seq,
+            registry=self.registry,
         )
+        self._reporter = Reporter(client=client, spool=spool, seq=seq, registry=self.registry)
         server = HttpServer(build_app(self.registry, self.health), cfg.http.host, cfg.http.port)
         await server.start()
         self._stack.push_async_callback(server.stop)

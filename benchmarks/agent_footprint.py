@@ -155,8 +155,8 @@ def measure_haetae_agent(cycles: int, interval: float, warmup: int) -> Footprint
                 "HAETAE_AGENT_APP_METRICS_URL": f"{demo}/metrics",
                 "HAETAE_AGENT_HEALTH_URL": f"{demo}/health",
             },
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=open(tmp / 'agent.log', 'wb'),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
         )
         procs.append(agent)
         ps = psutil.Process(agent.pid)
@@ -184,7 +184,10 @@ def measure_haetae_agent(cycles: int, interval: float, warmup: int) -> Footprint
             p.send_signal(signal.SIGTERM)
             p.wait(20)
         pg.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("KEEP"):
+            print("kept", tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ class IngestConfig(StrictModel):
     window_max_points: int = Field(4096, ge=2)
     # Group commit: one COPY transaction per flush.
     flush_interval_s: float = Field(0.05, gt=0)
-    flush_max_samples: int = Field(100_000, ge=1)
+    flush_max_samples: int = Field(25_000, ge=1)
     # Samples this far ahead of the server clock are refused (agent clock gone wrong).
     max_future_skew_s: float = Field(600.0, gt=0)
     max_samples_per_report: int = Field(200_000, ge=1)

@@ -25,7 +25,10 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         try:
-            import pgserver
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset (services, CI): harmless.
+                warnings.simplefilter("ignore", UserWarning)
+                import pgserver
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise RuntimeError(
                 "no HAETAE_POSTGRES_DSN is set and the embedded PostgreSQL is not installed: "

@@ -16,9 +16,10 @@ from agent_peers import ENROLMENT_TOKEN, FakeControlPlane
 from prometheus_client import CollectorRegistry
 
 from agent.backoff import Backoff
+from agent.client import ControlPlaneClient
 from agent.collectors.base import Sample
 from agent.config import AgentConfig
-from agent.reporter import Reporter
+from agent.reporter import Reporter, last_spooled_seq
 from agent.runner import CollectorRun, Cycle
 from agent.spool import Spool
 from agent.state import SeqAllocator, TokenStore
@@ -47,13 +48,15 @@ class Harness:
         self.registry = CollectorRegistry()
         self.spool = Spool(state / "spool", max_bytes=1 << 20, segment_bytes=64 * 1024)
         self.tokens = TokenStore(state / "agent.token", agent_id)
+        self.seq = SeqAllocator(state / "report.seq", at_least=last_spooled_seq(self.spool))
+        client = ControlPlaneClient(
+            self.config, session=session, tokens=self.tokens, registry=self.registry
+        )
         self.reporter = Reporter(
-            self.config,
-            session=session,
+            client=client,
             spool=self.spool,
+            seq=self.seq,
             registry=self.registry,
-            tokens=self.tokens,
-            seq=SeqAllocator(state / "report.seq"),
             backoff=Backoff(base_s=0.01, cap_s=0.05),
         )
 
@@ -83,6 +86,7 @@ class Harness:
 
     def close(self) -> None:
         self.spool.close()
+        self.seq.close()
 
 
 async def _until(predicate: Callable[[], bool]) -> None:
@@ -114,6 +118,7 @@ async def test_enrols_once_and_reuses_the_token_after_restart(
     assert await second.reporter.drain()
     assert cp.enrolments == 1
     _assert_once_in_order(cp, ids)
+    assert cp.seqs == [1, 2]  # numbering continues across the restart
     assert second.metric("haetae_agent_reports_sent_total") == 1
     assert second.metric("haetae_agent_last_report_success_timestamp_seconds") > 0
     second.close()
@@ -158,6 +163,7 @@ async def test_backlog_drains_without_waiting_between_reports(
         await cp.wait_for(50)
     assert time.monotonic() - started < 5
     _assert_once_in_order(cp, ids)
+    assert cp.seqs == list(range(1, 51))
     up.close()
 
 

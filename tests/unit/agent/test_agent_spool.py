@@ -260,3 +260,18 @@ def test_one_process_at_a_time(tmp_path: Path) -> None:
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert free.stdout == "" and free.returncode == 0, free.stderr
+
+
+def test_newest_survives_acks_and_reopen(tmp_path: Path) -> None:
+    spool = _spool(tmp_path, segment_bytes=4096)
+    assert spool.newest() is None
+    for i in range(5):
+        spool.append(f"r{i}".encode() * 300)
+    _drain(spool)  # acknowledged records still tell where numbering stopped
+    newest = spool.newest()
+    assert newest is not None and newest.payload.startswith(b"r4")
+    spool.close()
+    reopened = _spool(tmp_path, segment_bytes=4096)
+    again = reopened.newest()
+    assert again is not None and again.payload == newest.payload
+    reopened.close()
