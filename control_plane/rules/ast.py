@@ -1,0 +1,108 @@
+"""The expression tree: immutable values the parser builds and the evaluator walks; pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from control_plane.query.matchers import Matcher
+
+
+class ValueType(StrEnum):
+    SCALAR = "scalar"
+    VECTOR = "instant vector"
+    MATRIX = "range vector"
+
+
+@dataclass(frozen=True, slots=True)
+class NumberLiteral:
+    value: float
+    pos: int
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.SCALAR
+
+
+@dataclass(frozen=True, slots=True)
+class VectorSelector:
+    name: str
+    matchers: tuple[Matcher, ...]
+    offset_s: float
+    pos: int
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.VECTOR
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixSelector:
+    selector: VectorSelector
+    range_s: float
+    pos: int
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.MATRIX
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    func: str
+    args: tuple[Expr, ...]
+    pos: int
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.VECTOR
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    op: str
+    expr: Expr
+    grouping: tuple[str, ...]
+    without: bool
+    pos: int
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.VECTOR
+
+
+@dataclass(frozen=True, slots=True)
+class Unary:
+    op: str  # "-" or "+"
+    expr: Expr
+    pos: int
+
+    @property
+    def type(self) -> ValueType:
+        return self.expr.type
+
+
+@dataclass(frozen=True, slots=True)
+class Binary:
+    op: str
+    lhs: Expr
+    rhs: Expr
+    pos: int
+    # `> bool`: a comparison answers 0 or 1 instead of filtering.
+    return_bool: bool = False
+
+    @property
+    def type(self) -> ValueType:
+        if self.lhs.type is ValueType.SCALAR and self.rhs.type is ValueType.SCALAR:
+            return ValueType.SCALAR
+        return ValueType.VECTOR
+
+    @property
+    def is_comparison(self) -> bool:
+        return self.op in COMPARISONS
+
+
+Expr = NumberLiteral | VectorSelector | MatrixSelector | Call | Aggregate | Unary | Binary
+
+COMPARISONS = frozenset({"==", "!=", ">", "<", ">=", "<="})
+ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^"})

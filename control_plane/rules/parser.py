@@ -1,0 +1,323 @@
+"""A recursive-descent parser for the supported PromQL subset; pure.
+
+Grammar (lowest precedence first, as in PromQL)::
+
+    expr     := cmp
+    cmp      := add (("==" | "!=" | ">" | "<" | ">=" | "<=") ["bool"] add)*
+    add      := mul (("+" | "-") mul)*
+    mul      := unary (("*" | "/" | "%") unary)*
+    unary    := ("-" | "+") unary | power
+    power    := primary ["^" unary]                      (right-associative)
+    primary  := number | "(" expr ")" | call | aggregate | selector
+    selector := metric ["{" matchers "}"] ["[" duration "]"] ["offset" duration]
+    aggregate:= op [("by" | "without") labels] "(" expr ")" [("by" | "without") labels]
+
+Errors are :class:`ExprError` with the offset of the token at fault; types are checked here so
+that a rule that parses can always be evaluated.
+"""
+
+from __future__ import annotations
+
+from control_plane.query.matchers import Matcher, MatchOp
+from control_plane.rules.ast import (
+    Aggregate,
+    Binary,
+    Call,
+    Expr,
+    MatrixSelector,
+    NumberLiteral,
+    Unary,
+    ValueType,
+    VectorSelector,
+)
+from control_plane.rules.durations import parse_duration
+from control_plane.rules.errors import ExprError
+from control_plane.rules.lexer import Tok, Token, tokenize, unquote
+from haetae.web.problem import ProblemError
+
+AGGREGATIONS = frozenset({"sum", "avg", "min", "max", "count"})
+# name -> argument types
+FUNCTIONS: dict[str, tuple[ValueType, ...]] = {
+    "rate": (ValueType.MATRIX,),
+    "increase": (ValueType.MATRIX,),
+    "avg_over_time": (ValueType.MATRIX,),
+    "min_over_time": (ValueType.MATRIX,),
+    "max_over_time": (ValueType.MATRIX,),
+    "sum_over_time": (ValueType.MATRIX,),
+    "count_over_time": (ValueType.MATRIX,),
+    "absent": (ValueType.VECTOR,),
+}
+_CMP = ("==", "!=", ">", "<", ">=", "<=")
+_UNSUPPORTED = frozenset({"and", "or", "unless", "on", "ignoring", "group_left", "group_right"})
+_SPECIAL_NUMBERS = {"inf": float("inf"), "nan": float("nan")}
+
+
+def parse_expr(text: str) -> Expr:
+    """Parse ``text``; raises :class:`ExprError` (with a position) when it is not valid."""
+    if not text.strip():
+        raise ExprError("the expression is empty", 0)
+    parser = _Parser(text, tokenize(text))
+    expr = parser.expr()
+    parser.expect_eof()
+    if expr.type is ValueType.MATRIX:
+        raise ExprError("a range vector cannot be the result; wrap it in a function", expr.pos)
+    return expr
+
+
+class _Parser:
+    def __init__(self, text: str, tokens: list[Token]) -> None:
+        self.text = text
+        self.tokens = tokens
+        self.i = 0
+
+    # -- token helpers -------------------------------------------------------------------
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def advance(self) -> Token:
+        tok = self.tokens[self.i]
+        if tok.kind is not Tok.EOF:
+            self.i += 1
+        return tok
+
+    def at(self, kind: Tok, text: str | None = None) -> bool:
+        tok = self.tok
+        return tok.kind is kind and (text is None or tok.text == text)
+
+    def accept(self, kind: Tok, text: str) -> bool:
+        if self.at(kind, text):
+            self.advance()
+            return True
+        return False
+
+    def expect(self, kind: Tok, text: str | None = None) -> Token:
+        if not self.at(kind, text):
+            want = repr(text) if text is not None else kind.value
+            raise ExprError(f"expected {want}, found {_describe(self.tok)}", self.tok.pos)
+        return self.advance()
+
+    def expect_eof(self) -> None:
+        if not self.at(Tok.EOF):
+            tok = self.tok
+            if tok.kind is Tok.IDENT and tok.text.lower() in _UNSUPPORTED:
+                raise ExprError(f"{tok.text!r} is not supported", tok.pos)
+            raise ExprError(f"unexpected {_describe(tok)}", tok.pos)
+
+    # -- grammar -------------------------------------------------------------------------
+
+    def expr(self) -> Expr:
+        lhs = self.additive()
+        while self.tok.kind is Tok.OP and self.tok.text in _CMP:
+            op = self.advance()
+            return_bool = False
+            if self.at(Tok.IDENT, "bool"):
+                self.advance()
+                return_bool = True
+            rhs = self.additive()
+            lhs = self.binary(op, lhs, rhs, return_bool=return_bool)
+        return lhs
+
+    def additive(self) -> Expr:
+        lhs = self.multiplicative()
+        while self.tok.kind is Tok.OP and self.tok.text in ("+", "-"):
+            op = self.advance()
+            lhs = self.binary(op, lhs, self.multiplicative())
+        return lhs
+
+    def multiplicative(self) -> Expr:
+        lhs = self.unary()
+        while self.tok.kind is Tok.OP and self.tok.text in ("*", "/", "%"):
+            op = self.advance()
+            lhs = self.binary(op, lhs, self.unary())
+        return lhs
+
+    def unary(self) -> Expr:
+        if self.tok.kind is Tok.OP and self.tok.text in ("-", "+"):
+            op = self.advance()
+            operand = self.unary()
+            _need_value(operand, f"unary {op.text!r}")
+            if isinstance(operand, NumberLiteral):
+                value = -operand.value if op.text == "-" else operand.value
+                return NumberLiteral(value, op.pos)
+            return Unary(op.text, operand, op.pos)
+        return self.power()
+
+    def power(self) -> Expr:
+        base = self.primary()
+        if self.at(Tok.OP, "^"):
+            op = self.advance()
+            return self.binary(op, base, self.unary())
+        return base
+
+    def binary(self, op: Token, lhs: Expr, rhs: Expr, *, return_bool: bool = False) -> Binary:
+        _need_value(lhs, f"operator {op.text!r}")
+        _need_value(rhs, f"operator {op.text!r}")
+        scalars = lhs.type is ValueType.SCALAR and rhs.type is ValueType.SCALAR
+        if op.text in _CMP and scalars and not return_bool:
+            raise ExprError("comparisons between scalars must use the bool modifier", op.pos)
+        return Binary(op.text, lhs, rhs, op.pos, return_bool)
+
+    def primary(self) -> Expr:
+        tok = self.tok
+        if tok.kind is Tok.NUMBER:
+            self.advance()
+            return NumberLiteral(_number(tok), tok.pos)
+        if tok.kind is Tok.PUNCT and tok.text == "(":
+            self.advance()
+            inner = self.expr()
+            self.expect(Tok.PUNCT, ")")
+            if self.at(Tok.PUNCT, "["):
+                raise ExprError("subqueries are not supported", self.tok.pos)
+            return inner
+        if tok.kind is Tok.PUNCT and tok.text == "{":
+            raise ExprError("a selector needs a metric name before '{'", tok.pos)
+        if tok.kind is not Tok.IDENT:
+            raise ExprError(f"unexpected {_describe(tok)}", tok.pos)
+        word = tok.text
+        nxt = self.tokens[self.i + 1]
+        if word.lower() in _SPECIAL_NUMBERS and not (nxt.kind is Tok.PUNCT and nxt.text in "({["):
+            self.advance()
+            return NumberLiteral(_SPECIAL_NUMBERS[word.lower()], tok.pos)
+        if word in AGGREGATIONS and (
+            (nxt.kind is Tok.PUNCT and nxt.text == "(")
+            or (nxt.kind is Tok.IDENT and nxt.text in ("by", "without"))
+        ):
+            return self.aggregate()
+        if nxt.kind is Tok.PUNCT and nxt.text == "(":
+            return self.call()
+        if word.lower() in _UNSUPPORTED:
+            raise ExprError(f"{word!r} is not supported", tok.pos)
+        return self.selector()
+
+    def call(self) -> Call:
+        name = self.advance()
+        arg_types = FUNCTIONS.get(name.text)
+        if arg_types is None:
+            known = ", ".join(sorted(FUNCTIONS))
+            raise ExprError(f"unknown function {name.text!r} (supported: {known})", name.pos)
+        self.expect(Tok.PUNCT, "(")
+        args: list[Expr] = []
+        if not self.at(Tok.PUNCT, ")"):
+            args.append(self.expr())
+            while self.accept(Tok.PUNCT, ","):
+                args.append(self.expr())
+        close = self.expect(Tok.PUNCT, ")")
+        if len(args) != len(arg_types):
+            raise ExprError(
+                f"{name.text}() takes {len(arg_types)} argument(s), got {len(args)}", close.pos
+            )
+        for arg, want in zip(args, arg_types, strict=True):
+            if arg.type is not want:
+                raise ExprError(
+                    f"{name.text}() expects {_a(want)}, got {_a(arg.type)}", arg.pos
+                )
+        return Call(name.text, tuple(args), name.pos)
+
+    def aggregate(self) -> Aggregate:
+        op = self.advance()
+        grouping: tuple[str, ...] = ()
+        without = False
+        modifier = False
+        if self.at(Tok.IDENT, "by") or self.at(Tok.IDENT, "without"):
+            without = self.advance().text == "without"
+            grouping = self.label_list()
+            modifier = True
+        self.expect(Tok.PUNCT, "(")
+        inner = self.expr()
+        if self.at(Tok.PUNCT, ","):
+            raise ExprError(f"{op.text}() takes one argument", self.tok.pos)
+        self.expect(Tok.PUNCT, ")")
+        if self.at(Tok.IDENT, "by") or self.at(Tok.IDENT, "without"):
+            if modifier:
+                raise ExprError("the grouping is given twice", self.tok.pos)
+            without = self.advance().text == "without"
+            grouping = self.label_list()
+        if inner.type is not ValueType.VECTOR:
+            raise ExprError(
+                f"{op.text}() expects an instant vector, got {_a(inner.type)}", inner.pos
+            )
+        return Aggregate(op.text, inner, grouping, without, op.pos)
+
+    def label_list(self) -> tuple[str, ...]:
+        self.expect(Tok.PUNCT, "(")
+        labels: list[str] = []
+        while not self.at(Tok.PUNCT, ")"):
+            tok = self.expect(Tok.IDENT)
+            if ":" in tok.text:
+                raise ExprError(f"{tok.text!r} is not a label name", tok.pos)
+            labels.append(tok.text)
+            if not self.accept(Tok.PUNCT, ","):
+                break
+        self.expect(Tok.PUNCT, ")")
+        return tuple(labels)
+
+    def selector(self) -> Expr:
+        name_tok = self.advance()
+        matchers: list[Matcher] = []
+        if self.accept(Tok.PUNCT, "{"):
+            while not self.at(Tok.PUNCT, "}"):
+                matchers.append(self.matcher())
+                if not self.accept(Tok.PUNCT, ","):
+                    break
+            self.expect(Tok.PUNCT, "}")
+        vector = VectorSelector(name_tok.text, tuple(matchers), 0.0, name_tok.pos)
+        expr: Expr = vector
+        if self.at(Tok.PUNCT, "["):
+            self.advance()
+            dur = self.expect(Tok.DURATION)
+            range_s = parse_duration(dur.text)
+            if range_s <= 0:
+                raise ExprError("a range must be longer than zero", dur.pos)
+            self.expect(Tok.PUNCT, "]")
+            expr = MatrixSelector(vector, range_s, name_tok.pos)
+        if self.at(Tok.IDENT, "offset"):
+            self.advance()
+            negative = self.accept(Tok.OP, "-")
+            dur = self.expect(Tok.DURATION)
+            offset = parse_duration(dur.text) * (-1 if negative else 1)
+            vector = VectorSelector(vector.name, vector.matchers, offset, vector.pos)
+            if isinstance(expr, MatrixSelector):
+                expr = MatrixSelector(vector, expr.range_s, expr.pos)
+            else:
+                expr = vector
+        return expr
+
+    def matcher(self) -> Matcher:
+        label = self.expect(Tok.IDENT)
+        if ":" in label.text:
+            raise ExprError(f"{label.text!r} is not a label name", label.pos)
+        op = self.tok
+        if op.kind is not Tok.OP or op.text not in ("=", "!=", "=~", "!~"):
+            raise ExprError(f"expected a label matcher operator, found {_describe(op)}", op.pos)
+        self.advance()
+        value = self.expect(Tok.STRING)
+        if label.text == "__name__":
+            raise ExprError("put the metric name before '{', not in __name__", label.pos)
+        try:
+            return Matcher.build(label.text, MatchOp(op.text), unquote(value), where="expr")
+        except ProblemError as exc:
+            raise ExprError(exc.detail or "bad label matcher", value.pos) from None
+
+
+def _need_value(expr: Expr, what: str) -> None:
+    if expr.type is ValueType.MATRIX:
+        raise ExprError(f"{what} needs a scalar or instant vector, got a range vector", expr.pos)
+
+
+def _a(kind: ValueType) -> str:
+    return f"an {kind.value}" if kind.value[0] in "aeiou" else f"a {kind.value}"
+
+
+def _number(tok: Token) -> float:
+    text = tok.text
+    if text[:2].lower() == "0x":
+        return float(int(text, 16))
+    return float(text)
+
+
+def _describe(tok: Token) -> str:
+    if tok.kind is Tok.EOF:
+        return "end of expression"
+    return f"{tok.kind.value} {tok.text!r}"
