@@ -11,15 +11,17 @@ import enum
 import logging
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
-from agent.config import AgentConfig
 from agent.errors import ControlPlaneUnavailable, EnrolmentError
+from agent.http.client import HttpClient, HttpError
 from agent.state import TokenStore
+
+if TYPE_CHECKING:
+    from agent.settings import AgentSettings
 
 _MAX_ANSWER = 256 * 1024  # answers are small JSON documents; never buffer a runaway body
 _MAX_DETAIL = 300
@@ -61,9 +63,9 @@ class ControlPlaneClient:
 
     def __init__(
         self,
-        config: AgentConfig,
+        config: AgentSettings,
         *,
-        session: aiohttp.ClientSession,
+        session: HttpClient,
         tokens: TokenStore,
         registry: CollectorRegistry,
         logger: logging.Logger | None = None,
@@ -77,7 +79,7 @@ class ControlPlaneClient:
         self._enrol_body = orjson.dumps(
             {"agent_id": config.agent_id, "hostname": socket.gethostname(), "labels": config.labels}
         )
-        self._timeout = aiohttp.ClientTimeout(total=link.request_timeout_s)
+        self._timeout_s = link.request_timeout_s
         self._session = session
         self._tokens = tokens
         self._token: str | None = None
@@ -146,29 +148,25 @@ class ControlPlaneClient:
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         try:
-            async with self._session.post(
-                url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
-            ) as resp:
-                data = await _read_capped(resp, _MAX_ANSWER)
-                return Answer(resp.status, data, _retry_after(resp.headers.get("Retry-After")))
+            resp = await self._session.request(
+                "POST",
+                url,
+                body=body,
+                headers=headers,
+                timeout_s=self._timeout_s,
+                max_body=_MAX_ANSWER,  # only a prefix is needed to log what went wrong
+                over="truncate",
+            )
         except TimeoutError as exc:
             raise ControlPlaneUnavailable(
-                f"no answer from {url} within {self._timeout.total:g} s",
+                f"no answer from {url} within {self._timeout_s:g} s",
                 reason=FailureReason.TIMEOUT,
             ) from exc
-        except aiohttp.ClientError as exc:
+        except (HttpError, OSError) as exc:
             raise ControlPlaneUnavailable(
                 f"cannot reach {url}: {exc}", reason=FailureReason.CONNECTION
             ) from exc
-
-
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    body = bytearray()
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > limit:
-            break  # only a prefix is needed to log what went wrong
-    return bytes(body[:limit])
+        return Answer(resp.status, resp.body, _retry_after(resp.headers.get("retry-after")))
 
 
 def _token_from(body: bytes) -> str | None:

@@ -8,24 +8,27 @@ import logging
 import signal
 import time
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client import ProcessCollector as SelfProcessMetrics
 
 from agent.client import ControlPlaneClient
 from agent.collectors import build_collectors
-from agent.config import AgentConfig
 from agent.fsutil import ensure_private_dir
+from agent.http.client import HttpClient
 from agent.reporter import Reporter, last_spooled_seq
 from agent.runner import Cycle, Runner
-from agent.server import HttpServer, build_app
+from agent.server import HttpServer, build_routes
+from agent.settings import AgentSettings, from_config
 from agent.spool import Spool
 from agent.spool_metrics import SpoolMetrics
 from agent.state import SeqAllocator, TokenStore
 from agent.status import HealthInputs, evaluate
 from haetae import __version__
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
 
 # At shutdown, one last attempt to deliver what is spooled, bounded so SIGTERM stays prompt.
 _FINAL_FLUSH_S = 5.0
@@ -41,12 +44,13 @@ class Agent:
 
     def __init__(
         self,
-        config: AgentConfig,
+        config: AgentConfig | AgentSettings,
         *,
         registry: CollectorRegistry | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
-        self.config = config
+        # The validated pydantic tree or its plain mirror: the agent reads the mirror only.
+        self.config = config = from_config(config)
         self.registry = registry if registry is not None else CollectorRegistry()
         self._log = logger or logging.getLogger("haetae.agent")
         self._stack = contextlib.AsyncExitStack()
@@ -100,10 +104,7 @@ class Agent:
         cfg = self.config
         state_dir = cfg.state_dir
         await asyncio.to_thread(ensure_private_dir, state_dir)
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=16),
-            headers={"User-Agent": f"haetae-agent/{__version__}"},
-        )
+        session = HttpClient(user_agent=f"haetae-agent/{__version__}")
         self._stack.push_async_callback(session.close)
         spool = await asyncio.to_thread(
             Spool,
@@ -124,7 +125,7 @@ class Agent:
             registry=self.registry,
         )
         self._reporter = Reporter(client=client, spool=spool, seq=seq, registry=self.registry)
-        server = HttpServer(build_app(self.registry, self.health), cfg.http.host, cfg.http.port)
+        server = HttpServer(build_routes(self.registry, self.health), cfg.http.host, cfg.http.port)
         await server.start()
         self._stack.push_async_callback(server.stop)
         self._server = server
@@ -219,14 +220,16 @@ class Agent:
         )
 
 
-async def run_agent(config: AgentConfig, *, stop: asyncio.Event | None = None) -> None:
+async def run_agent(
+    config: AgentConfig | AgentSettings, *, stop: asyncio.Event | None = None
+) -> None:
     """Run the agent until ``stop`` is set (forever if None)."""
     stop = stop if stop is not None else asyncio.Event()
     async with Agent(config) as agent:
         await agent.run(stop)
 
 
-async def main_async(config: AgentConfig) -> None:
+async def main_async(config: AgentConfig | AgentSettings) -> None:
     """``run_agent`` that also stops cleanly on SIGTERM and SIGINT (for a bare entry point)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

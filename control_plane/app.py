@@ -12,18 +12,32 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from control_plane.api import agents, health, metrics, monitoring, tokens
+from control_plane.alerting import notify_ctx
+from control_plane.api import (
+    agents,
+    alert_rules,
+    alerts,
+    cache,
+    health,
+    metrics,
+    monitoring,
+    silences,
+    tokens,
+)
 from control_plane.appkeys import CONFIG, HEALTH, METRICS, POOL, REDIS
 from control_plane.auth import TokenStore, auth_middleware
 from control_plane.auth.middleware import TOKEN_STORE
+from control_plane.cache_ctx import cache_ctx
 from control_plane.config import ControlPlaneConfig
 from control_plane.health import HealthMonitor
 from control_plane.ingest import ingest_ctx
 from control_plane.maintenance import maintenance_ctx
+from control_plane.rules import rules_ctx
 from control_plane.store import apply_migrations, create_pool
 from control_plane.telemetry import ControlPlaneMetrics, metrics_middleware
 from haetae.web import problem_middleware
 from haetae.web.bodies import HANDLER_ARGS
+from link_analyzer import api as link_analyzer_api
 
 log = logging.getLogger("haetae.control_plane")
 
@@ -43,10 +57,32 @@ def create_app(
     app[CONFIG] = config
     app[METRICS] = app_metrics
     app.cleanup_ctx.extend(
-        [postgres_ctx, redis_ctx, auth_ctx, health_ctx, ingest_ctx, maintenance_ctx]
+        [
+            postgres_ctx,
+            redis_ctx,
+            auth_ctx,
+            health_ctx,
+            ingest_ctx,
+            maintenance_ctx,
+            cache_ctx,
+            rules_ctx,
+            notify_ctx,
+        ]
     )
-    for module in (health, metrics, tokens, agents, monitoring):
+    for module in (
+        health,
+        metrics,
+        tokens,
+        agents,
+        monitoring,
+        cache,
+        alert_rules,
+        alerts,
+        silences,
+    ):
         module.setup_routes(app)
+    # Also appends its cleanup context (after redis_ctx, whose client it uses).
+    link_analyzer_api.setup_routes(app)
     return app
 
 

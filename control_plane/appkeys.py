@@ -12,6 +12,7 @@ from control_plane.config import ControlPlaneConfig
 from control_plane.telemetry import ControlPlaneMetrics
 
 if TYPE_CHECKING:
+    from control_plane.cache_ctx import CacheService
     from control_plane.health import HealthMonitor
     from control_plane.ingest import Ingestor
 
@@ -21,3 +22,4 @@ REDIS: web.AppKey[aioredis.Redis] = web.AppKey("redis", aioredis.Redis)
 METRICS: web.AppKey[ControlPlaneMetrics] = web.AppKey("metrics", ControlPlaneMetrics)
 HEALTH: web.AppKey[HealthMonitor] = web.AppKey("health")
 INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor")
+CACHE: web.AppKey[CacheService] = web.AppKey("cache")

@@ -6,9 +6,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
+from haetae.cache.config import CacheConfig
 from haetae.config import StrictModel, load_file
+from link_analyzer.config import LinkAnalyzerConfig
 
 ENV_PREFIX = "HAETAE"
 
@@ -77,6 +79,83 @@ class AgentsConfig(StrictModel):
     down_after_s: float = Field(120.0, gt=0)
 
 
+class WebhookChannelConfig(StrictModel):
+    # Receives Alertmanager's webhook payload (version 4).
+    url: str
+    timeout_s: float = Field(10.0, gt=0)
+    # Extra headers, e.g. Authorization for the receiving end (redacted when printed).
+    headers: dict[str, SecretStr] = {}
+
+
+class SlackChannelConfig(StrictModel):
+    token: SecretStr
+    channel: str
+    # The Web API's base URL (tests point it at a local server).
+    base_url: str = "https://slack.com/api/"
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class ReceiverConfig(StrictModel):
+    name: str = Field(min_length=1)
+    webhook: list[WebhookChannelConfig] = []
+    slack: list[SlackChannelConfig] = []
+
+
+class RouteConfig(StrictModel):
+    receiver: str
+    # Label matchers (``severity="critical"``); the first route whose matchers all match wins.
+    matchers: list[str] = []
+    group_by: list[str] = ["alertname"]
+    group_wait_s: float = Field(30.0, ge=0)
+    group_interval_s: float = Field(300.0, gt=0)
+    repeat_interval_s: float = Field(4 * 3600.0, gt=0)
+
+
+class NotifyConfig(StrictModel):
+    receivers: list[ReceiverConfig] = []
+    routes: list[RouteConfig] = []
+    # The dispatcher and the senders look for due work this often (and when woken).
+    tick_s: float = Field(0.2, gt=0)
+    senders: int = Field(4, ge=1, le=64)
+    # Per destination: at most one message per this many seconds (Slack: 1 per second).
+    min_send_interval_s: float = Field(0.0, ge=0)
+    slack_min_send_interval_s: float = Field(1.0, ge=0)
+    # 5xx and connection errors: jittered exponential backoff between these bounds.
+    retry_base_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _routes_name_receivers(self) -> NotifyConfig:
+        names = [r.name for r in self.receivers]
+        if len(set(names)) != len(names):
+            raise ValueError("receiver names must be unique")
+        for route in self.routes:
+            if route.receiver not in names:
+                raise ValueError(f"route names an unknown receiver {route.receiver!r}")
+        return self
+
+
+class AlertingConfig(StrictModel):
+    enabled: bool = True
+    # Prometheus-style rule files, loaded at start and re-read when they change.
+    rules_dir: Path | None = Path("rules")
+    # The periodic pass (for, keep_firing_for, absent); ingest commits also trigger a pass,
+    # at most one per min_eval_interval_s.
+    eval_interval_s: float = Field(1.0, gt=0)
+    min_eval_interval_s: float = Field(0.05, ge=0)
+    rules_reload_s: float = Field(2.0, gt=0)
+    # Agents are split into this many shards; each is evaluated by the one control plane
+    # holding its advisory lock.
+    shards: int = Field(1, ge=1, le=1024)
+    # After a start the windows are still filling: alerts are not cleared and absent() rules not
+    # evaluated for this long, so a restart neither resolves nor raises alerts falsely.
+    warmup_s: float = Field(60.0, ge=0)
+    lookback_s: float = Field(300.0, gt=0)
+    # Unchanged alerts' values and last-seen times are written at most this often.
+    persist_interval_s: float = Field(5.0, ge=0)
+    notify: NotifyConfig = NotifyConfig()
+
+
 class LoggingConfig(StrictModel):
     level: str = "INFO"
     json_format: bool = True
@@ -91,7 +170,10 @@ class ControlPlaneConfig(StrictModel):
     retention: RetentionConfig = RetentionConfig()
     health: HealthConfig = HealthConfig()
     agents: AgentsConfig = AgentsConfig()
+    alerting: AlertingConfig = AlertingConfig()
     logging: LoggingConfig = LoggingConfig()
+    cache: CacheConfig = CacheConfig()
+    link_analyzer: LinkAnalyzerConfig = LinkAnalyzerConfig()
 
 
 def load_config(

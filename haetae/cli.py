@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,23 +85,42 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from agent.service import run_agent
-
     from agent.config import load_config
+
+    config = load_config(args.config)  # validated here: errors name the key and the file
+    if hasattr(os, "memfd_create"):
+        _exec_lean_agent(config)  # does not return
+    # No anonymous files on this platform: run in this process (pydantic stays loaded).
+    from agent.service import main_async
     from haetae.logs import setup_logging
 
-    config = load_config(args.config)
     setup_logging("INFO", service="haetae-agent")
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_agent(config, stop=stop)
-
-    asyncio.run(main())
+    asyncio.run(main_async(config))
     return 0
+
+
+def _exec_lean_agent(config: object) -> None:
+    """Replace this process (same pid, so signals and supervisors are unaffected) with
+    ``python -m agent``, handing it the validated config through an inherited anonymous file.
+
+    The running agent then never imports pydantic or PyYAML (~8-12 MiB of RSS). The config
+    travels by descriptor, not argv or environment, because it may hold the enrolment token.
+    """
+    import subprocess
+
+    from agent.settings import from_config, to_json
+
+    data = to_json(from_config(config))
+    fd = os.memfd_create("haetae-agent-settings", 0)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.set_inheritable(fd, True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Keep the interpreter's own options (-W, -X ...) in the new image.
+    flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    argv = [sys.executable, *flags, "-m", "agent", "--settings-fd", str(fd)]
+    os.execv(sys.executable, argv)
 
 
 def cmd_demo_app(args: argparse.Namespace) -> int:

@@ -5,18 +5,16 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from agent.collectors.base import Collector, Sample, register
 from agent.collectors.exposition import ExpositionParser
 from agent.errors import CollectorError
+from agent.http.client import HttpClient, HttpError
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig
+    from agent.settings import AgentSettings
 
 # Ask for the classic text format: OpenMetrics adds exemplars and `# EOF` we have no use for.
 _ACCEPT = {"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1"}
-_CHUNK = 64 * 1024
 
 
 class _ScrapeFailed(Exception):
@@ -27,21 +25,17 @@ class _ScrapeFailed(Exception):
 class AppScrapeCollector(Collector):
     name = "app"
 
-    def __init__(
-        self, session: aiohttp.ClientSession, url: str, *, timeout_s: float, max_bytes: int
-    ) -> None:
+    def __init__(self, session: HttpClient, url: str, *, timeout_s: float, max_bytes: int) -> None:
         self._session = session
         self._url = url
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
         self._max_bytes = max_bytes
         self._parser = ExpositionParser()
         # Our own HTTP timeout fires first and yields scrape_up 0; the runner's is a backstop.
         self.timeout_s = timeout_s + 1.0
 
     @classmethod
-    def from_config(
-        cls, config: AgentConfig, session: aiohttp.ClientSession
-    ) -> AppScrapeCollector | None:
+    def from_config(cls, config: AgentSettings, session: HttpClient) -> AppScrapeCollector | None:
         app = config.app
         if not app.metrics_url:
             return None
@@ -52,7 +46,7 @@ class AppScrapeCollector(Collector):
         try:
             body = await self._fetch()
             samples = self._parser.parse(body.decode("utf-8"), now=time.time())
-        except (aiohttp.ClientError, TimeoutError, ValueError, _ScrapeFailed) as exc:
+        except (HttpError, OSError, TimeoutError, ValueError, _ScrapeFailed) as exc:
             elapsed = time.perf_counter() - start
             message = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
             raise CollectorError(
@@ -73,15 +67,10 @@ class AppScrapeCollector(Collector):
         return samples
 
     async def _fetch(self) -> bytes:
-        async with self._session.get(self._url, headers=_ACCEPT, timeout=self._timeout) as resp:
-            if resp.status != 200:
-                raise _ScrapeFailed(f"HTTP {resp.status}")
-            if resp.content_length is not None and resp.content_length > self._max_bytes:
-                raise _ScrapeFailed(f"body of {resp.content_length} bytes exceeds max_bytes")
-            # Counted after decompression, so a small gzip bomb is refused as well.
-            body = bytearray()
-            async for chunk in resp.content.iter_chunked(_CHUNK):
-                body += chunk
-                if len(body) > self._max_bytes:
-                    raise _ScrapeFailed(f"body exceeds max_bytes ({self._max_bytes})")
-            return bytes(body)
+        # The cap is counted after decompression, so a small gzip bomb is refused as well.
+        resp = await self._session.request(
+            "GET", self._url, headers=_ACCEPT, timeout_s=self._timeout_s, max_body=self._max_bytes
+        )
+        if resp.status != 200:
+            raise _ScrapeFailed(f"HTTP {resp.status}")
+        return resp.body

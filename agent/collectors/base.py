@@ -8,12 +8,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from haetae.config import ConfigError
-
 if TYPE_CHECKING:
-    from aiohttp import ClientSession
-
-    from agent.config import AgentConfig
+    from agent.http.client import HttpClient
+    from agent.settings import AgentSettings
 
 
 @dataclass(slots=True)
@@ -35,7 +32,7 @@ class Collector(ABC):
 
     @classmethod
     @abstractmethod
-    def from_config(cls, config: AgentConfig, session: ClientSession) -> Collector | None:
+    def from_config(cls, config: AgentSettings, session: HttpClient) -> Collector | None:
         """Build from config, or None when its target is not configured (nothing to watch)."""
 
     @abstractmethod
@@ -84,8 +81,8 @@ def register(cls: C) -> C:
 
 
 def build_collectors(
-    config: AgentConfig,
-    session: ClientSession,
+    config: AgentSettings,
+    session: HttpClient,
     *,
     registry: dict[str, type[Collector]] | None = None,
 ) -> list[Collector]:
@@ -95,6 +92,8 @@ def build_collectors(
     for i, name in enumerate(config.collectors):
         cls = table.get(name)
         if cls is None:
+            from haetae.config import ConfigError  # only on this error path: keeps pydantic out
+
             known = ", ".join(sorted(table))
             raise ConfigError(f"unknown collector {name!r} (known: {known})", key=f"collectors.{i}")
         collector = cls.from_config(config, session)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from agent.collectors.base import Collector, Sample, register
 from agent.errors import CollectorError
+from agent.http.client import HttpClient, HttpError
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig
+    from agent.settings import AgentSettings
 
-# Read (and discard) at most this much of the body, so the connection can be reused.
+# Read (and discard) at most this much of the body; past it the connection is not reused.
 _BODY_LIMIT = 64 * 1024
 
 
@@ -24,16 +23,14 @@ class HealthProbeCollector(Collector):
 
     name = "health"
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, *, timeout_s: float) -> None:
+    def __init__(self, session: HttpClient, url: str, *, timeout_s: float) -> None:
         self._session = session
         self._url = url
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
         self.timeout_s = timeout_s + 1.0  # a backstop: our HTTP timeout fires first
 
     @classmethod
-    def from_config(
-        cls, config: AgentConfig, session: aiohttp.ClientSession
-    ) -> HealthProbeCollector | None:
+    def from_config(cls, config: AgentSettings, session: HttpClient) -> HealthProbeCollector | None:
         if not config.health.url:
             return None
         return cls(session, config.health.url, timeout_s=config.health.timeout_s)
@@ -41,10 +38,11 @@ class HealthProbeCollector(Collector):
     async def collect(self) -> list[Sample]:
         start = time.perf_counter()
         try:
-            async with self._session.get(self._url, timeout=self._timeout) as resp:
-                status = resp.status
-                await resp.content.read(_BODY_LIMIT)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            resp = await self._session.request(
+                "GET", self._url, timeout_s=self._timeout_s, max_body=_BODY_LIMIT, over="truncate"
+            )
+            status = resp.status
+        except (HttpError, OSError, TimeoutError) as exc:
             latency = time.perf_counter() - start
             message = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
             raise CollectorError(

@@ -12,9 +12,8 @@ import psutil
 from agent.collectors.base import BlockingCollector, Sample, register
 
 if TYPE_CHECKING:
-    from aiohttp import ClientSession
-
-    from agent.config import AgentConfig
+    from agent.http.client import HttpClient
+    from agent.settings import AgentSettings
 
 # Partitions and virtual devices would double-count their whole disk (node_exporter's default).
 _IGNORED_DISKS = re.compile(r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p|md\d+p)\d+$")
@@ -63,7 +62,7 @@ class HostCollector(BlockingCollector):
         self._device_labels: dict[str, dict[str, str]] = {}
 
     @classmethod
-    def from_config(cls, config: AgentConfig, session: ClientSession) -> HostCollector:
+    def from_config(cls, config: AgentSettings, session: HttpClient) -> HostCollector:
         return cls()
 
     def collect_blocking(self) -> list[Sample]:

@@ -12,9 +12,8 @@ from agent.collectors.base import BlockingCollector, Sample, register
 from agent.errors import CollectorError
 
 if TYPE_CHECKING:
-    from aiohttp import ClientSession
-
-    from agent.config import AgentConfig
+    from agent.http.client import HttpClient
+    from agent.settings import AgentSettings
 
 
 @register
@@ -43,7 +42,7 @@ class ProcessCollector(BlockingCollector):
         self._restarts = 0
 
     @classmethod
-    def from_config(cls, config: AgentConfig, session: ClientSession) -> ProcessCollector | None:
+    def from_config(cls, config: AgentSettings, session: HttpClient) -> ProcessCollector | None:
         t = config.process
         if t.pid is None and t.pid_file is None and not t.cmdline_match:
             return None

@@ -122,6 +122,8 @@ class Ingestor:
         self._runner: asyncio.Task[None] | None = None
         self._closing = False
         self._last_evict = 0.0
+        # Called after each commit that added samples to the windows (the rule engine's wake).
+        self.commit_listeners: list[Callable[[], None]] = []
 
     async def __aenter__(self) -> Ingestor:
         self._runner = asyncio.create_task(self._run(), name="ingest-flusher")
@@ -308,6 +310,9 @@ class Ingestor:
         m.ingest_samples.inc(stored)
         m.ingest_samples_expired.inc(expired)
         self.windows.add(itertools.chain.from_iterable(p.window_items() for p in new), now)
+        if new:
+            for notify in self.commit_listeners:
+                notify()
         if now - self._last_evict >= _EVICT_EVERY_S:
             self._last_evict = now
             self.windows.evict(now)

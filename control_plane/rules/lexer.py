@@ -32,9 +32,7 @@ class Token:
 
 _SPACE = re.compile(r"(?:\s+|#[^\n]*)+")
 _DURATION = re.compile(rf"{DURATION.pattern}(?![a-zA-Z0-9_:.])")
-_NUMBER = re.compile(
-    r"(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?![a-zA-Z0-9_:])"
-)
+_NUMBER = re.compile(r"(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?![a-zA-Z0-9_:])")
 _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _STRING = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`""")
 # Longest first so that `>=` is not read as `>` then `=`.

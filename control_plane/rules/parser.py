@@ -210,9 +210,7 @@ class _Parser:
             )
         for arg, want in zip(args, arg_types, strict=True):
             if arg.type is not want:
-                raise ExprError(
-                    f"{name.text}() expects {_a(want)}, got {_a(arg.type)}", arg.pos
-                )
+                raise ExprError(f"{name.text}() expects {_a(want)}, got {_a(arg.type)}", arg.pos)
         return Call(name.text, tuple(args), name.pos)
 
     def aggregate(self) -> Aggregate:

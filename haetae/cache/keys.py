@@ -4,8 +4,11 @@ from __future__ import annotations
 
 NAMESPACE = "haetae:cache"
 
-# The durable invalidation log every L1 follows (a Redis Stream, MAXLEN-trimmed).
-INVALIDATION_STREAM = f"{NAMESPACE}:invalidations"
+# The durable invalidation log every L1 follows (a Redis Stream, MAXLEN-trimmed), and the counter
+# numbering its entries (a gap in the numbers = entries trimmed before a follower read them).
+# The hash tag keeps both in one cluster slot: they are written by one script.
+INVALIDATION_STREAM = f"{NAMESPACE}:{{inv}}:stream"
+INVALIDATION_SEQ = f"{NAMESPACE}:{{inv}}:seq"
 # Sorted set: L1 node id -> last heartbeat (unix seconds). "Connected L1s" are the fresh ones.
 NODES = f"{NAMESPACE}:nodes"
 # Hash: L1 node id -> last invalidation stream id it has applied.

@@ -29,7 +29,7 @@ _SWEEP_BUDGET = 32
 _WINDOW, _PROBATION, _PROTECTED = 0, 1, 2
 
 
-class EvictionReason(str, enum.Enum):
+class EvictionReason(enum.StrEnum):
     SIZE = "size"
     EXPIRED = "expired"
     INVALIDATED = "invalidated"

@@ -117,13 +117,15 @@ class RedisL2:
         self, key: str, raw: bytes, *, ttl_ms: int | None, tags: Sequence[str] = ()
     ) -> None:
         vkey = ck.value_key(key)
-        args: tuple[Any, ...] = ("SET", vkey, raw) if ttl_ms is None else ("SET", vkey, raw, "PX", ttl_ms)
+        args: tuple[Any, ...] = (
+            ("SET", vkey, raw) if ttl_ms is None else ("SET", vkey, raw, "PX", ttl_ms)
+        )
         futs = [self.pipeline.execute(*args)]
         for tag in tags:
             tkey = ck.tag_key(tag)
             futs.append(self.pipeline.execute("SADD", tkey, key))
             if ttl_ms is not None:
-                # The index outlives no member for long; GT keeps the longest member's TTL.
+                # The tag index expires with its newest member (members are re-checked on read).
                 futs.append(self.pipeline.execute("PEXPIRE", tkey, ttl_ms))
         await asyncio.gather(*futs)
 

@@ -18,7 +18,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-class BreakerState(str, enum.Enum):
+class BreakerState(enum.StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
@@ -90,6 +90,10 @@ class CircuitBreaker:
         """Run ``fn()`` under the breaker and its timeout; :class:`CircuitOpenError` if open."""
         if not self.allow():
             raise CircuitOpenError(self.name)
+        return await self.run_allowed(fn)
+
+    async def run_allowed(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn()`` after a successful :meth:`allow` (saves raising when open)."""
         start = self._clock()
         try:
             async with asyncio.timeout(self.config.timeout_s):

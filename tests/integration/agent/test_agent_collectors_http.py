@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 from agent_peers import DemoApp
 
@@ -12,11 +11,12 @@ from agent.collectors.app import AppScrapeCollector
 from agent.collectors.base import Sample
 from agent.collectors.health import HealthProbeCollector
 from agent.errors import CollectorError
+from agent.http.client import HttpClient
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
+async def session() -> AsyncIterator[HttpClient]:
+    async with HttpClient() as s:
         yield s
 
 
@@ -27,7 +27,7 @@ def _value(samples: list[Sample], name: str, **labels: str) -> float:
 
 
 async def test_app_scrape_keeps_names_and_labels(
-    session: aiohttp.ClientSession, demo_app: tuple[DemoApp, str]
+    session: HttpClient, demo_app: tuple[DemoApp, str]
 ) -> None:
     _, url = demo_app
     collector = AppScrapeCollector(session, f"{url}/metrics", timeout_s=2, max_bytes=1 << 20)
@@ -54,7 +54,7 @@ async def _scrape_fails(collector: AppScrapeCollector, match: str) -> None:
 
 
 async def test_app_scrape_failures_report_up_zero(
-    session: aiohttp.ClientSession, demo_app: tuple[DemoApp, str], refused_url: str
+    session: HttpClient, demo_app: tuple[DemoApp, str], refused_url: str
 ) -> None:
     demo, url = demo_app
     collector = AppScrapeCollector(session, f"{url}/metrics", timeout_s=0.3, max_bytes=1 << 20)
@@ -67,9 +67,7 @@ async def test_app_scrape_failures_report_up_zero(
     await _scrape_fails(gone, "failed")
 
 
-async def test_app_scrape_caps_the_body(
-    session: aiohttp.ClientSession, demo_app: tuple[DemoApp, str]
-) -> None:
+async def test_app_scrape_caps_the_body(session: HttpClient, demo_app: tuple[DemoApp, str]) -> None:
     demo, url = demo_app
     demo.padding = 200_000
     collector = AppScrapeCollector(session, f"{url}/metrics", timeout_s=2, max_bytes=100_000)
@@ -77,7 +75,7 @@ async def test_app_scrape_caps_the_body(
 
 
 async def test_app_scrape_rejects_garbage(
-    session: aiohttp.ClientSession, demo_app: tuple[DemoApp, str]
+    session: HttpClient, demo_app: tuple[DemoApp, str]
 ) -> None:
     demo, url = demo_app
     demo.registry = None  # type: ignore[assignment]  # generate_latest(None) would raise
@@ -86,7 +84,7 @@ async def test_app_scrape_rejects_garbage(
 
 
 async def test_health_probe_up_down_and_timeout(
-    session: aiohttp.ClientSession, demo_app: tuple[DemoApp, str], refused_url: str
+    session: HttpClient, demo_app: tuple[DemoApp, str], refused_url: str
 ) -> None:
     demo, url = demo_app
     probe = HealthProbeCollector(session, f"{url}/health", timeout_s=0.3)

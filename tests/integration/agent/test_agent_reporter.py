@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from agent_peers import ENROLMENT_TOKEN, FakeControlPlane
 from prometheus_client import CollectorRegistry
@@ -19,6 +18,7 @@ from agent.backoff import Backoff
 from agent.client import ControlPlaneClient
 from agent.collectors.base import Sample
 from agent.config import AgentConfig
+from agent.http.client import HttpClient
 from agent.reporter import Reporter, last_spooled_seq
 from agent.runner import CollectorRun, Cycle
 from agent.spool import Spool
@@ -26,8 +26,8 @@ from agent.state import SeqAllocator, TokenStore
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
+async def session() -> AsyncIterator[HttpClient]:
+    async with HttpClient() as s:
         yield s
 
 
@@ -36,7 +36,7 @@ class Harness:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        session: HttpClient,
         state: Path,
         url: str,
         *,
@@ -101,7 +101,7 @@ def _assert_once_in_order(cp: FakeControlPlane, ids: list[str]) -> None:
 
 
 async def test_enrols_once_and_reuses_the_token_after_restart(
-    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+    session: HttpClient, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
 ) -> None:
     cp, url = control_plane
     first = Harness(session, tmp_path, url)
@@ -125,7 +125,7 @@ async def test_enrols_once_and_reuses_the_token_after_restart(
 
 
 async def test_outage_then_recovery_delivers_every_report_once_in_order(
-    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+    session: HttpClient, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
 ) -> None:
     cp, url = control_plane
     h = Harness(session, tmp_path, url)
@@ -144,7 +144,7 @@ async def test_outage_then_recovery_delivers_every_report_once_in_order(
 
 
 async def test_backlog_drains_without_waiting_between_reports(
-    session: aiohttp.ClientSession,
+    session: HttpClient,
     control_plane: tuple[FakeControlPlane, str],
     refused_url: str,
     tmp_path: Path,
@@ -168,7 +168,7 @@ async def test_backlog_drains_without_waiting_between_reports(
 
 
 async def test_lost_answer_is_resent_and_stored_once(
-    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+    session: HttpClient, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
 ) -> None:
     cp, url = control_plane
     h = Harness(session, tmp_path, url)
@@ -182,7 +182,7 @@ async def test_lost_answer_is_resent_and_stored_once(
 
 
 async def test_timeout_is_retried_and_idempotent(
-    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+    session: HttpClient, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
 ) -> None:
     cp, url = control_plane
     h = Harness(session, tmp_path, url, request_timeout_s=0.2)
@@ -199,7 +199,7 @@ async def test_timeout_is_retried_and_idempotent(
 
 
 async def test_poison_report_is_dropped_and_counted(
-    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+    session: HttpClient, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
 ) -> None:
     cp, url = control_plane
     h = Harness(session, tmp_path, url)
@@ -214,7 +214,7 @@ async def test_poison_report_is_dropped_and_counted(
 
 
 async def test_revoked_token_triggers_reenrolment(
-    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+    session: HttpClient, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
 ) -> None:
     cp, url = control_plane
     h = Harness(session, tmp_path, url)
@@ -231,7 +231,7 @@ async def test_revoked_token_triggers_reenrolment(
 
 
 async def test_without_any_token_reports_stay_spooled(
-    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+    session: HttpClient, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
 ) -> None:
     cp, url = control_plane
     h = Harness(session, tmp_path, url, enrolment_token=None)
@@ -245,7 +245,7 @@ async def test_without_any_token_reports_stay_spooled(
 
 
 async def test_wrong_enrolment_token_keeps_reports(
-    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+    session: HttpClient, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
 ) -> None:
     _, url = control_plane
     h = Harness(session, tmp_path, url, enrolment_token="wrong")
@@ -257,7 +257,7 @@ async def test_wrong_enrolment_token_keeps_reports(
 
 
 async def test_flush_is_bounded(
-    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+    session: HttpClient, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
 ) -> None:
     cp, url = control_plane
     h = Harness(session, tmp_path, url)
@@ -271,7 +271,7 @@ async def test_flush_is_bounded(
 
 
 async def test_throttling_honours_retry_after(
-    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+    session: HttpClient, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
 ) -> None:
     cp, url = control_plane
     h = Harness(session, tmp_path, url)
@@ -287,7 +287,7 @@ async def test_throttling_honours_retry_after(
 
 
 async def test_renamed_agent_enrols_again_instead_of_being_refused(
-    session: aiohttp.ClientSession, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
+    session: HttpClient, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
 ) -> None:
     cp, url = control_plane
     old = Harness(session, tmp_path, url)

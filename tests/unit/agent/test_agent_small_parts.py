@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 import agent
@@ -12,6 +11,7 @@ from agent.backoff import Backoff
 from agent.collectors import COLLECTORS, build_collectors
 from agent.collectors.host import HostCollector
 from agent.config import AgentConfig
+from agent.http.client import HttpClient
 from agent.state import SeqAllocator, TokenStore
 from haetae.config import ConfigError
 
@@ -55,7 +55,7 @@ def test_seq_is_contiguous_across_restarts(tmp_path: Path) -> None:
 
 async def test_registry_builds_configured_collectors_only(tmp_path: Path) -> None:
     assert set(COLLECTORS) == {"host", "process", "app", "health"}
-    async with aiohttp.ClientSession() as session:
+    async with HttpClient() as session:
         built = build_collectors(AgentConfig(state_dir=tmp_path), session)
         # No process, app or health target configured: those are not built.
         assert [type(c) for c in built] == [HostCollector]

@@ -1,0 +1,149 @@
+"""Notification groups -> outbox (PostgreSQL): grouping timers, dedup and silences.
+
+A group is flushed ``group_wait`` after its first alert, then every ``group_interval``. A flush
+sends (one outbox row per destination of the receiver) when the set of firing alerts changed
+since the last send or alerts resolved, or when ``repeat_interval`` passed with alerts still
+firing; otherwise it is deduplicated away. Silenced alerts are left out at flush time, as in
+Alertmanager. Groups are claimed with ``FOR UPDATE SKIP LOCKED``: with several control planes
+each group is flushed by exactly one of them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
+
+import asyncpg
+import orjson
+
+from control_plane.alerting.payload import GroupAlert, build_notification
+from control_plane.alerting.routing import Silence, silenced
+from control_plane.query.matchers import parse_matcher
+
+_DUE = """
+SELECT * FROM notify_groups WHERE next_flush_at <= $1
+ORDER BY next_flush_at LIMIT $2 FOR UPDATE SKIP LOCKED
+"""
+_ENQUEUE = """
+INSERT INTO notify_outbox (destination, group_key, payload, idempotency_key, next_attempt_at,
+                           created_at)
+VALUES ($1, $2, $3, $4, $5, $5)
+ON CONFLICT (idempotency_key) DO NOTHING
+"""
+
+
+async def active_silences(conn: asyncpg.Connection, now: float) -> list[Silence]:
+    when = dt.datetime.fromtimestamp(now, dt.UTC)
+    rows = await conn.fetch("SELECT * FROM silences WHERE starts_at <= $1 AND ends_at > $1", when)
+    return [
+        Silence(
+            str(r["silence_id"]),
+            tuple(parse_matcher(m) for m in r["matchers"]),
+            r["starts_at"].timestamp(),
+            r["ends_at"].timestamp(),
+        )
+        for r in rows
+    ]
+
+
+async def flush_due(
+    pool: asyncpg.Pool,
+    destinations: Mapping[str, Sequence[str]],
+    now: float,
+    *,
+    limit: int = 100,
+) -> int:
+    """Flush the groups that are due; returns how many notifications were queued.
+    ``destinations`` maps a receiver to its destination names."""
+    when = dt.datetime.fromtimestamp(now, dt.UTC)
+    queued = 0
+    async with pool.acquire() as conn, conn.transaction():
+        groups = await conn.fetch(_DUE, when, limit)
+        if not groups:
+            return 0
+        silences = await active_silences(conn, now)
+        for g in groups:
+            queued += await _flush_group(conn, g, destinations, silences, now, when)
+    return queued
+
+
+async def _flush_group(
+    conn: asyncpg.Connection,
+    g: asyncpg.Record,
+    destinations: Mapping[str, Sequence[str]],
+    silences: Sequence[Silence],
+    now: float,
+    when: dt.datetime,
+) -> int:
+    key = g["group_key"]
+    rows = await conn.fetch(
+        "SELECT * FROM notify_group_alerts WHERE group_key = $1 ORDER BY fingerprint", key
+    )
+    if not rows:
+        await conn.execute("DELETE FROM notify_groups WHERE group_key = $1", key)
+        return 0
+    alerts = [
+        GroupAlert(
+            r["fingerprint"],
+            r["labels"],
+            r["annotations"],
+            r["state"],
+            r["flapping"],
+            r["starts_at"].timestamp(),
+            None if r["ends_at"] is None else r["ends_at"].timestamp(),
+        )
+        for r in rows
+    ]
+    visible = [a for a in alerts if not silenced(silences, a.labels, now)]
+    firing = [a for a in visible if a.state == "firing"]
+    resolved = [a for a in visible if a.state == "resolved"]
+    digest = _digest(firing)
+    last_sent = g["last_sent_at"]
+    repeat_due = bool(firing) and (
+        last_sent is None or now - last_sent.timestamp() >= g["repeat_interval_s"]
+    )
+    # Resolved alerts are news only to receivers that were told they fired.
+    resolved_news = bool(resolved) and last_sent is not None
+    send = bool(firing or resolved_news) and (
+        digest != g["last_sent_digest"] or resolved_news or repeat_due
+    )
+    queued = 0
+    if send:
+        receiver = g["receiver"]
+        note = build_notification(key, receiver, g["group_labels"], firing + resolved)
+        for dest in destinations.get(receiver, ()):
+            await conn.execute(
+                "INSERT INTO notify_destinations (destination, next_send_at) VALUES ($1, $2)"
+                " ON CONFLICT (destination) DO NOTHING",
+                dest,
+                when,
+            )
+            await conn.execute(_ENQUEUE, dest, key, note, f"{key}/{dest}/{int(now * 1000)}", when)
+            queued += 1
+    done = [a.fingerprint for a in alerts if a.state == "resolved"]
+    if done:
+        # Resolved alerts leave the group once flushed (silenced ones too: they are over).
+        await conn.execute(
+            "DELETE FROM notify_group_alerts WHERE group_key = $1 AND state = 'resolved'"
+            " AND fingerprint = ANY($2::text[])",
+            key,
+            done,
+        )
+    await conn.execute(
+        """UPDATE notify_groups SET next_flush_at = $2,
+               last_sent_at = CASE WHEN $3 THEN $4 ELSE last_sent_at END,
+               last_sent_digest = CASE WHEN $3 THEN $5 ELSE last_sent_digest END
+           WHERE group_key = $1""",
+        key,
+        when + dt.timedelta(seconds=g["group_interval_s"]),
+        send,
+        when,
+        digest,
+    )
+    return queued
+
+
+def _digest(firing: Sequence[GroupAlert]) -> str:
+    items = sorted((a.fingerprint, a.flapping) for a in firing)
+    return hashlib.sha256(orjson.dumps(items)).hexdigest()[:32]

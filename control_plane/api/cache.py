@@ -1,0 +1,167 @@
+"""Admin API for the cache: stats per layer and host, invalidation that waits for every L1,
+warm-up jobs with visible progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from control_plane.appkeys import CACHE
+from haetae.cache import InvalidationError
+from haetae.cache.invalidation import LAYERS
+from haetae.web.bodies import json_response, read_json
+from haetae.web.problem import ProblemError, invalid
+
+_MAX_ITEMS = 10_000
+
+
+def _strings(body: dict[str, Any], name: str) -> list[str]:
+    raw = body.get(name, [])
+    if not isinstance(raw, list):
+        raise invalid(name, "expected a list of strings")
+    if len(raw) > _MAX_ITEMS:
+        raise invalid(name, f"at most {_MAX_ITEMS} items")
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or not item:
+            raise invalid(f"{name}[{i}]", "expected a non-empty string")
+    return raw
+
+
+def _object(body: Any, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise invalid("body", "expected a JSON object")
+    unknown = set(body) - allowed
+    if unknown:
+        raise invalid(sorted(unknown)[0], "unknown field")
+    return body
+
+
+def _unavailable(detail: str) -> ProblemError:
+    return ProblemError(
+        503,
+        "Cache unavailable",
+        detail=detail,
+        type_="cache-unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def cache_stats(request: web.Request) -> web.Response:
+    service = request.app[CACHE]
+    local = service.cache.stats.snapshot()
+    nodes: dict[str, Any] = {}
+    if service.bus is not None:
+        local["node"] = service.bus.node_id
+        try:
+            nodes = await service.bus.node_stats()
+        except Exception:  # Redis trouble: the local view is still worth answering with
+            nodes = {}
+        nodes[service.bus.node_id] = local
+    totals: dict[str, dict[str, int | float | None]] = {}
+    for snap in nodes.values() or [local]:
+        for layer, data in snap["layers"].items():
+            t = totals.setdefault(layer, {"hits": 0, "misses": 0})
+            if layer == "l1":
+                t["hits"] = int(t["hits"] or 0) + data["hits"]
+                t["misses"] = int(t["misses"] or 0) + data["misses"]
+            else:
+                t["hits"] = int(t["hits"] or 0) + data["hit"] + data["stale"] + data["negative"]
+                t["misses"] = int(t["misses"] or 0) + data["miss"] + data["error"]
+    for t in totals.values():
+        n = int(t["hits"] or 0) + int(t["misses"] or 0)
+        t["hit_ratio"] = (int(t["hits"] or 0) / n) if n else None
+    return json_response({"local": local, "hosts": nodes, "totals": totals})
+
+
+async def invalidate(request: web.Request) -> web.Response:
+    service = request.app[CACHE]
+    body = _object(
+        await read_json(request), {"keys", "tags", "prefix", "prefixes", "layers", "timeout_s"}
+    )
+    keys = _strings(body, "keys")
+    tags = _strings(body, "tags")
+    prefixes = _strings(body, "prefixes")
+    if "prefix" in body:
+        prefix = body["prefix"]
+        if not isinstance(prefix, str) or not prefix:
+            raise invalid("prefix", "expected a non-empty string")
+        prefixes.append(prefix)
+    if not (keys or tags or prefixes):
+        raise invalid("keys", "name at least one of keys, tags or prefix")
+    layers = _strings(body, "layers") if "layers" in body else sorted(LAYERS)
+    for i, layer in enumerate(layers):
+        if layer not in LAYERS:
+            raise invalid(f"layers[{i}]", "must be 'l1' or 'l2'")
+    if not layers:
+        raise invalid("layers", "name at least one layer")
+    timeout = body.get("timeout_s", service.config.invalidate_timeout_s)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60:
+        raise invalid("timeout_s", "a number of seconds in (0, 60]")
+    answer: dict[str, Any] = {"keys": keys, "tags": tags, "prefixes": prefixes, "layers": layers}
+    if service.bus is None:
+        # No Redis: this process's L1 is the only one.
+        service.cache.apply_invalidation(keys, tags, prefixes)
+        answer.update(entry_id=None, complete=True, applied=["local"], pending=[])
+        return json_response(answer)
+    try:
+        entry_id = await service.bus.invalidate(keys, tags, prefixes, layers=layers)
+        if entry_id is None:
+            answer.update(entry_id=None, complete=True, applied=[], pending=[])
+            return json_response(answer)
+        result = await service.bus.wait_applied(entry_id, timeout_s=float(timeout))
+    except InvalidationError as exc:
+        raise _unavailable(str(exc)) from exc
+    answer.update(
+        entry_id=entry_id, complete=result.complete, applied=result.applied, pending=result.pending
+    )
+    # 202: recorded and applied to L2, but some connected L1s had not confirmed in time.
+    return json_response(answer, status=200 if result.complete else 202)
+
+
+async def start_warmup(request: web.Request) -> web.Response:
+    service = request.app[CACHE]
+    body = _object(await read_json(request), {"keys", "set"})
+    if ("keys" in body) == ("set" in body):
+        raise invalid("keys", "give either keys or set")
+    if "set" in body:
+        name = body["set"]
+        if not isinstance(name, str) or name not in service.config.warmup_sets:
+            known = ", ".join(sorted(service.config.warmup_sets)) or "none configured"
+            raise invalid("set", f"unknown warm-up set (known: {known})")
+        keys, source = list(service.config.warmup_sets[name]), f"set:{name}"
+    else:
+        keys, source = _strings(body, "keys"), "keys"
+        if not keys:
+            raise invalid("keys", "name at least one key")
+    for i, key in enumerate(keys):
+        if service.cache.loader_for(key) is None:
+            namespaces = ", ".join(service.cache.namespaces) or "none registered"
+            raise invalid(
+                f"keys[{i}]", f"no loader for this key's namespace (loaders: {namespaces})"
+            )
+    job = service.start_warmup(keys, source)
+    return json_response(
+        job.view(), status=202, headers={"Location": f"/admin/cache/warmup/{job.id}"}
+    )
+
+
+async def warmup_status(request: web.Request) -> web.Response:
+    job = request.app[CACHE].jobs.get(request.match_info["job_id"])
+    if job is None:
+        raise ProblemError(
+            404, "Not Found", detail="no such warm-up job", type_="not-found", field="path.job_id"
+        )
+    return json_response(job.view())
+
+
+async def list_warmups(request: web.Request) -> web.Response:
+    return json_response({"jobs": [j.view() for j in request.app[CACHE].jobs.values()]})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/cache/stats", cache_stats)
+    app.router.add_post("/admin/cache/invalidate", invalidate)
+    app.router.add_post("/admin/cache/warmup", start_warmup)
+    app.router.add_get("/admin/cache/warmup", list_warmups)
+    app.router.add_get("/admin/cache/warmup/{job_id}", warmup_status)

@@ -1,0 +1,140 @@
+"""The control plane's cache: a LayeredCache on the configured Redis, following the invalidation
+stream, plus the warm-up jobs the admin API starts (``cache_ctx`` opens and closes it all)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from control_plane.appkeys import CACHE, CONFIG, METRICS
+from haetae.cache import (
+    CacheConfig,
+    CachePolicy,
+    CacheStats,
+    InvalidationBus,
+    L1Cache,
+    LayeredCache,
+    Loader,
+    RedisL2,
+    client_from_url,
+)
+from haetae.resilience import BreakerConfig, CircuitBreaker
+
+_MAX_FINISHED_JOBS = 100
+
+
+@dataclass
+class WarmupJob:
+    id: str
+    keys: list[str]
+    source: str
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    done: int = 0
+    failed: int = 0
+    failed_keys: list[str] = field(default_factory=list)
+
+    def progress(self, key: str, ok: bool) -> None:
+        if ok:
+            self.done += 1
+        else:
+            self.failed += 1
+            if len(self.failed_keys) < 100:
+                self.failed_keys.append(key)
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "status": "running" if self.finished_at is None else "finished",
+            "total": len(self.keys),
+            "done": self.done,
+            "failed": self.failed,
+            "failed_keys": self.failed_keys,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+class CacheService:
+    def __init__(self, cache: LayeredCache, bus: InvalidationBus | None, config: CacheConfig):
+        self.cache = cache
+        self.bus = bus
+        self.config = config
+        self.jobs: dict[str, WarmupJob] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def register_loader(self, namespace: str, loader: Loader) -> None:
+        self.cache.register_loader(namespace, loader)
+
+    def start_warmup(self, keys: list[str], source: str) -> WarmupJob:
+        job = WarmupJob(uuid.uuid4().hex[:12], keys, source)
+        self.jobs[job.id] = job
+        finished = [j for j in self.jobs.values() if j.finished_at is not None]
+        for old in finished[: max(0, len(finished) - _MAX_FINISHED_JOBS)]:
+            del self.jobs[old.id]
+        task = asyncio.get_running_loop().create_task(self._warm(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
+    async def _warm(self, job: WarmupJob) -> None:
+        try:
+            await self.cache.warm(
+                job.keys, concurrency=self.config.warmup_concurrency, on_progress=job.progress
+            )
+        finally:
+            job.finished_at = time.time()
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.bus is not None:
+            await self.bus.stop()
+        await self.cache.aclose()
+        if self.cache.l2 is not None:
+            await self.cache.l2.aclose()
+
+
+def build_cache(
+    cfg: CacheConfig, url: str | None, *, name: str, registry: Any = None
+) -> CacheService:
+    policy = CachePolicy(
+        ttl_s=cfg.ttl_s, stale_ttl_s=cfg.stale_ttl_s, negative_ttl_s=cfg.negative_ttl_s
+    )
+    breaker = CircuitBreaker(
+        f"{name}-cache-l2",
+        BreakerConfig(timeout_s=cfg.l2_timeout_ms / 1000, wait_in_open_s=cfg.breaker_wait_s),
+    )
+    stats = CacheStats(name, registry, window_s=cfg.stats_window_s)
+    l1 = L1Cache(cfg.l1_max_entries, cfg.l1_max_bytes)
+    if url is None:
+        return CacheService(LayeredCache(l1, None, policy=policy, stats=stats), None, cfg)
+    # The stream follower blocks up to 500 ms per read: the socket timeout must exceed that.
+    client = client_from_url(url, socket_timeout=5.0, socket_connect_timeout=1.0)
+    cache = LayeredCache(l1, RedisL2(client), policy=policy, breaker=breaker, stats=stats)
+    bus = InvalidationBus(client, cache, maxlen=cfg.stream_maxlen)
+    return CacheService(cache, bus, cfg)
+
+
+async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    cfg = config.cache
+    url_secret = cfg.url or config.redis.url
+    url = url_secret.get_secret_value() if url_secret is not None and cfg.enabled else None
+    service = build_cache(cfg, url, name="control_plane", registry=app[METRICS].registry)
+    if service.bus is not None:
+        await service.bus.start()
+    app[CACHE] = service
+    yield
+    with contextlib.suppress(Exception):
+        await service.aclose()

@@ -1,0 +1,33 @@
+"""The rule engine's aiohttp lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from control_plane.appkeys import CONFIG, INGESTOR, POOL
+from control_plane.rules.engine import RuleEngine
+
+RULE_ENGINE: web.AppKey[RuleEngine] = web.AppKey("rule_engine", RuleEngine)
+
+
+async def rules_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the rule engine over the ingest windows, woken by each ingest commit.
+    Register it after ``ingest_ctx``. With ``alerting.enabled`` false the rules are still
+    loaded (the API works) but nothing is evaluated."""
+    cfg = app[CONFIG].alerting
+    ingestor = app[INGESTOR]
+    engine = RuleEngine(app[POOL], ingestor.windows, cfg)
+    if not cfg.enabled:
+        await engine.ruleset.load()
+        app[RULE_ENGINE] = engine
+        yield
+        return
+    async with engine:
+        ingestor.commit_listeners.append(engine.wake)
+        app[RULE_ENGINE] = engine
+        try:
+            yield
+        finally:
+            ingestor.commit_listeners.remove(engine.wake)

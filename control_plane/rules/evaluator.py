@@ -1,0 +1,320 @@
+"""Evaluating a parsed expression at one instant over the series windows; pure (the source of
+points and the evaluation time are arguments).
+
+Results are instant vectors of :class:`Sample` (labels include ``__name__`` until a function,
+aggregation or arithmetic drops it, and ``agent`` for the series' agent) or a scalar.
+Vector-vector operations match one-to-one on the full label set without ``__name__``.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from control_plane.ingest.windows import SeriesRef
+from control_plane.query.matchers import AGENT_LABEL, Matcher, MatchOp
+from control_plane.rules.ast import (
+    Aggregate,
+    Binary,
+    Call,
+    Expr,
+    MatrixSelector,
+    NumberLiteral,
+    Unary,
+    VectorSelector,
+)
+from control_plane.rules.functions import OVER_TIME, Point, extrapolated_rate
+
+NAME_LABEL = "__name__"
+# How far back an instant selector looks for the latest point (Prometheus' default).
+DEFAULT_LOOKBACK_S = 300.0
+
+Labels = Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    labels: Labels
+    value: float
+
+
+Vector = list[Sample]
+Value = float | Vector
+
+
+class SeriesSource(Protocol):
+    """What the evaluator reads: the ingest windows (``SeriesWindows``) fit."""
+
+    def select(self, name: str, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]: ...
+
+    def points(self, series_id: int, start: float, end: float) -> list[Point]: ...
+
+
+def evaluate(
+    expr: Expr, source: SeriesSource, at: float, *, lookback_s: float = DEFAULT_LOOKBACK_S
+) -> Value:
+    """The value of ``expr`` at time ``at`` (seconds since the epoch)."""
+    return _Evaluator(source, at, lookback_s).eval(expr)
+
+
+def series_labels(ref: SeriesRef) -> dict[str, str]:
+    labels = dict(ref.labels)
+    labels[AGENT_LABEL] = ref.agent_id
+    labels[NAME_LABEL] = ref.name
+    return labels
+
+
+def selector_names(expr: Expr) -> set[str]:
+    """Metric names an expression reads (to know which ingested series concern a rule)."""
+    if isinstance(expr, VectorSelector):
+        return {expr.name}
+    if isinstance(expr, MatrixSelector):
+        return {expr.selector.name}
+    if isinstance(expr, Call):
+        return set().union(*(selector_names(a) for a in expr.args))
+    if isinstance(expr, Aggregate | Unary):
+        return selector_names(expr.expr)
+    if isinstance(expr, Binary):
+        return selector_names(expr.lhs) | selector_names(expr.rhs)
+    return set()
+
+
+def uses_absent(expr: Expr) -> bool:
+    if isinstance(expr, Call):
+        return expr.func == "absent" or any(uses_absent(a) for a in expr.args)
+    if isinstance(expr, Aggregate | Unary):
+        return uses_absent(expr.expr)
+    if isinstance(expr, Binary):
+        return uses_absent(expr.lhs) or uses_absent(expr.rhs)
+    return False
+
+
+def _drop_name(labels: Labels) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if k != NAME_LABEL}
+
+
+def _signature(labels: Labels) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in labels.items() if k != NAME_LABEL))
+
+
+def _pow(a: float, b: float) -> float:
+    try:
+        return math.pow(a, b)
+    except (OverflowError, ValueError):
+        return math.nan if a < 0 else math.inf
+
+
+def _div(a: float, b: float) -> float:
+    if b == 0:
+        if a == 0 or math.isnan(a):
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+    return a / b
+
+
+def _mod(a: float, b: float) -> float:
+    return math.nan if b == 0 else math.fmod(a, b)
+
+
+_ARITH: dict[str, Callable[[float, float], float]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": _div,
+    "%": _mod,
+    "^": _pow,
+}
+_CMP: dict[str, Callable[[float, float], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+    ">=": operator.ge,
+    "<=": operator.le,
+}
+
+
+class _Evaluator:
+    def __init__(self, source: SeriesSource, at: float, lookback_s: float) -> None:
+        self.source = source
+        self.at = at
+        self.lookback_s = lookback_s
+
+    def eval(self, expr: Expr) -> Value:
+        if isinstance(expr, NumberLiteral):
+            return expr.value
+        if isinstance(expr, VectorSelector):
+            return self.instant(expr)
+        if isinstance(expr, Call):
+            return self.call(expr)
+        if isinstance(expr, Aggregate):
+            return self.aggregate(expr)
+        if isinstance(expr, Unary):
+            inner = self.eval(expr.expr)
+            if expr.op == "+":
+                return inner
+            if isinstance(inner, float):
+                return -inner
+            return [Sample(_drop_name(s.labels), -s.value) for s in inner]
+        if isinstance(expr, Binary):
+            return self.binary(expr)
+        raise TypeError(f"a range vector cannot be evaluated on its own: {expr!r}")
+
+    # -- selectors -----------------------------------------------------------------------
+
+    def instant(self, sel: VectorSelector) -> Vector:
+        end = self.at - sel.offset_s
+        out = []
+        for ref in self.source.select(sel.name, sel.matchers):
+            pts = self.source.points(ref.series_id, end - self.lookback_s, end)
+            if pts:
+                out.append(Sample(series_labels(ref), pts[-1][1]))
+        return out
+
+    def matrix(self, ms: MatrixSelector) -> list[tuple[SeriesRef, list[Point], float, float]]:
+        end = self.at - ms.selector.offset_s
+        start = end - ms.range_s
+        out = []
+        for ref in self.source.select(ms.selector.name, ms.selector.matchers):
+            pts = self.source.points(ref.series_id, start, end)
+            if pts:
+                out.append((ref, pts, start, end))
+        return out
+
+    # -- functions -----------------------------------------------------------------------
+
+    def call(self, call: Call) -> Vector:
+        if call.func == "absent":
+            return self.absent(call.args[0])
+        arg = call.args[0]
+        assert isinstance(arg, MatrixSelector)
+        out = []
+        for ref, pts, start, end in self.matrix(arg):
+            labels = _drop_name(series_labels(ref))
+            if call.func in ("rate", "increase"):
+                value = extrapolated_rate(pts, start, end, is_rate=call.func == "rate")
+                if value is not None:
+                    out.append(Sample(labels, value))
+            else:
+                out.append(Sample(labels, OVER_TIME[call.func]([v for _, v in pts])))
+        return out
+
+    def absent(self, arg: Expr) -> Vector:
+        present = self.eval(arg)
+        if present:
+            return []
+        labels: dict[str, str] = {}
+        if isinstance(arg, VectorSelector):
+            # Labels the missing series would have had: the equality matchers, as Prometheus.
+            equal: dict[str, list[Matcher]] = {}
+            for m in arg.matchers:
+                equal.setdefault(m.label, []).append(m)
+            for label, ms in equal.items():
+                eq = [m for m in ms if m.op is MatchOp.EQ]
+                if len(eq) == 1 and len(ms) == 1:
+                    labels[label] = eq[0].value
+        return [Sample(labels, 1.0)]
+
+    # -- aggregation ---------------------------------------------------------------------
+
+    def aggregate(self, agg: Aggregate) -> Vector:
+        inner = self.eval(agg.expr)
+        assert isinstance(inner, list)
+        groups: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[float]]] = {}
+        for s in inner:
+            if agg.without:
+                drop = {*agg.grouping, NAME_LABEL}
+                labels = {k: v for k, v in s.labels.items() if k not in drop}
+            else:
+                labels = {k: s.labels[k] for k in agg.grouping if s.labels.get(k, "") != ""}
+            key = tuple(sorted(labels.items()))
+            groups.setdefault(key, (labels, []))[1].append(s.value)
+        out = []
+        for labels, values in groups.values():
+            if agg.op == "sum":
+                value = math.fsum(values)
+            elif agg.op == "avg":
+                value = math.fsum(values) / len(values)
+            elif agg.op == "count":
+                value = float(len(values))
+            elif agg.op == "min":
+                value = _nan_aware(min, values)
+            else:
+                value = _nan_aware(max, values)
+            out.append(Sample(labels, value))
+        return out
+
+    # -- binary operators ----------------------------------------------------------------
+
+    def binary(self, b: Binary) -> Value:
+        lhs = self.eval(b.lhs)
+        rhs = self.eval(b.rhs)
+        if isinstance(lhs, float) and isinstance(rhs, float):
+            if b.is_comparison:
+                return 1.0 if _CMP[b.op](lhs, rhs) else 0.0
+            return _ARITH[b.op](lhs, rhs)
+        if isinstance(lhs, list) and isinstance(rhs, list):
+            return self.vector_vector(b, lhs, rhs)
+        if isinstance(lhs, list):
+            assert isinstance(rhs, float)
+            return self.vector_scalar(b, lhs, rhs, scalar_left=False)
+        assert isinstance(rhs, list) and isinstance(lhs, float)
+        return self.vector_scalar(b, rhs, lhs, scalar_left=True)
+
+    def vector_scalar(self, b: Binary, vec: Vector, scalar: float, *, scalar_left: bool) -> Vector:
+        out = []
+        for s in vec:
+            a, c = (scalar, s.value) if scalar_left else (s.value, scalar)
+            if b.is_comparison:
+                hit = _CMP[b.op](a, c)
+                if b.return_bool:
+                    out.append(Sample(_drop_name(s.labels), 1.0 if hit else 0.0))
+                elif hit:
+                    out.append(s)  # filtering keeps the vector's own sample, name included
+            else:
+                out.append(Sample(_drop_name(s.labels), _ARITH[b.op](a, c)))
+        return out
+
+    def vector_vector(self, b: Binary, lhs: Vector, rhs: Vector) -> Vector:
+        right: dict[tuple[tuple[str, str], ...], Sample] = {}
+        for s in rhs:
+            sig = _signature(s.labels)
+            if sig in right:
+                raise EvaluationError(
+                    f"many-to-one matching: several right-hand series share the labels {sig}"
+                )
+            right[sig] = s
+        out = []
+        seen: set[tuple[tuple[str, str], ...]] = set()
+        for s in lhs:
+            sig = _signature(s.labels)
+            other = right.get(sig)
+            if other is None:
+                continue
+            if sig in seen:
+                raise EvaluationError(
+                    f"many-to-one matching: several left-hand series share the labels {sig}"
+                )
+            seen.add(sig)
+            if b.is_comparison:
+                hit = _CMP[b.op](s.value, other.value)
+                if b.return_bool:
+                    out.append(Sample(_drop_name(s.labels), 1.0 if hit else 0.0))
+                elif hit:
+                    out.append(s)  # filtering keeps the left-hand sample, name included
+            else:
+                out.append(Sample(_drop_name(s.labels), _ARITH[b.op](s.value, other.value)))
+        return out
+
+
+class EvaluationError(RuntimeError):
+    """An expression that parsed cannot be evaluated on this data (duplicate label sets on
+    one side of a one-to-one match): a property of the data, reported per evaluation."""
+
+
+def _nan_aware(pick: Callable[[list[float]], float], values: list[float]) -> float:
+    real = [v for v in values if not math.isnan(v)]
+    return pick(real) if real else math.nan

@@ -1,0 +1,60 @@
+"""Range functions over one series' points; pure. Semantics follow Prometheus
+(``promql/functions.go``), including ``extrapolatedRate`` for ``rate`` and ``increase``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+Point = tuple[float, float]
+
+
+def extrapolated_rate(
+    points: Sequence[Point], range_start: float, range_end: float, *, is_rate: bool
+) -> float | None:
+    """Prometheus' ``extrapolatedRate`` for counters: resets add the value before the reset;
+    the delta is extrapolated towards the range boundaries when the first/last samples are
+    within 1.1 average intervals of them (else by half an interval), and never below zero.
+    None when fewer than two points (no result, as in Prometheus)."""
+    if len(points) < 2:
+        return None
+    first_t, first_v = points[0]
+    last_t, last_v = points[-1]
+    result = last_v - first_v
+    previous = 0.0
+    for _, v in points:
+        if v < previous:  # a counter reset
+            result += previous
+        previous = v
+    duration_to_start = first_t - range_start
+    duration_to_end = range_end - last_t
+    sampled = last_t - first_t
+    average_step = sampled / (len(points) - 1)
+    threshold = average_step * 1.1
+    extrapolate_to = sampled
+    if duration_to_start >= threshold:
+        duration_to_start = average_step / 2
+    if result > 0 and first_v >= 0:
+        # A counter cannot go negative: do not extrapolate past its zero point.
+        duration_to_zero = sampled * (first_v / result)
+        duration_to_start = min(duration_to_start, duration_to_zero)
+    extrapolate_to += duration_to_start
+    if duration_to_end >= threshold:
+        duration_to_end = average_step / 2
+    extrapolate_to += duration_to_end
+    factor = extrapolate_to / sampled
+    if is_rate:
+        factor /= range_end - range_start
+    return result * factor
+
+
+def _avg(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+OVER_TIME: dict[str, Callable[[Sequence[float]], float]] = {
+    "avg_over_time": _avg,
+    "min_over_time": min,
+    "max_over_time": max,
+    "sum_over_time": sum,
+    "count_over_time": lambda values: float(len(values)),
+}

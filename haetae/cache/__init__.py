@@ -1,0 +1,36 @@
+"""The multi-layer cache: in-process W-TinyLFU L1, Redis (Cluster) L2, durable invalidation."""
+
+from haetae.cache.config import CacheConfig
+from haetae.cache.invalidation import (
+    Invalidation,
+    InvalidationBus,
+    InvalidationError,
+    WaitResult,
+)
+from haetae.cache.l1 import Entry, EvictionReason, L1Cache
+from haetae.cache.l2 import AutoPipeline, RedisL2, client_from_url
+from haetae.cache.layered import CachePolicy, LayeredCache, Loaded, Loader
+from haetae.cache.sketch import FrequencySketch
+from haetae.cache.stats import CacheStats, Layer, Outcome
+
+__all__ = [
+    "AutoPipeline",
+    "CacheConfig",
+    "CachePolicy",
+    "CacheStats",
+    "Entry",
+    "EvictionReason",
+    "FrequencySketch",
+    "Invalidation",
+    "InvalidationBus",
+    "InvalidationError",
+    "L1Cache",
+    "Layer",
+    "LayeredCache",
+    "Loaded",
+    "Loader",
+    "Outcome",
+    "RedisL2",
+    "WaitResult",
+    "client_from_url",
+]

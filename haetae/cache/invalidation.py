@@ -1,0 +1,313 @@
+"""Durable invalidation: applied to L2, then appended to a Redis Stream that every L1 follows.
+
+Each L1 (a :class:`InvalidationBus` with its :class:`LayeredCache`) reads the stream with
+``XREAD BLOCK``, applies entries, and records the last id it applied in a shared hash; it also
+heartbeats into a sorted set of connected nodes. A publisher can then wait until every connected
+node has applied its entry (``wait_applied``), which is what makes "no L1 serves a value
+invalidated before the call returned" hold.
+
+After a disconnect a follower resumes from its last id. Entries are numbered by a counter written
+in the same script as the XADD, so a follower that finds a gap in the numbers knows the stream
+was trimmed (MAXLEN) past what it had read: it cannot know what it missed and flushes its L1.
+(Comparing the first entry's id with the last id seen cannot tell "trimmed" from "nothing was
+older": the numbering can.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from haetae.cache import keys as ck
+from haetae.cache.l2 import RedisClient
+from haetae.cache.layered import LayeredCache
+
+log = logging.getLogger("haetae.cache.invalidation")
+
+LAYERS = frozenset({"l1", "l2"})
+
+
+class InvalidationError(Exception):
+    """The invalidation could not be recorded (Redis unreachable): retry it."""
+
+
+def parse_id(entry_id: str | bytes) -> tuple[int, int]:
+    s = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = s.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    keys: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+
+    def args(self, origin: str) -> list[bytes]:
+        return [
+            orjson.dumps(self.keys),
+            orjson.dumps(self.tags),
+            orjson.dumps(self.prefixes),
+            origin.encode(),
+        ]
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes, bytes]) -> Invalidation:
+        def get(name: bytes) -> tuple[str, ...]:
+            raw = fields.get(name)
+            return tuple(orjson.loads(raw)) if raw else ()
+
+        return cls(get(b"k"), get(b"t"), get(b"p"))
+
+
+@dataclass(slots=True)
+class WaitResult:
+    entry_id: str
+    applied: list[str]
+    pending: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending
+
+
+def default_node_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class InvalidationBus:
+    """Publishes invalidations and keeps one L1 in step with everyone else's."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        cache: LayeredCache,
+        *,
+        node_id: str | None = None,
+        maxlen: int = 10_000,
+        block_ms: int = 500,
+        heartbeat_s: float = 1.0,
+        node_stale_after_s: float = 5.0,
+        retry_s: float = 0.2,
+        exact_trim: bool = False,
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.node_id = node_id or default_node_id()
+        self.maxlen = maxlen
+        self.block_ms = block_ms
+        self.heartbeat_s = heartbeat_s
+        self.node_stale_after_s = node_stale_after_s
+        self.retry_s = retry_s
+        # MAXLEN ~ (whole stream nodes) is much cheaper; exact trimming is for tests.
+        self.exact_trim = exact_trim
+        self.last_id: str | None = None
+        self.last_seq = 0
+        self.connected = False
+        self.applied_entries = 0
+        self.flushes = 0
+        self._task: asyncio.Task[None] | None = None
+        self._last_beat = 0.0
+        self._ready = asyncio.Event()
+
+    # -- publishing ----------------------------------------------------------------------------
+    async def invalidate(
+        self,
+        keys: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        prefixes: Sequence[str] = (),
+        *,
+        layers: Iterable[str] = LAYERS,
+    ) -> str | None:
+        """Apply to L2 and the local L1, append to the stream; the entry id (None: L2 only)."""
+        layers = frozenset(layers)
+        inv = Invalidation(tuple(keys), tuple(tags), tuple(prefixes))
+        l2 = self.cache.l2
+        try:
+            if "l2" in layers and l2 is not None:
+                await l2.delete(inv.keys)
+                tagged = await l2.delete_tags(inv.tags)
+                for prefix in inv.prefixes:
+                    await l2.delete_prefix(prefix)
+                if tagged:
+                    # Other L1s learn the keys behind the tags from the entry, not only the tags.
+                    inv = Invalidation(
+                        tuple(dict.fromkeys(inv.keys + tuple(tagged))), inv.tags, inv.prefixes
+                    )
+            if "l1" not in layers:
+                return None
+            self.cache.apply_invalidation(inv.keys, inv.tags, inv.prefixes)
+            entry_id = await self.client.eval(
+                _APPEND,
+                2,
+                ck.INVALIDATION_STREAM,
+                ck.INVALIDATION_SEQ,
+                "=" if self.exact_trim else "~",
+                self.maxlen,
+                *inv.args(self.node_id),
+            )
+        except RedisError as exc:
+            raise InvalidationError(f"cannot record the invalidation: {exc}") from exc
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    async def connected_nodes(self) -> list[str]:
+        cutoff = time.time() - self.node_stale_after_s
+        raw = await self.client.zrangebyscore(ck.NODES, cutoff, "+inf")
+        return sorted(n.decode() if isinstance(n, bytes) else n for n in raw)
+
+    async def wait_applied(
+        self, entry_id: str, timeout_s: float = 2.0, poll_s: float = 0.002
+    ) -> WaitResult:
+        """Wait until every connected L1 has applied ``entry_id``; names the ones that did not."""
+        target = parse_id(entry_id)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            nodes = await self.connected_nodes()
+            pending = nodes
+            if nodes:
+                applied = await self.client.hmget(ck.APPLIED, nodes)
+                pending = [
+                    n
+                    for n, a in zip(nodes, applied, strict=True)
+                    if a is None or parse_id(a) < target
+                ]
+            done = [n for n in nodes if n not in pending]
+            if not pending or time.monotonic() >= deadline:
+                return WaitResult(entry_id, done, pending)
+            await asyncio.sleep(poll_s)
+
+    async def node_stats(self) -> dict[str, Any]:
+        """The latest stats each connected node published with its heartbeat."""
+        out: dict[str, Any] = {}
+        for node in await self.connected_nodes():
+            raw = await self.client.get(ck.node_stats_key(node))
+            if raw:
+                out[node] = orjson.loads(raw)
+        return out
+
+    # -- following -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start following; returns once the follower is positioned on the stream (or failing)."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), 2.0)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(RedisError, OSError):
+            await self.client.zrem(ck.NODES, self.node_id)
+            await self.client.hdel(ck.APPLIED, self.node_id)
+            await self.client.delete(ck.node_stats_key(self.node_id))
+
+    async def __aenter__(self) -> InvalidationBus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if self.connected:
+                    log.warning("invalidation stream lost (%r); will catch up", exc)
+                self.connected = False
+                await asyncio.sleep(self.retry_s)
+
+    async def _follow(self) -> None:
+        await self._position()
+        self.connected = True
+        self._ready.set()
+        await self._heartbeat(force=True)
+        while True:
+            assert self.last_id is not None
+            resp = await self.client.xread(
+                {ck.INVALIDATION_STREAM: self.last_id}, count=1000, block=self.block_ms
+            )
+            entries = resp[0][1] if resp else []
+            if entries:
+                first_seq = int(entries[0][1].get(b"n", 0))
+                if first_seq > self.last_seq + 1:
+                    n = self.cache.flush_l1()
+                    self.flushes += 1
+                    log.warning(
+                        "L1 fell behind the invalidation stream's retention (entries %d..%d "
+                        "trimmed); flushed %d entries",
+                        self.last_seq + 1,
+                        first_seq - 1,
+                        n,
+                    )
+                for _entry_id, fields in entries:
+                    inv = Invalidation.from_fields(fields)
+                    self.cache.apply_invalidation(inv.keys, inv.tags, inv.prefixes)
+                    self.applied_entries += 1
+                self.last_seq = int(entries[-1][1].get(b"n", self.last_seq))
+                last = entries[-1][0]
+                self.last_id = last.decode() if isinstance(last, bytes) else last
+                await self.client.hset(ck.APPLIED, self.node_id, self.last_id)
+            await self._heartbeat()
+
+    async def _position(self) -> None:
+        if self.last_id is None:
+            # A new L1 is empty: only what happens from now on concerns it.
+            tail = await self.client.xrevrange(ck.INVALIDATION_STREAM, count=1)
+            if tail:
+                self.last_id = tail[0][0].decode()
+                self.last_seq = int(tail[0][1].get(b"n", 0))
+            else:
+                self.last_id = "0-0"
+                self.last_seq = int(await self.client.get(ck.INVALIDATION_SEQ) or 0)
+        else:
+            seq = int(await self.client.get(ck.INVALIDATION_SEQ) or 0)
+            if seq < self.last_seq:
+                # Redis came back without the stream (restart without persistence, failover to
+                # a replica that lagged): what was published meanwhile is unknowable.
+                n = self.cache.flush_l1()
+                self.flushes += 1
+                log.warning("the invalidation stream was reset; flushed %d L1 entries", n)
+                self.last_id, self.last_seq = "0-0", seq
+        await self.client.hset(ck.APPLIED, self.node_id, self.last_id)
+
+    async def _heartbeat(self, *, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._last_beat < self.heartbeat_s:
+            return
+        self._last_beat = now
+        snapshot = self.cache.stats.snapshot()
+        snapshot["node"] = self.node_id
+        snapshot["last_applied"] = self.last_id
+        await self.client.zadd(ck.NODES, {self.node_id: now})
+        await self.client.set(
+            ck.node_stats_key(self.node_id),
+            orjson.dumps(snapshot),
+            ex=max(1, int(self.node_stale_after_s * 3)),
+        )
+        # Forget nodes that stopped heartbeating long ago (crashed without stop()).
+        await self.client.zremrangebyscore(ck.NODES, "-inf", now - 60 * self.node_stale_after_s)
+
+
+# Number the entry and append it in one step (both keys share a cluster slot).
+_APPEND = """
+local n = redis.call('INCR', KEYS[2])
+return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], ARGV[2], '*',
+    'n', n, 'k', ARGV[3], 't', ARGV[4], 'p', ARGV[5], 'o', ARGV[6])
+"""

@@ -1,0 +1,247 @@
+"""The link analyzer's HTTP API, mounted by the control plane: ``setup_routes(app)``.
+
+/api routes are not covered by the /admin auth middleware rule, so each handler checks the
+caller itself: analysing needs an admin token with ``write`` (it fetches the web and spends model
+money), lookups need ``read``, dropping a cache entry needs ``admin``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from control_plane.appkeys import CONFIG, REDIS
+from control_plane.auth.middleware import forbidden, require_principal
+from control_plane.auth.principal import Scope, TokenKind
+from haetae.web.bodies import json_response, read_json
+from haetae.web.problem import ProblemError, invalid
+from link_analyzer.errors import (
+    AnalyzerError,
+    FetchRefused,
+    FetchTimeout,
+    UpstreamStatus,
+)
+from link_analyzer.queue import Enqueued, Priority, QueueError
+from link_analyzer.service import LinkAnalyzerService
+from link_analyzer.urls import UrlRefused, canonicalize
+
+LINK_ANALYZER: web.AppKey[LinkAnalyzerService] = web.AppKey("link_analyzer", LinkAnalyzerService)
+
+_TASK_ID = re.compile(r"^[0-9a-f]{24}$")
+_URL_HASH = re.compile(r"^[0-9a-f]{32}$")
+_PRIORITIES = {p.name.lower(): p for p in Priority}
+
+
+def setup_routes(app: web.Application) -> None:
+    app.cleanup_ctx.append(link_analyzer_ctx)
+    app.router.add_post("/api/v1/analyze", analyze_sync)
+    app.router.add_post("/api/v1/analyze/async", analyze_async)
+    app.router.add_get("/api/v1/analyze/status/{task_id}", task_status)
+    app.router.add_get("/api/v1/cache/stats", cache_stats)
+    app.router.add_delete("/api/v1/cache/{url_hash}", cache_delete)
+
+
+async def link_analyzer_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG].link_analyzer
+    if not cfg.enabled or REDIS not in app:
+        yield
+        return
+    async with LinkAnalyzerService(cfg, app[REDIS]) as service:
+        app[LINK_ANALYZER] = service
+        yield
+
+
+def _service(request: web.Request) -> LinkAnalyzerService:
+    service = request.app.get(LINK_ANALYZER)
+    if service is None:
+        raise ProblemError(
+            503,
+            "Link analyzer unavailable",
+            detail="the link analyzer is disabled or no Redis is configured",
+            type_="link-analyzer-unavailable",
+            hint="set HAETAE_REDIS_URL and link_analyzer.enabled",
+        )
+    return service
+
+
+def _authorize(request: web.Request, scope: Scope) -> None:
+    principal = require_principal(request, TokenKind.ADMIN)
+    if not principal.has_scope(scope):
+        raise forbidden(f"this route needs the {scope.value!r} scope")
+
+
+async def _analysis_request(request: web.Request) -> tuple[str, bool, dict[str, Any]]:
+    body = await read_json(request, max_bytes=16 * 1024)
+    if not isinstance(body, dict):
+        raise invalid("body", "the body must be a JSON object", hint='{"url": "https://..."}')
+    unknown = sorted(set(body) - {"url", "refresh", "priority"})
+    if unknown:
+        raise invalid(unknown[0], f"unknown field {unknown[0]!r}")
+    url = body.get("url")
+    if not isinstance(url, str):
+        raise invalid("url", "url is required and must be a string")
+    refresh = body.get("refresh", False)
+    if not isinstance(refresh, bool):
+        raise invalid("refresh", "refresh must be true or false")
+    try:
+        canonicalize(url)
+    except UrlRefused as exc:
+        raise invalid(
+            "url", exc.detail, hint="send an absolute http(s) URL of a public page"
+        ) from None
+    return url, refresh, body
+
+
+async def analyze_sync(request: web.Request) -> web.Response:
+    _authorize(request, Scope.WRITE)
+    service = _service(request)
+    url, refresh, _ = await _analysis_request(request)
+    try:
+        async with asyncio.timeout(service.config.sync_deadline_s):
+            report = await service.analyzer.analyze(url, refresh=refresh)
+    except TimeoutError:
+        # Past the deadline the work goes on as a queued job; the caller polls for it.
+        enq = await _enqueue(service, url, refresh, Priority.HIGH)
+        return _accepted(enq.job_id, created=enq.created, deadline=service.config.sync_deadline_s)
+    except AnalyzerError as exc:
+        raise _problem(exc) from None
+    return json_response(report)
+
+
+async def analyze_async(request: web.Request) -> web.Response:
+    _authorize(request, Scope.WRITE)
+    service = _service(request)
+    url, refresh, body = await _analysis_request(request)
+    name = body.get("priority", "normal")
+    if name not in _PRIORITIES:
+        raise invalid("priority", f"priority must be one of {sorted(_PRIORITIES)}")
+    enq = await _enqueue(service, url, refresh, _PRIORITIES[name])
+    return _accepted(enq.job_id, created=enq.created)
+
+
+async def task_status(request: web.Request) -> web.Response:
+    _authorize(request, Scope.READ)
+    service = _service(request)
+    task_id = request.match_info["task_id"]
+    if not _TASK_ID.match(task_id):
+        raise invalid("path.task_id", "a task id is 24 lower-case hex characters")
+    try:
+        view = await service.queue.status(task_id)
+    except QueueError as exc:
+        raise _queue_down(exc) from exc
+    if view is None:
+        raise ProblemError(
+            404,
+            "Not Found",
+            detail=f"no task {task_id} (unknown, or its result has expired)",
+            type_="not-found",
+            field="path.task_id",
+        )
+    return json_response(view.as_dict())
+
+
+async def cache_stats(request: web.Request) -> web.Response:
+    _authorize(request, Scope.READ)
+    service = _service(request)
+    depth: dict[str, Any]
+    try:
+        depth = dict(await service.queue.depth())
+    except RedisError as exc:  # stats stay useful without the queue's part
+        depth = {"error": str(exc)}
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    return json_response(
+        {
+            "cache": await service.cache.stats(),
+            "queue": depth,
+            "ai": {
+                "enabled": service.ai_enabled,
+                "model": service.config.gemini.model if service.ai_enabled else None,
+                "cost_today": await service.ledger.day(today),
+            },
+        }
+    )
+
+
+async def cache_delete(request: web.Request) -> web.Response:
+    _authorize(request, Scope.ADMIN)
+    service = _service(request)
+    url_hash = request.match_info["url_hash"]
+    if not _URL_HASH.match(url_hash):
+        raise invalid("path.url_hash", "a URL hash is 32 lower-case hex characters")
+    if not await service.cache.invalidate(url_hash):
+        raise ProblemError(
+            404,
+            "Not Found",
+            detail=f"nothing cached for {url_hash}",
+            type_="not-found",
+            field="path.url_hash",
+        )
+    return web.Response(status=204)
+
+
+async def _enqueue(
+    service: LinkAnalyzerService, url: str, refresh: bool, priority: Priority
+) -> Enqueued:
+    q = service.config.queue
+    try:
+        return await service.queue.enqueue(
+            canonicalize(url).key,
+            {"url": url, "refresh": refresh},
+            priority=priority,
+            max_attempts=q.max_attempts,
+            timeout_s=q.job_timeout_s,
+        )
+    except QueueError as exc:
+        raise _queue_down(exc) from exc
+
+
+def _accepted(job_id: str, *, created: bool, deadline: float | None = None) -> web.Response:
+    body: dict[str, Any] = {
+        "task_id": job_id,
+        "status_url": f"/api/v1/analyze/status/{job_id}",
+        "deduplicated": not created,
+    }
+    if deadline is not None:
+        body["detail"] = f"not finished within {deadline:g} s; continuing as a queued task"
+    return json_response(body, status=202, headers={"Location": body["status_url"]})
+
+
+def _queue_down(exc: Exception) -> ProblemError:
+    return ProblemError(
+        503,
+        "Queue unavailable",
+        detail=str(exc),
+        type_="queue-unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _problem(exc: AnalyzerError) -> ProblemError:
+    if isinstance(exc, UrlRefused):
+        return invalid("url", exc.detail)
+    if isinstance(exc, FetchRefused):
+        return ProblemError(
+            422,
+            "URL refused",
+            detail=str(exc),
+            type_=exc.code,
+            field="url",
+            hint="only public http(s) pages are analysed",
+        )
+    if isinstance(exc, FetchTimeout):
+        return ProblemError(504, "Origin timed out", detail=str(exc), type_=exc.code)
+    if isinstance(exc, UpstreamStatus):
+        return ProblemError(
+            502,
+            "Origin error",
+            detail=str(exc),
+            type_=exc.code,
+            extra={"upstream_status": exc.status},
+        )
+    return ProblemError(502, "Analysis failed", detail=str(exc), type_=exc.code)

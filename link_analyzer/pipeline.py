@@ -1,0 +1,206 @@
+"""One link, end to end: canonicalise -> cache -> fetch + extract -> quality filter -> AI stage.
+
+Metadata is cached per URL key with the platform's TTL; the AI analysis is cached per *content
+hash*, so an expired page whose content did not change is refreshed without a new model call,
+and two URLs with the same content share one analysis. Only one worker in the fleet analyses a
+given content at a time (``singleflight.AnalysisLease``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from link_analyzer.cache import AnalysisCache
+from link_analyzer.config import LinkAnalyzerConfig
+from link_analyzer.errors import AnalysisBusy
+from link_analyzer.extract import Metadata, assess, extract_page
+from link_analyzer.fetch import Fetcher, FetchResult
+from link_analyzer.gemini import AnalysisInput, GeminiAnalyzer, MediaPart
+from link_analyzer.ledger import CostLedger
+from link_analyzer.singleflight import AnalysisLease
+from link_analyzer.urls import CanonicalUrl, canonicalize
+
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
+
+
+def content_hash(meta: Metadata) -> str:
+    """What the model would see, hashed: same content -> same analysis."""
+    salient = {
+        "title": meta.title,
+        "description": meta.description,
+        "images": list(meta.images),
+        "videos": list(meta.videos),
+        "text": meta.body_text[:4000],
+    }
+    return hashlib.sha256(orjson.dumps(salient, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+class StageStatus(StrEnum):
+    DISABLED = "disabled"
+    SKIPPED = "skipped"
+    DONE = "done"
+
+
+class LinkAnalyzer:
+    def __init__(
+        self,
+        config: LinkAnalyzerConfig,
+        *,
+        cache: AnalysisCache,
+        fetcher: Fetcher,
+        lease: AnalysisLease,
+        gemini: GeminiAnalyzer | None = None,
+        ledger: CostLedger | None = None,
+        clock: Callable[[], float] = time.time,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.config = config
+        self.cache = cache
+        self.fetcher = fetcher
+        self.lease = lease
+        self.gemini = gemini
+        self.ledger = ledger
+        self.clock = clock
+        self.log = logger or logging.getLogger("haetae.link_analyzer")
+
+    async def resolve(self, raw_url: str) -> CanonicalUrl:
+        """Canonical form; short links are resolved by one guarded hop (and remembered)."""
+        canon = canonicalize(raw_url)
+        if not canon.short:
+            return canon
+        target = await self.cache.get_short_link(canon.key)
+        if target is None:
+            target = await self.fetcher.resolve_redirect(canon.url)
+            await self.cache.put_short_link(canon.key, target, self.config.cache.short_link_ttl_s)
+        resolved = canonicalize(target)
+        # A short link pointing at another short link is not followed further: one hop only.
+        return resolved
+
+    async def analyze(self, raw_url: str, *, refresh: bool = False) -> dict[str, Any]:
+        started = time.monotonic()
+        canon = await self.resolve(raw_url)
+        page = None if refresh else await self.cache.get_metadata(canon.key)
+        metadata_cached = page is not None
+        if page is None:
+            page = await self._fetch_page(canon)
+            ttl = self.config.cache.ttl_for(canon.platform)
+            await self.cache.put_metadata(canon.key, page, ttl)
+        ai, analysis_cached = await self._ai_stage(canon, page)
+        return {
+            "url": raw_url,
+            "canonical_url": canon.url,
+            "url_hash": canon.key,
+            "platform": canon.platform.value,
+            "content_id": canon.content_id,
+            "metadata": page["metadata"],
+            "quality": page["quality"],
+            "content_hash": page["content_hash"],
+            "fetched_at": page["fetched_at"],
+            "ai": ai,
+            "cached": {"metadata": metadata_cached, "analysis": analysis_cached},
+            "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+
+    async def _fetch_page(self, canon: CanonicalUrl) -> dict[str, Any]:
+        fetched = await self.fetcher.fetch_html(canon.url)
+        meta = await extract_page(fetched)
+        quality = assess(meta, fetched.final_url, min_text_chars=self.config.min_text_chars)
+        return {
+            "final_url": fetched.final_url,
+            "metadata": meta.as_dict(),
+            "text": meta.body_text[:4000],
+            "quality": {"verdict": quality.verdict.value, "reason": quality.reason},
+            "content_hash": content_hash(meta),
+            "fetched_at": round(self.clock(), 3),
+        }
+
+    async def _ai_stage(
+        self, canon: CanonicalUrl, page: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        quality = page["quality"]
+        if quality["verdict"] != "ok":
+            return {"status": StageStatus.SKIPPED, "reason": quality["reason"]}, False
+        if self.gemini is None:
+            return {"status": StageStatus.DISABLED, "reason": "GEMINI_API_KEY is not set"}, False
+        digest = page["content_hash"]
+        cached = await self.cache.get_analysis(digest)
+        if cached is not None:
+            return cached, True
+        lease_ttl = self.config.gemini.timeout_s + self.config.fetch.total_timeout_s
+        deadline = time.monotonic() + lease_ttl
+        while True:
+            token = await self.lease.acquire(digest, lease_ttl)
+            if token is not None:
+                try:
+                    # Someone may have finished between our miss and our lease.
+                    cached = await self.cache.get_analysis(digest)
+                    if cached is not None:
+                        return cached, True
+                    result = await self._call_model(canon, page, digest)
+                    await self.cache.put_analysis(digest, result, self.config.cache.analysis_ttl_s)
+                    return result, False
+                finally:
+                    await self.lease.release(digest, token)
+            # Another worker is analysing this content: wait for its answer (or its lease
+            # to lapse, if it died, and take over).
+            if time.monotonic() >= deadline:
+                raise AnalysisBusy(digest)
+            await asyncio.sleep(0.05)
+            cached = await self.cache.get_analysis(digest)
+            if cached is not None:
+                return cached, True
+
+    async def _call_model(
+        self, canon: CanonicalUrl, page: dict[str, Any], digest: str
+    ) -> dict[str, Any]:
+        assert self.gemini is not None
+        meta = page["metadata"]
+        media = await self._fetch_media(meta["images"][: self.config.fetch.max_media_items])
+        item = AnalysisInput(
+            url=canon.url,
+            title=meta.get("title"),
+            description=meta.get("description"),
+            site_name=meta.get("site_name"),
+            text=page.get("text", ""),
+            media=media,
+        )
+        analysis, usage = await self.gemini.analyze(item)
+        cost: int | None = None
+        if self.ledger is not None:
+            try:
+                cost = await self.ledger.record(canon.key, usage)
+            except RedisError as exc:
+                # The answer is paid for already; losing its ledger line beats losing it.
+                self.log.error("cost ledger write failed for %s: %s", canon.key, exc)
+        return {
+            "status": StageStatus.DONE,
+            "analysis": analysis.model_dump(),
+            "model": usage.model,
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "output_tokens": usage.output_tokens,
+                "cost_micros": cost,
+            },
+            "content_hash": digest,
+            "media_items": len(media),
+        }
+
+    async def _fetch_media(self, urls: list[str]) -> tuple[MediaPart, ...]:
+        """Images in parallel under the same guard; ones that fail or are cut are left out."""
+        results = await self.fetcher.fetch_many(urls, media=True)
+        parts: list[MediaPart] = []
+        for got in results:
+            if isinstance(got, FetchResult) and not got.truncated:
+                mime = got.content_type.split(";")[0].strip().lower()
+                if mime in _IMAGE_TYPES:
+                    parts.append(MediaPart(got.body, mime))
+        return tuple(parts)

@@ -1,0 +1,174 @@
+"""The link-analyzer routes on the real control-plane app: auth, bad input, sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from conftest import ANSWER, FakeGemini, Origin, analyzer_config
+from pydantic import SecretStr
+from tests_support import assert_problem
+
+from control_plane.app import create_app
+from control_plane.config import ControlPlaneConfig
+from haetae.config import load
+from link_analyzer.api import LINK_ANALYZER
+from link_analyzer.runner import run_worker
+
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+async def api(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    db_dsn: str,
+    redis_url: str,
+    redis_client: Any,
+    tmp_path: Path,
+    fake_gemini: FakeGemini,
+) -> tuple[Client, dict[str, str]]:
+    cfg = load(ControlPlaneConfig, "")
+    cfg = cfg.model_copy(
+        update={
+            "postgres": cfg.postgres.model_copy(update={"dsn": SecretStr(db_dsn)}),
+            "redis": cfg.redis.model_copy(update={"url": SecretStr(redis_url)}),
+            "auth": cfg.auth.model_copy(update={"bootstrap_token_file": tmp_path / "admin.token"}),
+            "link_analyzer": analyzer_config(fake_gemini.base_url, sync_deadline_s=2.0),
+        }
+    )
+    client = await aiohttp_client(create_app(cfg))
+    token = (tmp_path / "admin.token").read_text().strip()
+    return client, {"Authorization": f"Bearer {token}"}
+
+
+async def token_with(client: Client, admin: dict[str, str], scope: str) -> dict[str, str]:
+    resp = await client.post(
+        "/admin/tokens",
+        json={"kind": "admin", "name": f"t-{scope}", "scopes": [scope]},
+        headers=admin,
+    )
+    assert resp.status == 201, await resp.text()
+    return {"Authorization": f"Bearer {(await resp.json())['token']}"}
+
+
+async def test_sync_analysis_then_cache_stats_and_delete(
+    api: tuple[Client, dict[str, str]], origin: Origin, fake_gemini: FakeGemini
+) -> None:
+    client, admin = api
+    url = origin.url("/article?fbclid=abc")
+    resp = await client.post("/api/v1/analyze", json={"url": url}, headers=admin)
+    assert resp.status == 200, await resp.text()
+    report = await resp.json()
+    assert report["ai"]["analysis"] == ANSWER and report["cached"]["metadata"] is False
+
+    started = time.monotonic()
+    resp = await client.post("/api/v1/analyze", json={"url": url}, headers=admin)
+    cached = await resp.json()
+    assert cached["cached"] == {"metadata": True, "analysis": True}
+    assert time.monotonic() - started < 0.5  # the mission's cached-answer bound, loosely
+    assert len(fake_gemini.requests) == 1
+
+    stats = await (await client.get("/api/v1/cache/stats", headers=admin)).json()
+    assert stats["cache"]["layers"]["metadata"]["hits"] == 1
+    assert stats["ai"]["enabled"] is True and stats["ai"]["cost_today"]["calls"] == 1
+
+    resp = await client.delete(f"/api/v1/cache/{report['url_hash']}", headers=admin)
+    assert resp.status == 204
+    await assert_problem(
+        await client.delete(f"/api/v1/cache/{report['url_hash']}", headers=admin), 404
+    )
+    again = await (await client.post("/api/v1/analyze", json={"url": url}, headers=admin)).json()
+    assert again["cached"] == {"metadata": False, "analysis": False}
+
+
+async def test_async_analysis_runs_on_a_worker(
+    api: tuple[Client, dict[str, str]], origin: Origin, redis_url: str
+) -> None:
+    client, admin = api
+    body = {"url": origin.url("/watch"), "priority": "high"}
+    resp = await client.post("/api/v1/analyze/async", json=body, headers=admin)
+    assert resp.status == 202
+    accepted = await resp.json()
+    assert resp.headers["Location"] == accepted["status_url"]
+    dup = await (await client.post("/api/v1/analyze/async", json=body, headers=admin)).json()
+    assert dup["task_id"] == accepted["task_id"] and dup["deduplicated"] is True
+
+    status = await (await client.get(accepted["status_url"], headers=admin)).json()
+    assert status["status"] == "queued" and status["priority"] == "high"
+
+    cfg = client.server.app[LINK_ANALYZER].config
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(cfg, redis_url, stop=stop, concurrency=2))
+    try:
+        deadline = time.monotonic() + 10
+        while status["status"] != "done" and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            status = await (await client.get(accepted["status_url"], headers=admin)).json()
+    finally:
+        stop.set()
+        await worker
+    assert status["status"] == "done", status
+    assert status["result"]["metadata"]["title"].startswith("Rick Astley")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"url": "javascript:alert(1)"}, "url"),
+        ({"url": "file:///etc/passwd"}, "url"),
+        ({"url": "data:text/html,hi"}, "url"),
+        ({"url": "http://"}, "url"),
+        ({"url": 42}, "url"),
+        ({}, "url"),
+        ({"url": "https://e.com", "refresh": "yes"}, "refresh"),
+        ({"url": "https://e.com", "bogus": 1}, "bogus"),
+        ([1, 2], "body"),
+    ],
+)
+async def test_bad_input_is_problem_json(
+    api: tuple[Client, dict[str, str]], body: Any, field: str
+) -> None:
+    client, admin = api
+    for path in ("/api/v1/analyze", "/api/v1/analyze/async"):
+        got = await assert_problem(await client.post(path, json=body, headers=admin), 400)
+        assert got["field"] == field
+
+
+async def test_more_bad_input_and_refusals(
+    api: tuple[Client, dict[str, str]], origin: Origin
+) -> None:
+    client, admin = api
+    resp = await client.post("/api/v1/analyze", data=b"{not json", headers=admin)
+    await assert_problem(resp, 400)
+    resp = await client.post(
+        "/api/v1/analyze/async", json={"url": "https://e.com", "priority": "urgent"}, headers=admin
+    )
+    assert (await assert_problem(resp, 400))["field"] == "priority"
+    await assert_problem(await client.get("/api/v1/analyze/status/nothex", headers=admin), 400)
+    await assert_problem(await client.get("/api/v1/analyze/status/" + "0" * 24, headers=admin), 404)
+    await assert_problem(await client.delete("/api/v1/cache/short", headers=admin), 400)
+    # Private targets are refused by the guard (the test policy allows loopback only).
+    resp = await client.post("/api/v1/analyze", json={"url": "http://10.0.0.1/"}, headers=admin)
+    assert (await assert_problem(resp, 422))["type"].endswith("ssrf-refused")
+    resp = await client.post(
+        "/api/v1/analyze", json={"url": origin.url("/to?to=http://169.254.169.254/")}, headers=admin
+    )
+    await assert_problem(resp, 422)
+
+
+async def test_auth_and_scopes(api: tuple[Client, dict[str, str]]) -> None:
+    client, admin = api
+    body = {"url": "https://e.com/"}
+    await assert_problem(await client.post("/api/v1/analyze", json=body), 401)
+    await assert_problem(await client.get("/api/v1/cache/stats"), 401)
+    reader = await token_with(client, admin, "read")
+    writer = await token_with(client, admin, "write")
+    assert (await client.get("/api/v1/cache/stats", headers=reader)).status == 200
+    await assert_problem(await client.post("/api/v1/analyze/async", json=body, headers=reader), 403)
+    await assert_problem(await client.delete("/api/v1/cache/" + "a" * 32, headers=writer), 403)
+    await assert_problem(await client.delete("/api/v1/cache/" + "a" * 32, headers=admin), 404)

@@ -1,0 +1,89 @@
+"""The whole pipeline on real Redis, a fake origin and a fake Gemini: cache, dedup, filters."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+from conftest import ANSWER, FakeGemini, Origin, analyzer_config
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from link_analyzer.service import LinkAnalyzerService
+
+
+async def test_cached_second_time_and_cost_booked(
+    redis_client: aioredis.Redis, origin: Origin, fake_gemini: FakeGemini
+) -> None:
+    async with LinkAnalyzerService(analyzer_config(fake_gemini.base_url), redis_client) as svc:
+        first = await svc.analyzer.analyze(origin.url("/article?utm_source=x"))
+        second = await svc.analyzer.analyze(origin.url("/article"))
+        stats = await svc.cache.stats()
+        booked = await svc.ledger.for_url(first["url_hash"])
+    assert first["ai"]["status"] == "done" and first["ai"]["analysis"] == ANSWER
+    assert first["cached"] == {"metadata": False, "analysis": False}
+    assert second["cached"] == {"metadata": True, "analysis": True}
+    assert second["url_hash"] == first["url_hash"]
+    assert origin.hits["/article"] == 1 and len(fake_gemini.requests) == 1
+    # The item's image went into the same call as its text.
+    assert first["ai"]["media_items"] == 1
+    assert len(fake_gemini.requests[0]["contents"][0]["parts"]) == 2
+    assert booked["calls"] == 1 and booked["cost_micros"] > 0
+    assert stats["layers"]["metadata"] == {"hits": 1, "misses": 1, "hit_rate": 0.5}
+
+
+async def test_same_content_analysed_once_across_urls_and_concurrency(
+    redis_client: aioredis.Redis, origin: Origin, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.delay_s = 0.3  # the calls overlap: single-flight must hold the others back
+    async with LinkAnalyzerService(analyzer_config(fake_gemini.base_url), redis_client) as svc:
+        reports = await asyncio.gather(
+            *(svc.analyzer.analyze(origin.url(f"/news/story-{i}")) for i in range(6))
+        )
+        # Content unchanged: a forced refresh re-fetches but does not re-analyse.
+        again = await svc.analyzer.analyze(origin.url("/news/story-0"), refresh=True)
+    assert len({r["url_hash"] for r in reports}) == 6
+    assert len({r["content_hash"] for r in reports}) == 1
+    assert all(r["ai"]["analysis"] == ANSWER for r in reports)
+    assert len(fake_gemini.requests) == 1
+    assert again["cached"] == {"metadata": False, "analysis": True}
+
+
+async def test_without_key_ai_stage_is_disabled(
+    redis_client: aioredis.Redis, origin: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    async with LinkAnalyzerService(analyzer_config(None), redis_client) as svc:
+        assert not svc.ai_enabled
+        report = await svc.analyzer.analyze(origin.url("/watch"))
+    assert report["ai"] == {"status": "disabled", "reason": "GEMINI_API_KEY is not set"}
+    assert report["metadata"]["title"].startswith("Rick Astley")
+
+
+async def test_login_wall_and_empty_never_reach_the_model(
+    redis_client: aioredis.Redis, origin: Origin, fake_gemini: FakeGemini
+) -> None:
+    async with LinkAnalyzerService(analyzer_config(fake_gemini.base_url), redis_client) as svc:
+        walled = await svc.analyzer.analyze(origin.url("/p/abc/"))
+        empty = await svc.analyzer.analyze(origin.url("/empty"))
+    assert walled["quality"]["verdict"] == "login-wall" and walled["ai"]["status"] == "skipped"
+    assert empty["quality"]["verdict"] == "empty" and empty["ai"]["status"] == "skipped"
+    assert fake_gemini.requests == []
+
+
+async def test_cache_down_degrades_to_miss(
+    origin: Origin, fake_gemini: FakeGemini, redis_url: str
+) -> None:
+    # A Redis nobody listens on: cache lookups fail, the analysis itself still works.
+    dead = aioredis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
+    cfg = analyzer_config(fake_gemini.base_url)
+    try:
+        async with LinkAnalyzerService(cfg, dead) as svc:
+            report = await svc.analyzer.analyze(origin.url("/article"))
+            assert svc.cache.errors > 0
+    finally:
+        await dead.aclose()
+    assert report["ai"]["status"] == "done"
