@@ -32,6 +32,7 @@ from agent.report import encode_report
 from agent.runner import Cycle
 from agent.spool import Spool, SpoolRecord
 from agent.state import SeqAllocator
+from agent.worker import Worker
 
 # Spool record: a version byte, the report id (16 bytes), its seq, then the gzip body as sent.
 _ENVELOPE = struct.Struct(">B16sQ")
@@ -82,6 +83,7 @@ class Reporter:
         self._clock = clock
         self._log = logger or logging.getLogger("haetae.agent.reporter")
         self._wake = asyncio.Event()
+        self._writer = Worker("haetae-spool-writer")
         self._closing = asyncio.Event()
         self._drain_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -127,7 +129,7 @@ class Reporter:
         body = encode_report(report_id=str(report_id), seq=seq, cycle=cycle)
         record = _ENVELOPE.pack(_ENVELOPE_V1, report_id.bytes, seq) + body
         try:
-            await asyncio.to_thread(self._spool.append, record)
+            await self._writer.run(self._spool.append, record)  # fdatasync, off the loop
         except RecordTooLarge as exc:
             self._dropped.labels(DropReason.TOO_LARGE.value).inc()
             self._log.error("report %s dropped: %s", report_id, exc)

@@ -12,13 +12,15 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from control_plane.alerting import notify_ctx
+from control_plane.alerting.context import notify_ctx
 from control_plane.api import (
     agents,
     alert_rules,
     alerts,
     cache,
     health,
+    incident_pages,
+    incidents,
     metrics,
     monitoring,
     silences,
@@ -79,6 +81,8 @@ def create_app(
         alert_rules,
         alerts,
         silences,
+        incidents,
+        incident_pages,
     ):
         module.setup_routes(app)
     # Also appends its cleanup context (after redis_ctx, whose client it uses).

@@ -101,8 +101,25 @@ class ReceiverConfig(StrictModel):
     slack: list[SlackChannelConfig] = []
 
 
+class EscalationLevelConfig(StrictModel):
+    # Receivers told at this level, then wait_s before the next level.
+    receivers: list[str] = Field(min_length=1)
+    wait_s: float = Field(300.0, ge=0)
+
+
+class EscalationPolicyConfig(StrictModel):
+    name: str = Field(min_length=1)
+    levels: list[EscalationLevelConfig] = Field(min_length=1)
+    # Run through the levels this many more times while nobody acknowledges.
+    repeat: int = Field(0, ge=0)
+    # An acknowledged incident not resolved within this long escalates again.
+    ack_timeout_s: float | None = Field(None, gt=0)
+
+
 class RouteConfig(StrictModel):
     receiver: str
+    # Alerts of this route open an incident escalated with this policy.
+    escalation_policy: str | None = None
     # Label matchers (``severity="critical"``); the first route whose matchers all match wins.
     matchers: list[str] = []
     group_by: list[str] = ["alertname"]
@@ -114,6 +131,7 @@ class RouteConfig(StrictModel):
 class NotifyConfig(StrictModel):
     receivers: list[ReceiverConfig] = []
     routes: list[RouteConfig] = []
+    escalation_policies: list[EscalationPolicyConfig] = []
     # The dispatcher and the senders look for due work this often (and when woken).
     tick_s: float = Field(0.2, gt=0)
     senders: int = Field(4, ge=1, le=64)
@@ -132,6 +150,19 @@ class NotifyConfig(StrictModel):
         for route in self.routes:
             if route.receiver not in names:
                 raise ValueError(f"route names an unknown receiver {route.receiver!r}")
+        policies = {p.name for p in self.escalation_policies}
+        if len(policies) != len(self.escalation_policies):
+            raise ValueError("escalation policy names must be unique")
+        for route in self.routes:
+            if route.escalation_policy is not None and route.escalation_policy not in policies:
+                raise ValueError(f"route names an unknown policy {route.escalation_policy!r}")
+        for policy in self.escalation_policies:
+            for level in policy.levels:
+                for receiver in level.receivers:
+                    if receiver not in names:
+                        raise ValueError(
+                            f"policy {policy.name!r} names an unknown receiver {receiver!r}"
+                        )
         return self
 
 
@@ -154,6 +185,11 @@ class AlertingConfig(StrictModel):
     # Unchanged alerts' values and last-seen times are written at most this often.
     persist_interval_s: float = Field(5.0, ge=0)
     notify: NotifyConfig = NotifyConfig()
+    # Where people reach this control plane (for incident-page links in notifications);
+    # default: http://{http.host}:{http.port}.
+    external_url: str | None = None
+    # Incident-page links are valid this long.
+    link_ttl_s: float = Field(7 * 86400.0, gt=0)
 
 
 class LoggingConfig(StrictModel):

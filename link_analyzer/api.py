@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from control_plane.appkeys import CONFIG, REDIS
+from control_plane.appkeys import CONFIG, METRICS, REDIS
 from control_plane.auth.middleware import forbidden, require_principal
 from control_plane.auth.principal import Scope, TokenKind
 from haetae.web.bodies import json_response, read_json
@@ -27,6 +27,7 @@ from link_analyzer.errors import (
     FetchTimeout,
     UpstreamStatus,
 )
+from link_analyzer.metrics import LinkAnalyzerMetrics
 from link_analyzer.queue import Enqueued, Priority, QueueError
 from link_analyzer.service import LinkAnalyzerService
 from link_analyzer.urls import UrlRefused, canonicalize
@@ -52,7 +53,8 @@ async def link_analyzer_ctx(app: web.Application) -> AsyncIterator[None]:
     if not cfg.enabled or REDIS not in app:
         yield
         return
-    async with LinkAnalyzerService(cfg, app[REDIS]) as service:
+    metrics = LinkAnalyzerMetrics(app[METRICS].registry)
+    async with LinkAnalyzerService(cfg, app[REDIS], metrics=metrics) as service:
         app[LINK_ANALYZER] = service
         yield
 
@@ -150,11 +152,17 @@ async def cache_stats(request: web.Request) -> web.Response:
     _authorize(request, Scope.READ)
     service = _service(request)
     depth: dict[str, Any]
+    cost: dict[str, Any]
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    # Each part stays useful without the others.
     try:
         depth = dict(await service.queue.depth())
-    except RedisError as exc:  # stats stay useful without the queue's part
+    except RedisError as exc:
         depth = {"error": str(exc)}
-    today = time.strftime("%Y-%m-%d", time.gmtime())
+    try:
+        cost = dict(await service.ledger.day(today))
+    except RedisError as exc:
+        cost = {"error": str(exc)}
     return json_response(
         {
             "cache": await service.cache.stats(),
@@ -162,7 +170,7 @@ async def cache_stats(request: web.Request) -> web.Response:
             "ai": {
                 "enabled": service.ai_enabled,
                 "model": service.config.gemini.model if service.ai_enabled else None,
-                "cost_today": await service.ledger.day(today),
+                "cost_today": cost,
             },
         }
     )
@@ -174,7 +182,13 @@ async def cache_delete(request: web.Request) -> web.Response:
     url_hash = request.match_info["url_hash"]
     if not _URL_HASH.match(url_hash):
         raise invalid("path.url_hash", "a URL hash is 32 lower-case hex characters")
-    if not await service.cache.invalidate(url_hash):
+    try:
+        deleted = await service.cache.invalidate(url_hash)
+    except RedisError as exc:
+        raise ProblemError(
+            503, "Cache unavailable", detail=str(exc), type_="cache-unavailable"
+        ) from exc
+    if not deleted:
         raise ProblemError(
             404,
             "Not Found",

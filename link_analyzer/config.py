@@ -28,6 +28,8 @@ class FetchConfig(StrictModel):
     media_max_bytes: int = Field(8 * 1024 * 1024, ge=4096)
     max_redirects: int = Field(5, ge=0, le=5)
     per_host_concurrency: int = Field(4, ge=1)
+    # Request starts per second to one host; platforms throttle or block bursts.
+    per_host_rate_per_s: float | None = Field(10.0, gt=0)
     max_connections: int = Field(200, ge=1)
     # Images of one item sent to the model with its text (one call per item).
     max_media_items: int = Field(4, ge=0, le=16)

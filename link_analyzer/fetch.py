@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -43,6 +44,8 @@ class FetchLimits:
     media_max_bytes: int = 8 * 1024 * 1024
     max_redirects: int = 5
     per_host_concurrency: int = 4
+    # Request starts per second per host (None: only the concurrency bound applies).
+    per_host_rate_per_s: float | None = 10.0
     max_connections: int = 200
     max_keepalive: int = 50
     # A 429 asking for a longer pause than this is reported, not waited out.
@@ -108,7 +111,9 @@ class Fetcher:
             trust_env=False,
             headers={"User-Agent": self.limits.user_agent, "Accept-Language": "ko,en;q=0.8"},
         )
-        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._host_slots = HostSlots(
+            self.limits.per_host_concurrency, self.limits.per_host_rate_per_s
+        )
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -121,6 +126,9 @@ class Fetcher:
 
     async def fetch_html(self, url: str) -> FetchResult:
         return await self._fetch(url, self.limits.html_max_bytes, stop_at_head_end=True)
+
+    async def fetch_json(self, url: str, max_bytes: int = 64 * 1024) -> FetchResult:
+        return await self._fetch(url, max_bytes, stop_at_head_end=False)
 
     async def fetch_media(self, url: str) -> FetchResult:
         return await self._fetch(url, self.limits.media_max_bytes, stop_at_head_end=False)
@@ -216,35 +224,86 @@ class Fetcher:
             raise FetchRefused(current, f"redirect to a refused URL: {exc.detail}") from None
 
     def _request(self, url: str) -> _GuardedRequest:
-        host = urlsplit(url).netloc
-        slot = self._host_slots.get(host)
-        if slot is None:
-            slot = self._host_slots[host] = asyncio.Semaphore(self.limits.per_host_concurrency)
-        return _GuardedRequest(self._client, url, slot)
+        return _GuardedRequest(self._client, url, self._host_slots, urlsplit(url).netloc)
+
+
+class HostSlots:
+    """At most ``per_host`` requests in flight per host, and request starts spaced to at most
+    ``rate_per_s`` per host. Slot entries exist only while a host has requests waiting or
+    running; the spacing memory is a bounded LRU. Memory follows in-flight work, not the number
+    of hosts ever seen."""
+
+    MAX_REMEMBERED_HOSTS = 4096
+
+    def __init__(self, per_host: int, rate_per_s: float | None = None) -> None:
+        self.per_host = per_host
+        self.interval_s = 1.0 / rate_per_s if rate_per_s else 0.0
+        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+        self._next_start: OrderedDict[str, float] = OrderedDict()
+
+    async def acquire(self, host: str) -> None:
+        entry = self._slots.get(host)
+        if entry is None:
+            entry = self._slots[host] = (asyncio.Semaphore(self.per_host), [0])
+        entry[1][0] += 1
+        try:
+            await entry[0].acquire()
+        except BaseException:
+            self._leave(host, entry)
+            raise
+        if self.interval_s:
+            try:
+                await self._space(host)
+            except BaseException:
+                self.release(host)
+                raise
+
+    async def _space(self, host: str) -> None:
+        now = asyncio.get_running_loop().time()
+        start = max(now, self._next_start.pop(host, now))
+        self._next_start[host] = start + self.interval_s
+        while len(self._next_start) > self.MAX_REMEMBERED_HOSTS:
+            self._next_start.popitem(last=False)
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    def release(self, host: str) -> None:
+        entry = self._slots[host]
+        entry[0].release()
+        self._leave(host, entry)
+
+    def _leave(self, host: str, entry: tuple[asyncio.Semaphore, list[int]]) -> None:
+        entry[1][0] -= 1
+        if entry[1][0] == 0:
+            del self._slots[host]
+
+    def __len__(self) -> int:
+        return len(self._slots)
 
 
 class _GuardedRequest:
     """One streamed GET under the host's concurrency slot, httpx errors translated."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str, slot: asyncio.Semaphore):
+    def __init__(self, client: httpx.AsyncClient, url: str, slots: HostSlots, host: str):
         self._client = client
         self._url = url
-        self._slot = slot
+        self._slots = slots
+        self._host = host
         self._resp: httpx.Response | None = None
 
     async def __aenter__(self) -> httpx.Response:
-        await self._slot.acquire()
+        await self._slots.acquire(self._host)
         try:
             request = self._client.build_request("GET", self._url)
             self._resp = await self._client.send(request, stream=True)
         except httpx.TimeoutException as exc:
-            self._slot.release()
+            self._slots.release(self._host)
             raise FetchTimeout(self._url, f"timed out: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
-            self._slot.release()
+            self._slots.release(self._host)
             raise FetchError(self._url, f"{type(exc).__name__}: {exc}") from exc
         except BaseException:
-            self._slot.release()
+            self._slots.release(self._host)
             raise
         return self._resp
 
@@ -253,7 +312,7 @@ class _GuardedRequest:
             if self._resp is not None:
                 await self._resp.aclose()
         finally:
-            self._slot.release()
+            self._slots.release(self._host)
 
 
 async def read_capped(

@@ -21,11 +21,21 @@ from redis.exceptions import RedisError
 
 from link_analyzer.cache import AnalysisCache
 from link_analyzer.config import LinkAnalyzerConfig
-from link_analyzer.errors import AnalysisBusy
-from link_analyzer.extract import Metadata, assess, extract_page
+from link_analyzer.errors import AnalysisBusy, AnalyzerError
+from link_analyzer.extract import (
+    Metadata,
+    assess,
+    extract_page,
+    merge_oembed,
+    oembed_endpoint,
+    parse_oembed,
+)
+from link_analyzer.extract.oembed import MAX_OEMBED_BYTES
 from link_analyzer.fetch import Fetcher, FetchResult
 from link_analyzer.gemini import AnalysisInput, GeminiAnalyzer, MediaPart
 from link_analyzer.ledger import CostLedger
+from link_analyzer.metrics import LinkAnalyzerMetrics, Result
+from link_analyzer.platforms import Platform
 from link_analyzer.singleflight import AnalysisLease
 from link_analyzer.urls import CanonicalUrl, canonicalize
 
@@ -62,6 +72,7 @@ class LinkAnalyzer:
         ledger: CostLedger | None = None,
         clock: Callable[[], float] = time.time,
         logger: logging.Logger | None = None,
+        metrics: LinkAnalyzerMetrics | None = None,
     ) -> None:
         self.config = config
         self.cache = cache
@@ -71,6 +82,7 @@ class LinkAnalyzer:
         self.ledger = ledger
         self.clock = clock
         self.log = logger or logging.getLogger("haetae.link_analyzer")
+        self.metrics = metrics or LinkAnalyzerMetrics()
 
     async def resolve(self, raw_url: str) -> CanonicalUrl:
         """Canonical form; short links are resolved by one guarded hop (and remembered)."""
@@ -87,6 +99,16 @@ class LinkAnalyzer:
 
     async def analyze(self, raw_url: str, *, refresh: bool = False) -> dict[str, Any]:
         started = time.monotonic()
+        try:
+            report = await self._analyze(raw_url, refresh=refresh, started=started)
+        except AnalyzerError as exc:
+            self.metrics.failed(exc)
+            raise
+        self.metrics.analyses.labels(_result(report).value).inc()
+        self.metrics.duration.observe(time.monotonic() - started)
+        return report
+
+    async def _analyze(self, raw_url: str, *, refresh: bool, started: float) -> dict[str, Any]:
         canon = await self.resolve(raw_url)
         page = None if refresh else await self.cache.get_metadata(canon.key)
         metadata_cached = page is not None
@@ -113,6 +135,7 @@ class LinkAnalyzer:
     async def _fetch_page(self, canon: CanonicalUrl) -> dict[str, Any]:
         fetched = await self.fetcher.fetch_html(canon.url)
         meta = await extract_page(fetched)
+        meta = await self._with_oembed(canon, meta)
         quality = assess(meta, fetched.final_url, min_text_chars=self.config.min_text_chars)
         return {
             "final_url": fetched.final_url,
@@ -122,6 +145,20 @@ class LinkAnalyzer:
             "content_hash": content_hash(meta),
             "fetched_at": round(self.clock(), 3),
         }
+
+    async def _with_oembed(self, canon: CanonicalUrl, meta: Metadata) -> Metadata:
+        """Video platforms (and pages without a title) get their oEmbed data merged in."""
+        wants = canon.platform in (Platform.YOUTUBE, Platform.TIKTOK) or not meta.title
+        endpoint = oembed_endpoint(canon.platform, canon.url, meta.oembed_url) if wants else None
+        if endpoint is None:
+            return meta
+        try:
+            got = await self.fetcher.fetch_json(endpoint, MAX_OEMBED_BYTES)
+        except AnalyzerError as exc:
+            self.log.info("oEmbed for %s unavailable: %s", canon.key, exc)
+            return meta
+        data = None if got.truncated else parse_oembed(got.body)
+        return merge_oembed(meta, data, got.final_url) if data else meta
 
     async def _ai_stage(
         self, canon: CanonicalUrl, page: dict[str, Any]
@@ -174,6 +211,8 @@ class LinkAnalyzer:
             media=media,
         )
         analysis, usage = await self.gemini.analyze(item)
+        self.metrics.gemini_tokens.labels("prompt").inc(usage.prompt_tokens)
+        self.metrics.gemini_tokens.labels("output").inc(usage.output_tokens)
         cost: int | None = None
         if self.ledger is not None:
             try:
@@ -204,3 +243,14 @@ class LinkAnalyzer:
                 if mime in _IMAGE_TYPES:
                     parts.append(MediaPart(got.body, mime))
         return tuple(parts)
+
+
+def _result(report: dict[str, Any]) -> Result:
+    status = report["ai"]["status"]
+    if status == StageStatus.SKIPPED:
+        return Result.SKIPPED
+    if status == StageStatus.DISABLED:
+        return Result.CACHED if report["cached"]["metadata"] else Result.DISABLED
+    if not report["cached"]["analysis"]:
+        return Result.ANALYSED
+    return Result.CACHED if report["cached"]["metadata"] else Result.REUSED

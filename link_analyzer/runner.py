@@ -41,6 +41,7 @@ async def run_worker(
                 service.queue,
                 service.handle,
                 concurrency=concurrency or config.queue.worker_concurrency,
+                metrics=service.metrics,
             )
             log.info("link-analysis worker %s started", worker.worker_id)
             await worker.run(stop, grace_s=config.queue.job_timeout_s)

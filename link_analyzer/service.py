@@ -17,6 +17,7 @@ from link_analyzer.config import LinkAnalyzerConfig
 from link_analyzer.fetch import Fetcher, FetchLimits
 from link_analyzer.gemini import GeminiAnalyzer, GeminiSettings
 from link_analyzer.ledger import CostLedger, Prices
+from link_analyzer.metrics import LinkAnalyzerMetrics
 from link_analyzer.pipeline import LinkAnalyzer
 from link_analyzer.queue import Backoff, Job, Queue
 from link_analyzer.singleflight import AnalysisLease
@@ -49,9 +50,11 @@ class LinkAnalyzerService:
         *,
         policy: AddressPolicy | None = None,
         env: Mapping[str, str] | None = None,
+        metrics: LinkAnalyzerMetrics | None = None,
     ) -> None:
         self.config = config
         self.redis = redis
+        self.metrics = metrics or LinkAnalyzerMetrics()
         f = config.fetch
         self.fetcher = Fetcher(
             FetchLimits(
@@ -62,6 +65,7 @@ class LinkAnalyzerService:
                 media_max_bytes=f.media_max_bytes,
                 max_redirects=f.max_redirects,
                 per_host_concurrency=f.per_host_concurrency,
+                per_host_rate_per_s=f.per_host_rate_per_s,
                 max_connections=f.max_connections,
             ),
             policy or AddressPolicy.allowing(f.allow_networks),
@@ -85,6 +89,7 @@ class LinkAnalyzerService:
             lease=AnalysisLease(redis),
             gemini=self.gemini,
             ledger=self.ledger,
+            metrics=self.metrics,
         )
 
     @property

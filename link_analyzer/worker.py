@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from link_analyzer.errors import AnalyzerError
+from link_analyzer.metrics import LinkAnalyzerMetrics
 from link_analyzer.queue import Job, Queue, QueueError
 
 Handler = Callable[[Job], Awaitable[dict[str, Any]]]
@@ -33,8 +34,10 @@ class Worker:
         poll_s: float = 0.5,
         heartbeat_s: float | None = None,
         logger: logging.Logger | None = None,
+        metrics: LinkAnalyzerMetrics | None = None,
     ) -> None:
         self.queue = queue
+        self.metrics = metrics or LinkAnalyzerMetrics()
         self.handler = handler
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.concurrency = concurrency
@@ -94,6 +97,7 @@ class Worker:
         except asyncio.CancelledError:
             if beat.done() and not beat.cancelled() and beat.result() is False:
                 self.log.warning("job %s: lease lost, abandoned to its new owner", job.id)
+                self.metrics.jobs.labels("lease-lost").inc()
                 return
             raise
         finally:
@@ -103,11 +107,14 @@ class Worker:
         kind, value = outcome
         try:
             if kind == "ok":
-                if not await self.queue.complete(job, value):
+                done = await self.queue.complete(job, value)
+                if not done:
                     self.log.warning("job %s finished after its lease was lost", job.id)
+                self.metrics.jobs.labels("done" if done else "lease-lost").inc()
             else:
                 error, retryable = value
-                await self.queue.fail(job, error, retryable=retryable)
+                status = await self.queue.fail(job, error, retryable=retryable)
+                self.metrics.jobs.labels(status.value if status else "lease-lost").inc()
         except QueueError:
             # The lease lapses and the job runs again elsewhere: nothing is lost.
             self.log.exception("job %s: recording the outcome failed", job.id)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+from agent.worker import Worker
 
 if TYPE_CHECKING:
     from agent.http.client import HttpClient
@@ -50,17 +51,19 @@ class BlockingCollector(Collector):
 
     def __init__(self) -> None:
         self._busy = threading.Lock()
+        self._worker = Worker(f"haetae-collector-{self.name}")
 
     @abstractmethod
     def collect_blocking(self) -> list[Sample]:
         """Gather the samples; runs in a worker thread, never concurrently with itself."""
 
     async def collect(self) -> list[Sample]:
-        return await asyncio.to_thread(self._collect_guarded)
-
-    def _collect_guarded(self) -> list[Sample]:
+        # Checked here, not in the thread, so a stuck call is not queued behind.
         if not self._busy.acquire(blocking=False):
             raise RuntimeError(f"{self.name}: the previous collection is still running")
+        return await self._worker.run(self._collect_guarded)
+
+    def _collect_guarded(self) -> list[Sample]:
         try:
             return self.collect_blocking()
         finally:

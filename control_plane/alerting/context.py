@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from control_plane.alerting.links import LinkSigner, load_link_key
 from control_plane.alerting.service import Notifier
 from control_plane.appkeys import CONFIG, POOL
-from control_plane.rules.context import RULE_ENGINE
+from control_plane.rules.context import ALERTING_METRICS, RULE_ENGINE
 
 NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier", Notifier)
 
@@ -18,7 +19,20 @@ async def notify_ctx(app: web.Application) -> AsyncIterator[None]:
     after ``rules_ctx``."""
     cfg = app[CONFIG].alerting
     engine = app[RULE_ENGINE]
-    async with Notifier(app[POOL], cfg.notify) as notifier:
+    counter = app[ALERTING_METRICS].notifications
+    http = app[CONFIG].http
+    signer = LinkSigner(
+        await load_link_key(app[POOL]),
+        base_url=cfg.external_url or f"http://{http.host}:{http.port}",
+        ttl_s=cfg.link_ttl_s,
+    )
+    notifier = Notifier(
+        app[POOL],
+        cfg.notify,
+        on_outcome=lambda o: counter.labels(o.value).inc(),
+        signer=signer,
+    )
+    async with notifier:
         engine.listeners.append(notifier.wake)
         app[NOTIFIER] = notifier
         try:

@@ -3,6 +3,8 @@
 The rule engine records each transition in ``alert_events``; the dispatcher takes the ones not
 yet notified, routes each alert to its receiver and group (``group_by``) and files it there, in
 the transaction that marks the events notified: a crash loses nothing and files nothing twice.
+A firing alert on a route with an escalation policy opens the group's incident (one open
+incident per group).
 One dispatcher runs at a time across control planes (a transaction-level advisory lock), so an
 alert's transitions are filed in order.
 """
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from control_plane.alerting.incidents import open_incident
 from control_plane.alerting.routing import Route, route_for
 
 _DISPATCH_LOCK = 0x4AE7_0002
@@ -88,6 +91,17 @@ async def dispatch_events(
                 when,
             )
             if kind == "firing":
+                if route.escalation_policy is not None:
+                    title = r["annotations"].get("summary") or labels.get("alertname", key)
+                    # Escalation starts when the group is first flushed (after group_wait).
+                    await open_incident(
+                        conn,
+                        title,
+                        route.escalation_policy,
+                        now,
+                        group_key=key,
+                        escalate_at=now + route.group_wait_s,
+                    )
                 await conn.execute(
                     _FIRING,
                     key,

@@ -17,8 +17,10 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 import orjson
 
-from control_plane.alerting.payload import GroupAlert, build_notification
+from control_plane.alerting import incidents
+from control_plane.alerting.payload import GroupAlert, Notification, build_notification
 from control_plane.alerting.routing import Silence, silenced
+from control_plane.config import EscalationPolicyConfig
 from control_plane.query.matchers import parse_matcher
 
 _DUE = """
@@ -52,6 +54,8 @@ async def flush_due(
     destinations: Mapping[str, Sequence[str]],
     now: float,
     *,
+    policies: Mapping[str, EscalationPolicyConfig] | None = None,
+    link: incidents.LinkMaker | None = None,
     limit: int = 100,
 ) -> int:
     """Flush the groups that are due; returns how many notifications were queued.
@@ -65,6 +69,14 @@ async def flush_due(
         silences = await active_silences(conn, now)
         for g in groups:
             queued += await _flush_group(conn, g, destinations, silences, now, when)
+            if not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM notify_group_alerts"
+                " WHERE group_key = $1 AND state = 'firing')",
+                g["group_key"],
+            ):
+                await incidents.resolve_for_group(
+                    conn, g["group_key"], now, policies or {}, destinations, link=link
+                )
     return queued
 
 
@@ -113,13 +125,7 @@ async def _flush_group(
         receiver = g["receiver"]
         note = build_notification(key, receiver, g["group_labels"], firing + resolved)
         for dest in destinations.get(receiver, ()):
-            await conn.execute(
-                "INSERT INTO notify_destinations (destination, next_send_at) VALUES ($1, $2)"
-                " ON CONFLICT (destination) DO NOTHING",
-                dest,
-                when,
-            )
-            await conn.execute(_ENQUEUE, dest, key, note, f"{key}/{dest}/{int(now * 1000)}", when)
+            await enqueue(conn, dest, key, note, f"{key}/{dest}/{int(now * 1000)}", now)
             queued += 1
     done = [a.fingerprint for a in alerts if a.state == "resolved"]
     if done:
@@ -142,6 +148,25 @@ async def _flush_group(
         digest,
     )
     return queued
+
+
+async def enqueue(
+    conn: asyncpg.Connection,
+    destination: str,
+    group_key: str,
+    note: Notification,
+    idempotency_key: str,
+    now: float,
+) -> None:
+    """Queue one message for ``destination`` (sent in order after those queued before)."""
+    when = dt.datetime.fromtimestamp(now, dt.UTC)
+    await conn.execute(
+        "INSERT INTO notify_destinations (destination, next_send_at) VALUES ($1, $2)"
+        " ON CONFLICT (destination) DO NOTHING",
+        destination,
+        when,
+    )
+    await conn.execute(_ENQUEUE, destination, group_key, note, idempotency_key, when)
 
 
 def _digest(firing: Sequence[GroupAlert]) -> str:

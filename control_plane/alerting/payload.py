@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class AlertPayload(TypedDict):
@@ -21,6 +21,14 @@ class AlertPayload(TypedDict):
     flapping: bool
 
 
+class IncidentInfo(TypedDict):
+    id: int
+    title: str
+    status: str  # triggered | acknowledged | resolved
+    level: int  # the escalation level this message is for (0-based)
+    url: NotRequired[str]  # a signed, expiring link to the incident page
+
+
 class Notification(TypedDict):
     version: str
     groupKey: str
@@ -32,6 +40,8 @@ class Notification(TypedDict):
     commonAnnotations: dict[str, str]
     externalURL: str
     alerts: list[AlertPayload]
+    # Present on escalation messages: the incident they are about.
+    incident: NotRequired[IncidentInfo]
 
 
 @dataclass(frozen=True)
@@ -104,4 +114,8 @@ def summary_line(n: Notification) -> str:
     flapping = any(a["flapping"] for a in n["alerts"])
     status = f"FIRING:{firing}" if n["status"] == "firing" else "RESOLVED"
     extra = " (flapping: held firing)" if flapping else ""
+    incident = n.get("incident")
+    if incident is not None:
+        head = f"INCIDENT #{incident['id']} {incident['status'].upper()}"
+        return f"[{head} level {incident['level'] + 1}] {incident['title']}"
     return f"[{status}] {', '.join(names)}{extra}"

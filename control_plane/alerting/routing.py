@@ -26,6 +26,7 @@ class Route:
     group_wait_s: float
     group_interval_s: float
     repeat_interval_s: float
+    escalation_policy: str | None = None
 
     @classmethod
     def from_config(cls, index: int, cfg: RouteConfig) -> Route:
@@ -41,6 +42,7 @@ class Route:
             cfg.group_wait_s,
             cfg.group_interval_s,
             cfg.repeat_interval_s,
+            cfg.escalation_policy,
         )
 
     def matches(self, labels: Mapping[str, str]) -> bool:

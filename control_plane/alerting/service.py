@@ -19,6 +19,8 @@ from control_plane.alerting.channels.slack import SlackChannel
 from control_plane.alerting.channels.webhook import WebhookChannel
 from control_plane.alerting.dispatch import dispatch_events
 from control_plane.alerting.flush import flush_due
+from control_plane.alerting.incidents import escalate_due
+from control_plane.alerting.links import LinkSigner
 from control_plane.alerting.routing import Route
 from control_plane.alerting.sender import OutboxSender, Outcome
 from control_plane.config import NotifyConfig
@@ -48,14 +50,20 @@ class Notifier:
         channels: Mapping[str, Channel] | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        signer: LinkSigner | None = None,
         log: logging.Logger | None = None,
     ) -> None:
         self._pool = pool
+        # Signs the incident-page links put in escalation messages (none: no links).
+        self.signer = signer
+        self._on_outcome = on_outcome
         self._cfg = cfg
         self._clock = clock
         self._log = log or logging.getLogger("control_plane.alerting")
         self.routes = [Route.from_config(i, r) for i, r in enumerate(cfg.routes)]
         self.channels = dict(channels) if channels is not None else build_channels(cfg)
+        self.policies = {p.name: p for p in cfg.escalation_policies}
         self.destinations: dict[str, list[str]] = {}
         for name in self.channels:
             self.destinations.setdefault(name.split("/", 1)[0], []).append(name)
@@ -95,7 +103,12 @@ class Notifier:
         now = self._clock()
         while await dispatch_events(self._pool, self.routes, now):
             pass
-        while await flush_due(self._pool, self.destinations, now):
+        link = self.signer.url if self.signer is not None else None
+        while await flush_due(
+            self._pool, self.destinations, now, policies=self.policies, link=link
+        ):
+            pass
+        while await escalate_due(self._pool, self.policies, self.destinations, now, link=link):
             pass
         return await self._send_due(now)
 
@@ -105,6 +118,8 @@ class Notifier:
         async def worker() -> None:
             while (outcome := await self.sender.send_one(now)) is not None:
                 outcomes.append(outcome)
+                if self._on_outcome is not None:
+                    self._on_outcome(outcome)
 
         await asyncio.gather(*(worker() for _ in range(self._cfg.senders)))
         return outcomes

@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from control_plane.appkeys import CONFIG, INGESTOR, POOL
+from control_plane.appkeys import CONFIG, INGESTOR, METRICS, POOL
 from control_plane.rules.engine import RuleEngine
+from control_plane.rules.metrics import AlertingMetrics
 
 RULE_ENGINE: web.AppKey[RuleEngine] = web.AppKey("rule_engine", RuleEngine)
+ALERTING_METRICS: web.AppKey[AlertingMetrics] = web.AppKey("alerting_metrics", AlertingMetrics)
 
 
 async def rules_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -18,7 +20,8 @@ async def rules_ctx(app: web.Application) -> AsyncIterator[None]:
     loaded (the API works) but nothing is evaluated."""
     cfg = app[CONFIG].alerting
     ingestor = app[INGESTOR]
-    engine = RuleEngine(app[POOL], ingestor.windows, cfg)
+    metrics = app[ALERTING_METRICS] = AlertingMetrics(app[METRICS].registry)
+    engine = RuleEngine(app[POOL], ingestor.windows, cfg, metrics=metrics)
     if not cfg.enabled:
         await engine.ruleset.load()
         app[RULE_ENGINE] = engine

@@ -27,6 +27,7 @@ from control_plane.ingest.windows import Point, SeriesRef
 from control_plane.query.matchers import Matcher
 from control_plane.rules.evaluator import EvaluationError, SeriesSource, evaluate
 from control_plane.rules.leases import ShardLeases, shard_of
+from control_plane.rules.metrics import AlertingMetrics
 from control_plane.rules.model import Rule
 from control_plane.rules.ruleset import RuleSet
 from control_plane.rules.state import Alert, AlertState, Transition, advance
@@ -62,9 +63,11 @@ class RuleEngine:
         cfg: AlertingConfig,
         *,
         clock: Callable[[], float] = time.time,
+        metrics: AlertingMetrics | None = None,
         log: logging.Logger | None = None,
     ) -> None:
         self._cfg = cfg
+        self.metrics = metrics or AlertingMetrics()
         self._source = source
         self._clock = clock
         self._log = log or logging.getLogger("control_plane.rules")
@@ -118,7 +121,11 @@ class RuleEngine:
     async def evaluate_once(self) -> list[Transition]:
         """One pass over every held shard; returns the transitions it recorded."""
         async with self._lock:
-            return await self._pass(self._clock())
+            started = time.perf_counter()
+            try:
+                return await self._pass(self._clock())
+            finally:
+                self.metrics.evaluation_duration.observe(time.perf_counter() - started)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -158,9 +165,16 @@ class RuleEngine:
                 await self.store.drop_rules_except(shard, list(rules), now)
                 self._alerts[shard] = await self.store.load_alerts(shard)
             recorded.extend(await self._evaluate_shard(shard, rules, now, warm=warm))
+        self._observe(held)
         if recorded:
             await self._tell(recorded)
         return recorded
+
+    def _observe(self, held: frozenset[int]) -> None:
+        self.metrics.shards_held.set(len(held))
+        active = self.active_alerts()
+        for state in (AlertState.PENDING, AlertState.FIRING):
+            self.metrics.alerts.labels(state.value).set(sum(a.state is state for a in active))
 
     async def _evaluate_shard(
         self, shard: int, rules: Mapping[str, Rule], now: float, *, warm: bool
@@ -181,6 +195,7 @@ class RuleEngine:
                 result = evaluate(rule.expr, source, now, lookback_s=self._cfg.lookback_s)
             except EvaluationError as exc:
                 self._log.warning("rule %s cannot be evaluated: %s", name, exc)
+                self.metrics.evaluation_failures.inc()
                 continue
             assert isinstance(result, list)
             step = advance(rule, current, result, now, may_clear=warm)

@@ -26,7 +26,7 @@ from control_plane.rules.ast import (
     Unary,
     VectorSelector,
 )
-from control_plane.rules.functions import OVER_TIME, Point, extrapolated_rate
+from control_plane.rules.functions import OVER_TIME, Point, bucket_quantile, extrapolated_rate
 
 NAME_LABEL = "__name__"
 # How far back an instant selector looks for the latest point (Prometheus' default).
@@ -189,6 +189,8 @@ class _Evaluator:
     def call(self, call: Call) -> Vector:
         if call.func == "absent":
             return self.absent(call.args[0])
+        if call.func == "histogram_quantile":
+            return self.histogram_quantile(call)
         arg = call.args[0]
         assert isinstance(arg, MatrixSelector)
         out = []
@@ -217,6 +219,21 @@ class _Evaluator:
                 if len(eq) == 1 and len(ms) == 1:
                     labels[label] = eq[0].value
         return [Sample(labels, 1.0)]
+
+    def histogram_quantile(self, call: Call) -> Vector:
+        q = self.eval(call.args[0])
+        vec = self.eval(call.args[1])
+        assert isinstance(q, float) and isinstance(vec, list)
+        groups: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[Point]]] = {}
+        for s in vec:
+            try:
+                le = float(s.labels.get("le", "x").replace("+Inf", "inf"))
+            except ValueError:
+                continue  # not a bucket: Prometheus ignores it too
+            labels = {k: v for k, v in s.labels.items() if k not in ("le", NAME_LABEL)}
+            key = tuple(sorted(labels.items()))
+            groups.setdefault(key, (labels, []))[1].append((le, s.value))
+        return [Sample(labels, bucket_quantile(q, b)) for labels, b in groups.values()]
 
     # -- aggregation ---------------------------------------------------------------------
 

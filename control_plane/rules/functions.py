@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 Point = tuple[float, float]
@@ -58,3 +59,44 @@ OVER_TIME: dict[str, Callable[[Sequence[float]], float]] = {
     "sum_over_time": sum,
     "count_over_time": lambda values: float(len(values)),
 }
+
+
+def bucket_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float:
+    """Prometheus' ``bucketQuantile``: the ``q`` quantile of cumulative ``(le, count)`` buckets,
+    interpolating linearly within the bucket it falls in. NaN without a ``+Inf`` bucket."""
+    if math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    ordered = sorted(buckets)
+    if not ordered or not math.isinf(ordered[-1][0]) or ordered[-1][0] < 0:
+        return math.nan
+    merged: list[list[float]] = []
+    for le, count in ordered:  # coalesce equal bounds
+        if merged and merged[-1][0] == le:
+            merged[-1][1] += count
+        else:
+            merged.append([le, count])
+    highest = 0.0
+    for bucket in merged:  # counts are cumulative: repair any dip (scrape races)
+        highest = max(highest, bucket[1])
+        bucket[1] = highest
+    if len(merged) < 2:
+        return math.nan
+    observations = merged[-1][1]
+    if observations == 0:
+        return math.nan
+    rank = q * observations
+    b = next((i for i in range(len(merged) - 1) if merged[i][1] >= rank), len(merged) - 1)
+    if b == len(merged) - 1:
+        return merged[-2][0]
+    if b == 0 and merged[0][0] <= 0:
+        return merged[0][0]
+    start, end, count = 0.0, merged[b][0], merged[b][1]
+    if b > 0:
+        start = merged[b - 1][0]
+        count -= merged[b - 1][1]
+        rank -= merged[b - 1][1]
+    return start + (end - start) * (rank / count)

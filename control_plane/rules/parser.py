@@ -46,6 +46,7 @@ FUNCTIONS: dict[str, tuple[ValueType, ...]] = {
     "sum_over_time": (ValueType.MATRIX,),
     "count_over_time": (ValueType.MATRIX,),
     "absent": (ValueType.VECTOR,),
+    "histogram_quantile": (ValueType.SCALAR, ValueType.VECTOR),
 }
 _CMP = ("==", "!=", ">", "<", ">=", "<=")
 _UNSUPPORTED = frozenset({"and", "or", "unless", "on", "ignoring", "group_left", "group_right"})

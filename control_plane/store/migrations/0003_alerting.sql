@@ -113,3 +113,43 @@ CREATE TABLE notify_outbox (
 );
 CREATE INDEX notify_outbox_pending_idx ON notify_outbox (destination, outbox_id)
     WHERE status = 'pending';
+
+-- Incidents: opened from an alert group whose route has an escalation policy, or by API.
+-- next_escalation_at is the durable escalation timer (NULL: nothing scheduled); a control plane
+-- claims due incidents with FOR UPDATE SKIP LOCKED, so after a crash escalation resumes at
+-- the stored level.
+CREATE TABLE incidents (
+    incident_id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    title                text NOT NULL,
+    status               text NOT NULL CHECK (status IN ('triggered', 'acknowledged', 'resolved')),
+    policy               text NOT NULL,
+    group_key            text,
+    level                integer NOT NULL DEFAULT 0,   -- the next level to notify
+    repeats_done         integer NOT NULL DEFAULT 0,
+    next_escalation_at   timestamptz,
+    assignee             text,
+    created_at           timestamptz NOT NULL,
+    acknowledged_at      timestamptz,
+    resolved_at          timestamptz
+);
+CREATE UNIQUE INDEX incidents_open_group_idx ON incidents (group_key) WHERE status <> 'resolved';
+CREATE INDEX incidents_timer_idx ON incidents (next_escalation_at)
+    WHERE next_escalation_at IS NOT NULL;
+
+CREATE TABLE incident_events (
+    event_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    incident_id   bigint NOT NULL REFERENCES incidents (incident_id) ON DELETE CASCADE,
+    at            timestamptz NOT NULL,
+    kind          text NOT NULL,   -- opened, escalated, acknowledged, resolved, note, reassigned
+    actor         text NOT NULL,
+    detail        jsonb NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE INDEX incident_events_incident_idx ON incident_events (incident_id, event_id);
+
+-- Secrets shared by every control plane, created once (the first start wins): the key that
+-- signs incident-page links.
+CREATE TABLE alerting_secrets (
+    name        text PRIMARY KEY,
+    secret      bytea NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);

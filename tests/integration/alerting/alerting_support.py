@@ -83,7 +83,7 @@ class Plane:
                 "Authorization": f"Bearer {token}",
                 "Content-Type": "application/json",
                 "Content-Encoding": "gzip",
-                "Idempotency-Key": doc["report_id"],
+                "Idempotency-Key": str(doc["report_id"]),
             },
         )
         assert resp.status == 200, await resp.text()

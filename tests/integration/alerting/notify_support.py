@@ -38,7 +38,7 @@ class Peer:
         return self.script.pop(0) if self.script else None
 
     async def webhook(self, request: web.Request) -> web.Response:
-        self.received.append(Received("/hook", dict(request.headers), await request.json()))
+        self.received.append(Received(request.path_qs, dict(request.headers), await request.json()))
         scripted = self._scripted()
         if scripted:
             return web.Response(status=scripted[0], headers=scripted[1], text="scripted")

@@ -12,7 +12,7 @@ from alerting_support import Clock
 from control_plane.config import AlertingConfig
 from control_plane.ingest.windows import SeriesRef, SeriesWindows
 from control_plane.rules import RuleEngine, rule_from_mapping
-from control_plane.rules.state import AlertState
+from control_plane.rules.state import AlertState, Transition
 
 T0 = 1_800_000_000.0
 REF = SeriesRef(1, "web-1", "demo_value", {"kind": "x"})
@@ -40,7 +40,7 @@ async def put_rule(engine: RuleEngine, **spec: object) -> None:
     await engine.reload()
 
 
-def states(transitions: list) -> list[tuple[str, str]]:  # type: ignore[type-arg]
+def states(transitions: list[Transition]) -> list[tuple[str, str]]:
     return [(t.previous.value, t.current.value) for t in transitions]
 
 

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from alerting_support import Plane, alerting_config, eventually
 from notify_support import Peer, record_transition
 
-from control_plane.alerting import NOTIFIER
+from control_plane.alerting.context import NOTIFIER
 from control_plane.app import create_app
 from control_plane.appkeys import POOL
 from control_plane.config import NotifyConfig, ReceiverConfig, RouteConfig, WebhookChannelConfig

@@ -50,6 +50,20 @@ LOGIN_PAGE = """<html><head><title>Log in • Instagram</title></head>
 
 EMPTY_PAGE = "<html><head></head><body></body></html>"
 
+# A player page that says nothing itself but points at its oEmbed (as TikTok's often do).
+PLAYER_PAGE = """<html><head>
+<link rel="alternate" type="application/json+oembed" href="/oembed?url=%2Fplayer">
+</head><body><div id="app"></div></body></html>"""
+
+OEMBED = {
+    "version": "1.0",
+    "type": "video",
+    "title": "고양이가 피아노를 치는 영상",
+    "author_name": "catpiano",
+    "provider_name": "ExampleTube",
+    "thumbnail_url": "/img/thumb.jpg",
+}
+
 YOUTUBE_WATCH = """<html><head><title>Rick Astley - Never Gonna Give You Up - YouTube</title>
 <meta property="og:title" content="Rick Astley - Never Gonna Give You Up (Official Video)">
 <meta property="og:description" content="The official video for “Never Gonna Give You Up” by Rick Astley.">
@@ -94,6 +108,20 @@ def build_origin_app(origin: Origin) -> web.Application:
 
     async def empty(request: web.Request) -> web.Response:
         return await html(request, EMPTY_PAGE)
+
+    async def player(request: web.Request) -> web.Response:
+        return await html(request, PLAYER_PAGE)
+
+    async def oembed(request: web.Request) -> web.Response:
+        await count(request)
+        return web.json_response(OEMBED)
+
+    async def stall_once(request: web.Request) -> web.Response:
+        # The first visitor hangs (its worker gets killed meanwhile); later ones are served.
+        await count(request)
+        if origin.hits[request.path] == 1:
+            await asyncio.sleep(60)
+        return web.Response(text=ARTICLE, content_type="text/html")
 
     async def redirect(request: web.Request) -> web.Response:
         await count(request)
@@ -146,6 +174,9 @@ def build_origin_app(origin: Origin) -> web.Application:
     app.router.add_get("/accounts/login/", login)
     app.router.add_get("/p/{code}/", walled)
     app.router.add_get("/empty", empty)
+    app.router.add_get("/player", player)
+    app.router.add_get("/stall-once", stall_once)
+    app.router.add_get("/oembed", oembed)
     app.router.add_get("/redirect/{n}", redirect)
     app.router.add_get("/to", to_internal)
     app.router.add_get("/slow", slow)

@@ -77,6 +77,11 @@ async def test_sync_analysis_then_cache_stats_and_delete(
     assert stats["cache"]["layers"]["metadata"]["hits"] == 1
     assert stats["ai"]["enabled"] is True and stats["ai"]["cost_today"]["calls"] == 1
 
+    exposition = await (await client.get("/metrics")).text()
+    assert 'haetae_link_analyses_total{result="analysed"} 1.0' in exposition
+    assert 'haetae_link_analyses_total{result="cached"} 1.0' in exposition
+    assert 'haetae_link_analysis_failures_total{reason="ssrf-refused"} 0.0' in exposition
+
     resp = await client.delete(f"/api/v1/cache/{report['url_hash']}", headers=admin)
     assert resp.status == 204
     await assert_problem(
@@ -101,7 +106,7 @@ async def test_async_analysis_runs_on_a_worker(
     status = await (await client.get(accepted["status_url"], headers=admin)).json()
     assert status["status"] == "queued" and status["priority"] == "high"
 
-    cfg = client.server.app[LINK_ANALYZER].config
+    cfg = client.app[LINK_ANALYZER].config
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(cfg, redis_url, stop=stop, concurrency=2))
     try:
@@ -172,3 +177,16 @@ async def test_auth_and_scopes(api: tuple[Client, dict[str, str]]) -> None:
     await assert_problem(await client.post("/api/v1/analyze/async", json=body, headers=reader), 403)
     await assert_problem(await client.delete("/api/v1/cache/" + "a" * 32, headers=writer), 403)
     await assert_problem(await client.delete("/api/v1/cache/" + "a" * 32, headers=admin), 404)
+
+
+async def test_sync_deadline_hands_over_to_the_queue(
+    api: tuple[Client, dict[str, str]], origin: Origin
+) -> None:
+    client, admin = api
+    url = origin.url("/slow?s=4")  # slower than the 2 s sync deadline of this app
+    resp = await client.post("/api/v1/analyze", json={"url": url}, headers=admin)
+    assert resp.status == 202
+    body = await resp.json()
+    assert "continuing as a queued task" in body["detail"]
+    status = await (await client.get(body["status_url"], headers=admin)).json()
+    assert status["status"] == "queued" and status["priority"] == "high"

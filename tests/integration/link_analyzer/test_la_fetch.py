@@ -74,9 +74,19 @@ async def test_retry_after_short_is_waited_long_is_reported(origin: Origin) -> N
     assert info.value.retryable
 
 
+async def test_per_host_rate_spaces_request_starts(origin: Origin) -> None:
+    limits = FetchLimits(per_host_concurrency=8, per_host_rate_per_s=10)
+    async with Fetcher(limits, LOOPBACK_POLICY) as f:
+        started = asyncio.get_running_loop().time()
+        await asyncio.gather(*(f.fetch_html(origin.url("/article")) for _ in range(5)))
+        took = asyncio.get_running_loop().time() - started
+    assert took >= 0.39  # five starts at 10/s need at least four intervals
+
+
 async def test_per_host_concurrency_is_bounded(origin: Origin) -> None:
     async with Fetcher(FetchLimits(per_host_concurrency=2), LOOPBACK_POLICY) as f:
         results = await asyncio.gather(*(f.fetch_html(origin.url(f"/gate/{i}")) for i in range(6)))
+        assert len(f._host_slots) == 0  # no per-host state left behind
     assert all(r.status == 200 for r in results)
     assert origin.max_in_flight == 2
 

@@ -21,6 +21,10 @@ async def test_cached_second_time_and_cost_booked(
         second = await svc.analyzer.analyze(origin.url("/article"))
         stats = await svc.cache.stats()
         booked = await svc.ledger.for_url(first["url_hash"])
+        sample = svc.metrics.registry.get_sample_value
+        assert sample("haetae_link_analyses_total", {"result": "analysed"}) == 1
+        assert sample("haetae_link_analyses_total", {"result": "cached"}) == 1
+        assert sample("haetae_link_gemini_tokens_total", {"kind": "output"}) == 50
     assert first["ai"]["status"] == "done" and first["ai"]["analysis"] == ANSWER
     assert first["cached"] == {"metadata": False, "analysis": False}
     assert second["cached"] == {"metadata": True, "analysis": True}
@@ -43,6 +47,10 @@ async def test_same_content_analysed_once_across_urls_and_concurrency(
         )
         # Content unchanged: a forced refresh re-fetches but does not re-analyse.
         again = await svc.analyzer.analyze(origin.url("/news/story-0"), refresh=True)
+        reused = svc.metrics.registry.get_sample_value(
+            "haetae_link_analyses_total", {"result": "reused"}
+        )
+    assert reused == 6  # five waited for the one call, plus the refresh
     assert len({r["url_hash"] for r in reports}) == 6
     assert len({r["content_hash"] for r in reports}) == 1
     assert all(r["ai"]["analysis"] == ANSWER for r in reports)
@@ -87,3 +95,35 @@ async def test_cache_down_degrades_to_miss(
     finally:
         await dead.aclose()
     assert report["ai"]["status"] == "done"
+
+
+async def test_oembed_fills_a_silent_player_page(
+    redis_client: aioredis.Redis, origin: Origin, fake_gemini: FakeGemini
+) -> None:
+    async with LinkAnalyzerService(analyzer_config(fake_gemini.base_url), redis_client) as svc:
+        report = await svc.analyzer.analyze(origin.url("/player"))
+    meta = report["metadata"]
+    assert meta["title"] == "고양이가 피아노를 치는 영상" and meta["author"] == "catpiano"
+    assert meta["images"] == [origin.url("/img/thumb.jpg")]
+    assert "oembed" in meta["sources"] and origin.hits["/oembed"] == 1
+    assert report["quality"]["verdict"] == "ok" and report["ai"]["status"] == "done"
+    assert report["ai"]["media_items"] == 1  # the thumbnail went to the model with the text
+
+
+async def test_short_link_resolved_once_then_from_cache(
+    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops: list[str] = []
+
+    async def one_hop(url: str) -> str:  # what vm.tiktok.com answers with its 301
+        hops.append(url)
+        return "https://www.tiktok.com/@cat/video/7234567890123456789?is_from_webapp=1"
+
+    async with LinkAnalyzerService(analyzer_config(None), redis_client) as svc:
+        monkeypatch.setattr(svc.fetcher, "resolve_redirect", one_hop)
+        first = await svc.analyzer.resolve("https://vm.tiktok.com/ZMhvqKp7x/")
+        second = await svc.analyzer.resolve("https://vm.tiktok.com/ZMhvqKp7x/?utm_source=x")
+    assert first == second
+    assert first.identity == "tiktok:item:7234567890123456789"
+    assert first.url == "https://www.tiktok.com/@cat/video/7234567890123456789"
+    assert hops == ["https://vm.tiktok.com/ZMhvqKp7x/"]

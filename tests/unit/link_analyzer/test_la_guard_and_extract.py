@@ -107,3 +107,26 @@ def test_metadata_fallbacks_when_opengraph_missing() -> None:
 )
 def test_quality(html: str, url: str, verdict: Verdict) -> None:
     assert assess(extract_metadata(html, url), url).verdict is verdict
+
+
+def test_oembed_endpoints_and_merge() -> None:
+    from link_analyzer.extract import merge_oembed, oembed_endpoint, parse_oembed
+    from link_analyzer.platforms import Platform
+
+    yt = "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
+    assert oembed_endpoint(Platform.YOUTUBE, yt, None) == (
+        "https://www.youtube.com/oembed?format=json&url="
+        "https%3A%2F%2Fwww.youtube.com%2Fwatch%3Fv%3DdQw4w9WgXcQ"
+    )
+    assert oembed_endpoint(Platform.TIKTOK, "https://t.example/x", None) is not None
+    assert oembed_endpoint(Platform.WEB, "https://e.com/", None) is None
+    assert oembed_endpoint(Platform.WEB, "https://e.com/", "https://e.com/oe") == "https://e.com/oe"
+    assert parse_oembed(b"[1]") is None and parse_oembed(b"{bad") is None
+    page = extract_metadata("<title>Page title</title>", "https://e.com/v")
+    merged = merge_oembed(
+        page,
+        {"title": "oEmbed title", "author_name": "kim", "thumbnail_url": "/t.jpg"},
+        "https://e.com/oembed?x=1",
+    )
+    assert merged.title == "Page title" and merged.author == "kim"
+    assert merged.images == ("https://e.com/t.jpg",) and merged.sources[-1] == "oembed"

@@ -10,7 +10,7 @@ HIT = [Sample({"__name__": "m", "agent": "a1", "path": "/x"}, 7.0)]
 
 
 def make_rule(**extra: object) -> Rule:
-    spec = {
+    spec: dict[str, object] = {
         "name": "HighValue",
         "expr": "m > 5",
         "labels": {"team": "web"},
