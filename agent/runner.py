@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from agent.collectors.base import Collector, Sample
+from agent.collectors.base import BlockingCollector, Collector, Sample
 from agent.errors import CollectorError
 
 _MAX_ERROR_LEN = 300
@@ -65,9 +65,16 @@ class Runner:
             ["collector"],
             registry=registry,
         )
-        for c in self._collectors:
-            self._duration.labels(c.name)
-            self._success.labels(c.name)
+        self._gauges = {
+            c.name: (self._duration.labels(c.name), self._success.labels(c.name))
+            for c in self._collectors
+        }
+        # Network collectors start first: their requests are in flight while the psutil ones
+        # read /proc, so the answers are usually waiting by the time the loop looks.
+        self._start_order = sorted(
+            range(len(self._collectors)),
+            key=lambda i: isinstance(self._collectors[i], BlockingCollector),
+        )
 
     @property
     def collectors(self) -> list[Collector]:
@@ -75,7 +82,12 @@ class Runner:
 
     async def run_cycle(self) -> Cycle:
         collected_at = self._clock()
-        results = await asyncio.gather(*(self._run_one(c) for c in self._collectors))
+        started: list[asyncio.Future[tuple[list[Sample], CollectorRun]]] = [
+            None  # type: ignore[misc]
+        ] * len(self._collectors)
+        for i in self._start_order:
+            started[i] = asyncio.ensure_future(self._run_one(self._collectors[i]))
+        results = await asyncio.gather(*started)  # in config order
         samples: list[Sample] = []
         for part, _ in results:
             samples.extend(part)
@@ -100,8 +112,9 @@ class Runner:
         except Exception as exc:  # containing any collector bug is the runner's job
             error, bug = _describe(exc), exc
         duration = time.perf_counter() - start
-        self._duration.labels(collector.name).set(duration)
-        self._success.labels(collector.name).set(0.0 if error else 1.0)
+        duration_gauge, success_gauge = self._gauges[collector.name]
+        duration_gauge.set(duration)
+        success_gauge.set(0.0 if error else 1.0)
         self._note_state(collector.name, error, bug)
         return samples, CollectorRun(collector.name, error is None, duration, len(samples), error)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -95,10 +96,20 @@ class SlackChannelConfig(StrictModel):
     timeout_s: float = Field(10.0, gt=0)
 
 
+class PagerDutyChannelConfig(StrictModel):
+    routing_key: SecretStr
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+    timeout_s: float = Field(10.0, gt=0)
+
+
 class ReceiverConfig(StrictModel):
     name: str = Field(min_length=1)
+    # "all": every channel gets every message. "failover": only the first does; a message it
+    # keeps failing (or refuses) goes to the next, in the order webhook, slack, pagerduty.
+    delivery: Literal["all", "failover"] = "all"
     webhook: list[WebhookChannelConfig] = []
     slack: list[SlackChannelConfig] = []
+    pagerduty: list[PagerDutyChannelConfig] = []
 
 
 class EscalationLevelConfig(StrictModel):
@@ -141,6 +152,8 @@ class NotifyConfig(StrictModel):
     # 5xx and connection errors: jittered exponential backoff between these bounds.
     retry_base_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(300.0, gt=0)
+    # After this many failed attempts a message also goes to the receiver's next channel.
+    fallback_after_attempts: int = Field(5, ge=1)
 
     @model_validator(mode="after")
     def _routes_name_receivers(self) -> NotifyConfig:

@@ -117,9 +117,10 @@ def _exec_lean_agent(config: object) -> None:
     os.set_inheritable(fd, True)
     sys.stdout.flush()
     sys.stderr.flush()
-    # Keep the interpreter's own options (-W, -X ...) in the new image.
+    # Keep the interpreter's own options (-W, -X ...) in the new image; -P keeps the working
+    # directory off sys.path, so a local folder named `agent` cannot stand in for ours.
     flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
-    argv = [sys.executable, *flags, "-m", "agent", "--settings-fd", str(fd)]
+    argv = [sys.executable, *flags, "-P", "-m", "agent", "--settings-fd", str(fd)]
     os.execv(sys.executable, argv)
 
 

@@ -93,9 +93,8 @@ class LinkAnalyzer:
         if target is None:
             target = await self.fetcher.resolve_redirect(canon.url)
             await self.cache.put_short_link(canon.key, target, self.config.cache.short_link_ttl_s)
-        resolved = canonicalize(target)
-        # A short link pointing at another short link is not followed further: one hop only.
-        return resolved
+        # One hop only: a short link pointing at another short link stays keyed by that one.
+        return canonicalize(target)
 
     async def analyze(self, raw_url: str, *, refresh: bool = False) -> dict[str, Any]:
         started = time.monotonic()

@@ -47,6 +47,11 @@ class BlockingCollector(Collector):
     The thread keeps the event loop (and the agent's /metrics) responsive and lets the runner's
     timeout fire; a collection still stuck from an earlier cycle makes the next one fail fast
     instead of piling up threads.
+
+    A subclass may answer from ``collect_quick`` on the event loop instead, when the work at hand
+    cannot block (reads of /proc files, which the kernel answers from memory): a hand-off to a
+    thread and back costs more CPU than such a collection itself. Returning None sends the
+    collection to the thread.
     """
 
     def __init__(self) -> None:
@@ -57,10 +62,22 @@ class BlockingCollector(Collector):
     def collect_blocking(self) -> list[Sample]:
         """Gather the samples; runs in a worker thread, never concurrently with itself."""
 
+    def collect_quick(self) -> list[Sample] | None:
+        """The samples if they can be had without blocking, else None (the default)."""
+        return None
+
     async def collect(self) -> list[Sample]:
         # Checked here, not in the thread, so a stuck call is not queued behind.
         if not self._busy.acquire(blocking=False):
             raise RuntimeError(f"{self.name}: the previous collection is still running")
+        try:
+            quick = self.collect_quick()
+        except BaseException:
+            self._busy.release()
+            raise
+        if quick is not None:
+            self._busy.release()
+            return quick
         return await self._worker.run(self._collect_guarded)
 
     def _collect_guarded(self) -> list[Sample]:

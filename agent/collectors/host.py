@@ -65,6 +65,11 @@ class HostCollector(BlockingCollector):
     def from_config(cls, config: AgentSettings, session: HttpClient) -> HostCollector:
         return cls()
 
+    def collect_quick(self) -> list[Sample] | None:
+        # /proc reads and statvfs of local block-device filesystems (network and FUSE mounts
+        # are left out, see _real_mounts) are answered from memory: no need for a thread.
+        return self.collect_blocking()
+
     def collect_blocking(self) -> list[Sample]:
         out: list[Sample] = []
         self._cpu(out)

@@ -48,10 +48,28 @@ class ProcessCollector(BlockingCollector):
             return None
         return cls(pid=t.pid, pid_file=t.pid_file, cmdline_match=t.cmdline_match or None)
 
+    def collect_quick(self) -> list[Sample] | None:
+        """The steady state, on the event loop: the followed process is still there, so only
+        its own /proc files are read. Finding it (a pid file read, or a scan of every
+        process's command line, which can block on a process stuck in the kernel) is left to
+        the worker thread."""
+        proc = self._proc
+        if proc is None or self._pid_file is not None:
+            return None
+        try:
+            if not proc.is_running():
+                return None
+        except psutil.Error:
+            return None
+        return self._sample(proc)
+
     def collect_blocking(self) -> list[Sample]:
         proc = self._resolve()
         if proc is None:
             return self._down()
+        return self._sample(proc)
+
+    def _sample(self, proc: psutil.Process) -> list[Sample]:
         try:
             with proc.oneshot():
                 if proc.status() == psutil.STATUS_ZOMBIE:  # from the stat read oneshot caches

@@ -77,6 +77,7 @@ class HttpClient:
         self._user_agent = user_agent
         self._idle: dict[_Origin, list[_Conn]] = {}
         self._origins: dict[str, tuple[_Origin, str]] = {}
+        self._requests: dict[tuple[str, str, tuple[tuple[str, str], ...]], h11.Request] = {}
         self._ssl: object | None = None
         self._closed = False
 
@@ -99,21 +100,12 @@ class HttpClient:
         if self._closed:
             raise HttpError("the HTTP client is closed")
         origin, target = self._split(url)
-        head = [
-            ("Host", origin.host_header),
-            ("User-Agent", self._user_agent),
-        ]
-        if headers:
-            head.extend(headers.items())
-        if body or method in ("POST", "PUT", "PATCH"):
-            head.append(("Content-Length", str(len(body))))
+        event = self._request_event(method, url, origin, target, headers, body)
         async with asyncio.timeout(timeout_s):
             while True:
                 conn, reused = await self._acquire(origin)
                 try:
-                    response = await self._exchange(
-                        conn, method, target, head, body, max_body, over
-                    )
+                    response = await self._exchange(conn, event, body, max_body, over)
                 except _NoAnswer:
                     conn.close()
                     if reused:
@@ -142,6 +134,32 @@ class HttpClient:
         await self.close()
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _request_event(
+        self,
+        method: str,
+        url: str,
+        origin: _Origin,
+        target: str,
+        headers: dict[str, str] | None,
+        body: bytes,
+    ) -> h11.Request:
+        # A scrape or probe sends the same request every cycle: h11 validates it once.
+        key = (method, url, tuple(headers.items()) if headers else ()) if not body else None
+        if key is not None and (cached := self._requests.get(key)) is not None:
+            return cached
+        head = [("Host", origin.host_header), ("User-Agent", self._user_agent)]
+        if headers:
+            head.extend(headers.items())
+        if body or method in ("POST", "PUT", "PATCH"):
+            head.append(("Content-Length", str(len(body))))
+        try:
+            event = h11.Request(method=method, target=target, headers=head)
+        except h11.LocalProtocolError as exc:
+            raise HttpError(f"cannot send the request: {exc}") from exc
+        if key is not None and len(self._requests) < 64:
+            self._requests[key] = event
+        return event
 
     def _split(self, url: str) -> tuple[_Origin, str]:
         known = self._origins.get(url)
@@ -203,16 +221,14 @@ class HttpClient:
     async def _exchange(
         self,
         conn: _Conn,
-        method: str,
-        target: str,
-        head: list[tuple[str, str]],
+        request: h11.Request,
         body: bytes,
         max_body: int,
         over: str,
     ) -> Response:
         state = conn.h11
         try:
-            data = state.send(h11.Request(method=method, target=target, headers=head))
+            data = state.send(request)
             if body:
                 data += state.send(h11.Data(data=body))  # type: ignore[operator]
             data += state.send(h11.EndOfMessage())  # type: ignore[operator]

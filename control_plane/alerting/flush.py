@@ -18,7 +18,8 @@ import asyncpg
 import orjson
 
 from control_plane.alerting import incidents
-from control_plane.alerting.payload import GroupAlert, Notification, build_notification
+from control_plane.alerting.outbox import enqueue
+from control_plane.alerting.payload import GroupAlert, build_notification
 from control_plane.alerting.routing import Silence, silenced
 from control_plane.config import EscalationPolicyConfig
 from control_plane.query.matchers import parse_matcher
@@ -26,12 +27,6 @@ from control_plane.query.matchers import parse_matcher
 _DUE = """
 SELECT * FROM notify_groups WHERE next_flush_at <= $1
 ORDER BY next_flush_at LIMIT $2 FOR UPDATE SKIP LOCKED
-"""
-_ENQUEUE = """
-INSERT INTO notify_outbox (destination, group_key, payload, idempotency_key, next_attempt_at,
-                           created_at)
-VALUES ($1, $2, $3, $4, $5, $5)
-ON CONFLICT (idempotency_key) DO NOTHING
 """
 
 
@@ -148,25 +143,6 @@ async def _flush_group(
         digest,
     )
     return queued
-
-
-async def enqueue(
-    conn: asyncpg.Connection,
-    destination: str,
-    group_key: str,
-    note: Notification,
-    idempotency_key: str,
-    now: float,
-) -> None:
-    """Queue one message for ``destination`` (sent in order after those queued before)."""
-    when = dt.datetime.fromtimestamp(now, dt.UTC)
-    await conn.execute(
-        "INSERT INTO notify_destinations (destination, next_send_at) VALUES ($1, $2)"
-        " ON CONFLICT (destination) DO NOTHING",
-        destination,
-        when,
-    )
-    await conn.execute(_ENQUEUE, destination, group_key, note, idempotency_key, when)
 
 
 def _digest(firing: Sequence[GroupAlert]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from control_plane.alerting.flush import enqueue
+from control_plane.alerting.outbox import enqueue
 from control_plane.alerting.payload import GroupAlert, Notification, build_notification
 from control_plane.config import EscalationPolicyConfig
 

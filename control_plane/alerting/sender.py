@@ -5,7 +5,9 @@ and sends its oldest pending message while holding the claim, then records the o
 same transaction: with several control planes each message is sent by one of them, in order.
 The destination row carries every delay: the channel's rate limit after a success, the
 ``Retry-After`` of a 429, the jittered backoff after a 5xx (so later messages never overtake an
-earlier one). A 4xx other than 429 marks the message failed; nothing else is ever dropped.
+earlier one). A message that keeps failing (``fallback_after_attempts``) or is refused (4xx other
+than 429) is handed to the receiver's next channel; without one, a refused message is marked
+failed and any other keeps being retried: nothing is dropped silently.
 If the process dies mid-send the transaction rolls back and the message is sent again: receivers
 get an ``Idempotency-Key`` to recognise it.
 """
@@ -25,7 +27,9 @@ from control_plane.alerting.channels.base import (
     PermanentSendError,
     RateLimited,
     RetryableSendError,
+    SendError,
 )
+from control_plane.alerting.outbox import enqueue
 from control_plane.alerting.retry import backoff_s
 
 _CLAIM = """
@@ -54,6 +58,7 @@ class Outcome(StrEnum):
     SENT = "sent"
     RATE_LIMITED = "rate_limited"
     RETRY = "retry"
+    FELL_BACK = "fell_back"
     FAILED = "failed"
 
 
@@ -65,12 +70,17 @@ class OutboxSender:
         *,
         retry_base_s: float,
         retry_max_s: float,
+        fallbacks: Mapping[str, str] | None = None,
+        fallback_after_attempts: int = 5,
         rng: random.Random | None = None,
         log: logging.Logger | None = None,
     ) -> None:
         self._pool = pool
         self._channels = channels
         self._names = sorted(channels)
+        # destination -> the receiver's next destination, for messages it keeps failing
+        self._fallbacks = dict(fallbacks or {})
+        self._fallback_after = fallback_after_attempts
         self._base = retry_base_s
         self._max = retry_max_s
         self._rng = rng or random.Random()
@@ -86,7 +96,9 @@ class OutboxSender:
             if dest is None:
                 return None
             row = await conn.fetchrow(_OLDEST, dest)
-            assert row is not None  # the claim saw it and holds the destination
+            if row is None:
+                # Another sender sent it between our claim's snapshot and our lock.
+                return None
             channel = self._channels[dest]
             previous = await conn.fetchval(_PREVIOUS, dest, row["group_key"])
             attempt = row["attempts"] + 1
@@ -99,12 +111,19 @@ class OutboxSender:
                 return Outcome.RATE_LIMITED
             except RetryableSendError as exc:
                 delay = backoff_s(attempt, base_s=self._base, max_s=self._max, rng=self._rng)
+                if attempt >= self._fallback_after and await self._fall_back(
+                    conn, row, dest, attempt, exc, now
+                ):
+                    await self._pause(conn, dest, now + delay)
+                    return Outcome.FELL_BACK
                 await self._later(conn, row, dest, exc, now + delay)
                 self._log.warning(
                     "notification to %s failed (%s); retry in %.1fs", dest, exc, delay
                 )
                 return Outcome.RETRY
             except PermanentSendError as exc:
+                if await self._fall_back(conn, row, dest, attempt, exc, now):
+                    return Outcome.FELL_BACK
                 await conn.execute(
                     """UPDATE notify_outbox SET status = 'failed', attempts = $2,
                            last_error = $3, response_status = $4 WHERE outbox_id = $1""",
@@ -127,6 +146,39 @@ class OutboxSender:
             )
             await self._pause(conn, dest, now + channel.min_interval_s)
             return Outcome.SENT
+
+    async def _fall_back(
+        self,
+        conn: asyncpg.Connection,
+        row: asyncpg.Record,
+        dest: str,
+        attempt: int,
+        exc: SendError,
+        now: float,
+    ) -> bool:
+        """Hand the message to the receiver's next channel (this copy is marked failed);
+        False when there is none (it stays here and keeps being retried)."""
+        target = self._fallbacks.get(dest)
+        if target is None:
+            return False
+        await enqueue(
+            conn,
+            target,
+            row["group_key"],
+            row["payload"],
+            f"{row['idempotency_key']}/fallback",
+            now,
+        )
+        await conn.execute(
+            """UPDATE notify_outbox SET status = 'failed', attempts = $2, last_error = $3,
+                   response_status = $4 WHERE outbox_id = $1""",
+            row["outbox_id"],
+            attempt,
+            f"{exc.reason[:400]}; handed to {target}",
+            exc.status,
+        )
+        self._log.warning("notification to %s handed to %s after: %s", dest, target, exc)
+        return True
 
     async def _later(
         self,

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 import asyncpg
 
 from control_plane.alerting.channels.base import Channel
+from control_plane.alerting.channels.pagerduty import PagerDutyChannel
 from control_plane.alerting.channels.slack import SlackChannel
 from control_plane.alerting.channels.webhook import WebhookChannel
 from control_plane.alerting.dispatch import dispatch_events
@@ -38,6 +39,10 @@ def build_channels(cfg: NotifyConfig) -> dict[str, Channel]:
             channels[f"{receiver.name}/slack/{i}"] = SlackChannel(
                 slack, min_interval_s=max(cfg.min_send_interval_s, cfg.slack_min_send_interval_s)
             )
+        for i, pd in enumerate(receiver.pagerduty):
+            channels[f"{receiver.name}/pagerduty/{i}"] = PagerDutyChannel(
+                pd, min_interval_s=cfg.min_send_interval_s
+            )
     return channels
 
 
@@ -52,8 +57,11 @@ class Notifier:
         rng: random.Random | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
         signer: LinkSigner | None = None,
+        background: bool = True,
         log: logging.Logger | None = None,
     ) -> None:
+        # Without the background loop only run_once() does work (timeline tests drive it).
+        self._background = background
         self._pool = pool
         # Signs the incident-page links put in escalation messages (none: no links).
         self.signer = signer
@@ -64,14 +72,27 @@ class Notifier:
         self.routes = [Route.from_config(i, r) for i, r in enumerate(cfg.routes)]
         self.channels = dict(channels) if channels is not None else build_channels(cfg)
         self.policies = {p.name: p for p in cfg.escalation_policies}
-        self.destinations: dict[str, list[str]] = {}
+        by_receiver: dict[str, list[str]] = {}
         for name in self.channels:
-            self.destinations.setdefault(name.split("/", 1)[0], []).append(name)
+            by_receiver.setdefault(name.split("/", 1)[0], []).append(name)
+        failover = {r.name for r in cfg.receivers if r.delivery == "failover"}
+        # receiver -> where its messages are queued (failover: the first channel only)
+        self.destinations = {
+            r: dests[:1] if r in failover else dests for r, dests in by_receiver.items()
+        }
+        fallbacks = {
+            dests[i]: dests[i + 1]
+            for r, dests in by_receiver.items()
+            if r in failover
+            for i in range(len(dests) - 1)
+        }
         self.sender = OutboxSender(
             pool,
             self.channels,
             retry_base_s=cfg.retry_base_s,
             retry_max_s=cfg.retry_max_s,
+            fallbacks=fallbacks,
+            fallback_after_attempts=cfg.fallback_after_attempts,
             rng=rng,
             log=self._log,
         )
@@ -79,7 +100,8 @@ class Notifier:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Notifier:
-        self._tasks.append(asyncio.create_task(self._run_pipeline(), name="notify-pipeline"))
+        if self._background:
+            self._tasks.append(asyncio.create_task(self._run_pipeline(), name="notify-pipeline"))
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -64,8 +64,11 @@ class RuleEngine:
         *,
         clock: Callable[[], float] = time.time,
         metrics: AlertingMetrics | None = None,
+        background: bool = True,
         log: logging.Logger | None = None,
     ) -> None:
+        # Without the background loop only evaluate_once() evaluates (timeline tests).
+        self._background = background
         self._cfg = cfg
         self.metrics = metrics or AlertingMetrics()
         self._source = source
@@ -90,7 +93,8 @@ class RuleEngine:
         await self.ruleset.load()
         self._started = self._clock()
         self._last_reload = self._started
-        self._task = asyncio.create_task(self._run(), name="rule-engine")
+        if self._background:
+            self._task = asyncio.create_task(self._run(), name="rule-engine")
         return self
 
     async def __aexit__(self, *exc: object) -> None:

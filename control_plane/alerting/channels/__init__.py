@@ -8,12 +8,14 @@ from control_plane.alerting.channels.base import (
     RetryableSendError,
     SendError,
 )
+from control_plane.alerting.channels.pagerduty import PagerDutyChannel
 from control_plane.alerting.channels.slack import SlackChannel
 from control_plane.alerting.channels.webhook import WebhookChannel
 
 __all__ = [
     "Channel",
     "Delivery",
+    "PagerDutyChannel",
     "PermanentSendError",
     "RateLimited",
     "RetryableSendError",

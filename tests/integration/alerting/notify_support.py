@@ -32,6 +32,7 @@ class Peer:
         app = web.Application()
         app.router.add_post("/hook", self.webhook)
         app.router.add_post("/api/{method}", self.slack)
+        app.router.add_post("/v2/enqueue", self.pagerduty)
         return app
 
     def _scripted(self) -> tuple[int, dict[str, str]] | None:
@@ -43,6 +44,14 @@ class Peer:
         if scripted:
             return web.Response(status=scripted[0], headers=scripted[1], text="scripted")
         return web.Response(text="ok")
+
+    async def pagerduty(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.received.append(Received("pagerduty", dict(request.headers), body))
+        scripted = self._scripted()
+        if scripted:
+            return web.json_response({"status": "error"}, status=scripted[0], headers=scripted[1])
+        return web.json_response({"status": "success", "dedup_key": body["dedup_key"]}, status=202)
 
     async def slack(self, request: web.Request) -> web.Response:
         if request.content_type == "application/json":

@@ -51,7 +51,7 @@ def clock() -> Clock:
 
 async def test_restart_neither_refires_nor_forgets(pool: asyncpg.Pool, clock: Clock) -> None:
     w = windows()
-    async with RuleEngine(pool, w, config(), clock=clock) as first:
+    async with RuleEngine(pool, w, config(), clock=clock, background=False) as first:
         await put_rule(first, **{"for": "30s"})
         w.add([(REF, clock.now, 9.0)], clock.now)
         assert states(await first.evaluate_once()) == [("inactive", "pending")]
@@ -62,7 +62,9 @@ async def test_restart_neither_refires_nor_forgets(pool: asyncpg.Pool, clock: Cl
     # A new process: empty windows, warming up. The alert stays firing, nothing is recorded.
     clock.advance(5)
     fresh = windows()
-    async with RuleEngine(pool, fresh, config(warmup_s=60), clock=clock) as second:
+    async with RuleEngine(
+        pool, fresh, config(warmup_s=60), clock=clock, background=False
+    ) as second:
         assert await second.evaluate_once() == []
         (alert,) = second.active_alerts()
         assert alert.state is AlertState.FIRING and alert.fired_at == T0 + 30
@@ -83,22 +85,22 @@ async def test_restart_neither_refires_nor_forgets(pool: asyncpg.Pool, clock: Cl
 
 async def test_pending_keeps_its_start_across_a_restart(pool: asyncpg.Pool, clock: Clock) -> None:
     w = windows()
-    async with RuleEngine(pool, w, config(), clock=clock) as first:
+    async with RuleEngine(pool, w, config(), clock=clock, background=False) as first:
         await put_rule(first, **{"for": "1m"})
         w.add([(REF, clock.now, 9.0)], clock.now)
         await first.evaluate_once()
     clock.advance(60)
     w.add([(REF, clock.now, 9.0)], clock.now)
-    async with RuleEngine(pool, w, config(), clock=clock) as second:
+    async with RuleEngine(pool, w, config(), clock=clock, background=False) as second:
         assert states(await second.evaluate_once()) == [("pending", "firing")]
 
 
 async def test_two_engines_one_database_one_evaluator(pool: asyncpg.Pool, clock: Clock) -> None:
     w = windows()  # both see the same samples (as two replicas behind sticky routing might)
     w.add([(REF, clock.now, 9.0)], clock.now)
-    async with RuleEngine(pool, w, config(), clock=clock) as a:
+    async with RuleEngine(pool, w, config(), clock=clock, background=False) as a:
         await put_rule(a)
-        async with RuleEngine(pool, w, config(), clock=clock) as b:
+        async with RuleEngine(pool, w, config(), clock=clock, background=False) as b:
             await b.reload()
             got_a = await a.evaluate_once()
             got_b = await b.evaluate_once()
@@ -118,7 +120,7 @@ async def test_shards_split_agents_between_engines(pool: asyncpg.Pool, clock: Cl
     w = windows()
     refs = [SeriesRef(i, f"agent-{i}", "demo_value", {}) for i in range(1, 9)]
     w.add([(r, clock.now, 9.0) for r in refs], clock.now)
-    async with RuleEngine(pool, w, config(shards=4), clock=clock) as a:
+    async with RuleEngine(pool, w, config(shards=4), clock=clock, background=False) as a:
         await put_rule(a)
         fired = await a.evaluate_once()
         assert sorted(t.alert.labels["agent"] for t in fired) == [r.agent_id for r in refs]
@@ -130,7 +132,7 @@ async def test_shards_split_agents_between_engines(pool: asyncpg.Pool, clock: Cl
 async def test_deleted_rule_forgets_its_alerts(pool: asyncpg.Pool, clock: Clock) -> None:
     w = windows()
     w.add([(REF, clock.now, 9.0)], clock.now)
-    async with RuleEngine(pool, w, config(), clock=clock) as engine:
+    async with RuleEngine(pool, w, config(), clock=clock, background=False) as engine:
         await put_rule(engine)
         await engine.evaluate_once()
         assert await engine.store.delete_rule("DemoHigh", clock.now)
@@ -148,7 +150,9 @@ async def test_a_bad_rule_file_edit_keeps_the_previous_rules(
     (tmp_path / "r.yml").write_text(
         "groups: [{name: g, rules: [{alert: FromFile, expr: demo_value > 5}]}]"
     )
-    async with RuleEngine(pool, windows(), config(rules_dir=tmp_path), clock=clock) as engine:
+    async with RuleEngine(
+        pool, windows(), config(rules_dir=tmp_path), clock=clock, background=False
+    ) as engine:
         assert set(engine.rules) == {"FromFile"}
         (tmp_path / "r.yml").write_text("groups: [{name: g, rules: [{alert: FromFile}]}]")
         await engine.reload()

@@ -76,7 +76,7 @@ async def test_escalation_timeline(pool: asyncpg.Pool, peer_url: tuple[Peer, str
         peer.received.clear()
         return sorted(out)
 
-    async with Notifier(pool, cfg, clock=clock) as notifier:
+    async with Notifier(pool, cfg, clock=clock, background=False) as notifier:
         labels = {"alertname": "Down", "agent": "a1", "severity": "critical"}
         await record_transition(
             pool, T0, labels, "pending", "firing", annotations={"summary": "db down"}
@@ -87,7 +87,7 @@ async def test_escalation_timeline(pool: asyncpg.Pool, peer_url: tuple[Peer, str
         await notifier.run_once()
         assert told() == []
     # The control plane dies; another one (or the restarted one) picks the timer up.
-    async with Notifier(pool, cfg, clock=clock) as notifier:
+    async with Notifier(pool, cfg, clock=clock, background=False) as notifier:
         clock.now = T0 + 60
         await notifier.run_once()
         assert told() == ["second"]

@@ -20,6 +20,7 @@ from control_plane.alerting import Notifier, Outcome
 from control_plane.alerting.silences import create_silence
 from control_plane.config import (
     NotifyConfig,
+    PagerDutyChannelConfig,
     ReceiverConfig,
     RouteConfig,
     SlackChannelConfig,
@@ -61,7 +62,7 @@ async def test_grouping_timers_dedup_and_repeat(
 ) -> None:
     clock = Clock(T0)
     cfg = webhook_config(peer_url, group_wait_s=10, group_interval_s=60, repeat_interval_s=300)
-    async with Notifier(pool, cfg, clock=clock) as notifier:
+    async with Notifier(pool, cfg, clock=clock, background=False) as notifier:
 
         async def at(t: float) -> list[Outcome]:
             clock.now = T0 + t
@@ -102,7 +103,9 @@ async def test_grouping_timers_dedup_and_repeat(
 
 async def test_silenced_alerts_are_left_out(pool: asyncpg.Pool, peer: Peer, peer_url: str) -> None:
     clock = Clock(T0)
-    async with Notifier(pool, webhook_config(peer_url, group_wait_s=0), clock=clock) as notifier:
+    async with Notifier(
+        pool, webhook_config(peer_url, group_wait_s=0), clock=clock, background=False
+    ) as notifier:
         await create_silence(pool, ['alertname="Noisy"'], T0 - 1, T0 + 100, created_by="test")
         await record_transition(pool, T0, alert("Noisy", "a1"), "pending", "firing")
         await record_transition(pool, T0, alert("Loud", "a1"), "pending", "firing")
@@ -120,7 +123,7 @@ async def test_429_retry_after_and_5xx_backoff(
     clock = Clock(T0)
     peer.script = [(429, {"Retry-After": "30"}), (503, {})]
     cfg = webhook_config(peer_url, group_wait_s=0)
-    async with Notifier(pool, cfg, clock=clock, rng=random.Random(7)) as notifier:
+    async with Notifier(pool, cfg, clock=clock, background=False, rng=random.Random(7)) as notifier:
         await record_transition(pool, T0, alert("X", "a1"), "pending", "firing")
         assert await notifier.run_once() == [Outcome.RATE_LIMITED]
         clock.now = T0 + 29
@@ -144,7 +147,9 @@ async def test_a_refused_message_is_recorded_failed(
 ) -> None:
     peer.script = [(400, {})]
     clock = Clock(T0)
-    async with Notifier(pool, webhook_config(peer_url, group_wait_s=0), clock=clock) as notifier:
+    async with Notifier(
+        pool, webhook_config(peer_url, group_wait_s=0), clock=clock, background=False
+    ) as notifier:
         await record_transition(pool, T0, alert("X", "a1"), "pending", "firing")
         assert await notifier.run_once() == [Outcome.FAILED]
     row = await pool.fetchrow("SELECT status, last_error FROM notify_outbox")
@@ -164,7 +169,7 @@ async def test_slack_threads_one_group_and_updates_it(
         slack_min_send_interval_s=1.0,
     )
     peer.script = [(429, {"Retry-After": "2"})]
-    async with Notifier(pool, cfg, clock=clock) as notifier:
+    async with Notifier(pool, cfg, clock=clock, background=False) as notifier:
         await record_transition(
             pool, T0, alert("X", "a1"), "pending", "firing", annotations={"summary": "it broke"}
         )
@@ -186,3 +191,69 @@ async def test_slack_threads_one_group_and_updates_it(
         assert reply.body["thread_ts"] == "1700000000.000001"
     receipt = await pool.fetchval("SELECT receipt FROM notify_outbox ORDER BY outbox_id DESC")
     assert receipt["thread_ts"] == "1700000000.000001"
+
+
+async def test_pagerduty_trigger_then_resolve_and_fallback(
+    pool: asyncpg.Pool, peer: Peer, peer_url: str
+) -> None:
+    clock = Clock(T0)
+    cfg = NotifyConfig(
+        receivers=[
+            ReceiverConfig(
+                name="oncall",
+                delivery="failover",
+                webhook=[WebhookChannelConfig(url=peer_url + "/hook")],
+                pagerduty=[
+                    PagerDutyChannelConfig(
+                        routing_key=SecretStr("R0UT1NG"), url=peer_url + "/v2/enqueue"
+                    )
+                ],
+            )
+        ],
+        routes=[RouteConfig(receiver="oncall", group_wait_s=0, group_interval_s=1)],
+        retry_base_s=1.0,
+        fallback_after_attempts=2,
+    )
+    # The webhook keeps failing: after two attempts the message goes to PagerDuty.
+    peer.script = [(503, {}), (502, {})]
+    async with Notifier(pool, cfg, clock=clock, background=False, rng=random.Random(3)) as notifier:
+        await record_transition(pool, T0, alert("X", "a1"), "pending", "firing")
+        assert await notifier.run_once() == [Outcome.RETRY]
+        clock.now = T0 + 2
+        assert sorted(await notifier.run_once()) == sorted([Outcome.FELL_BACK, Outcome.SENT])
+        trigger = peer.received[-1]
+        assert trigger.path == "pagerduty"
+        assert trigger.body["event_action"] == "trigger"
+        assert trigger.body["routing_key"] == "R0UT1NG"
+        assert trigger.body["payload"]["severity"] == "warning"
+        await record_transition(pool, T0 + 3, alert("X", "a1"), "firing", "resolved")
+        clock.now = T0 + 10
+        await notifier.run_once()  # the webhook works again and PagerDuty is next in line
+    statuses = await pool.fetch("SELECT destination, status FROM notify_outbox ORDER BY outbox_id")
+    assert [(r["destination"], r["status"]) for r in statuses] == [
+        ("oncall/webhook/0", "failed"),
+        ("oncall/pagerduty/0", "sent"),
+        ("oncall/webhook/0", "sent"),
+    ]
+    assert peer.received[-1].path == "/hook" and peer.received[-1].body["status"] == "resolved"
+
+
+async def test_pagerduty_resolves_with_the_same_dedup_key(
+    pool: asyncpg.Pool, peer: Peer, peer_url: str
+) -> None:
+    clock = Clock(T0)
+    pd = PagerDutyChannelConfig(routing_key=SecretStr("R0UT1NG"), url=peer_url + "/v2/enqueue")
+    cfg = NotifyConfig(
+        receivers=[ReceiverConfig(name="pd", pagerduty=[pd])],
+        routes=[RouteConfig(receiver="pd", group_wait_s=0, group_interval_s=1)],
+    )
+    async with Notifier(pool, cfg, clock=clock, background=False) as notifier:
+        await record_transition(pool, T0, alert("X", "a1"), "pending", "firing")
+        assert await notifier.run_once() == [Outcome.SENT]
+        await record_transition(pool, T0 + 1, alert("X", "a1"), "firing", "resolved")
+        clock.now = T0 + 2
+        assert await notifier.run_once() == [Outcome.SENT]
+    trigger, resolve = (r.body for r in peer.received)
+    assert (trigger["event_action"], resolve["event_action"]) == ("trigger", "resolve")
+    assert trigger["dedup_key"] == resolve["dedup_key"]
+    assert "payload" not in resolve

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import ANSWER, FakeGemini, Origin, analyzer_config
+from la_fakes import ANSWER, FakeGemini, Origin, analyzer_config
 from pydantic import SecretStr
 from tests_support import assert_problem
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import LOOPBACK_POLICY, Origin
+from la_fakes import LOOPBACK_POLICY, Origin
 
 from link_analyzer.errors import (
     FetchTimeout,

@@ -6,7 +6,7 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import ANSWER, FakeGemini
+from la_fakes import ANSWER, FakeGemini
 
 from link_analyzer.gemini import (
     AnalysisInput,

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import ANSWER, FakeGemini, Origin, analyzer_config
+from la_fakes import ANSWER, FakeGemini, Origin, analyzer_config
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 

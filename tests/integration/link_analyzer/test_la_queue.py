@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import Origin, analyzer_config
+from la_fakes import Origin, analyzer_config
 
 from link_analyzer.errors import FetchRefused, FetchTimeout
 from link_analyzer.queue import Backoff, Job, JobStatus, Priority, Queue

@@ -1,0 +1,35 @@
+"""Queueing a message for a destination (the outbox rows the senders claim)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import asyncpg
+
+from control_plane.alerting.payload import Notification
+
+_ENQUEUE = """
+INSERT INTO notify_outbox (destination, group_key, payload, idempotency_key, next_attempt_at,
+                           created_at)
+VALUES ($1, $2, $3, $4, $5, $5)
+ON CONFLICT (idempotency_key) DO NOTHING
+"""
+
+
+async def enqueue(
+    conn: asyncpg.Connection,
+    destination: str,
+    group_key: str,
+    note: Notification,
+    idempotency_key: str,
+    now: float,
+) -> None:
+    """Queue one message for ``destination`` (sent in order after those queued before)."""
+    when = dt.datetime.fromtimestamp(now, dt.UTC)
+    await conn.execute(
+        "INSERT INTO notify_destinations (destination, next_send_at) VALUES ($1, $2)"
+        " ON CONFLICT (destination) DO NOTHING",
+        destination,
+        when,
+    )
+    await conn.execute(_ENQUEUE, destination, group_key, note, idempotency_key, when)

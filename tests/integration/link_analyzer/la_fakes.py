@@ -1,0 +1,271 @@
+# ruff: noqa: E501  (realistic HTML fixtures keep their long lines)
+"""Local fakes for the link-analyzer tests: an origin serving realistic (and misbehaving)
+pages, and a Gemini speaking generateContent, both aiohttp apps on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from link_analyzer.config import LinkAnalyzerConfig
+from link_analyzer.ssrf import AddressPolicy
+
+# Tests reach their origins on loopback; everything else stays refused.
+LOOPBACK_POLICY = AddressPolicy.allowing(["127.0.0.0/8"])
+
+ARTICLE = (
+    """<!doctype html>
+<html lang="ko"><head>
+<meta charset="utf-8">
+<title>서울 지하철 요금 인상 - 예시뉴스</title>
+<meta name="description" content="Plain description that OpenGraph overrides.">
+<meta property="og:type" content="article">
+<meta property="og:title" content="서울 지하철 기본요금 150원 인상">
+<meta property="og:description" content="서울시는 다음 달부터 지하철 기본요금을 1,400원에서 1,550원으로 올린다고 밝혔다. 시민 부담을 줄이기 위한 정기권 할인도 함께 확대된다.">
+<meta property="og:image" content="/img/subway.jpg">
+<meta property="og:site_name" content="예시뉴스">
+<meta name="twitter:card" content="summary_large_image">
+<meta name="twitter:creator" content="@reporter">
+<link rel="canonical" href="/news/2026/subway-fare">
+<script type="application/ld+json">
+{"@context":"https://schema.org","@graph":[{"@type":"WebSite","name":"예시뉴스"},
+ {"@type":"NewsArticle","headline":"서울 지하철 기본요금 150원 인상","datePublished":"2026-11-20T09:00:00+09:00",
+  "author":{"@type":"Person","name":"김기자"},"image":["https://cdn.example/a.jpg"]}]}
+</script>
+<script>window.dataLayer=[];</script>
+</head>
+<body><article><h1>서울 지하철 기본요금 150원 인상</h1><p>본문...</p></article>
+"""
+    + ("<p>padding paragraph</p>\n" * 2000)
+    + "</body></html>"
+)
+
+LOGIN_PAGE = """<html><head><title>Log in • Instagram</title></head>
+<body><form><input name="username"><input type="password" name="password">
+<button>Log in</button></form></body></html>"""
+
+EMPTY_PAGE = "<html><head></head><body></body></html>"
+
+# A player page that says nothing itself but points at its oEmbed (as TikTok's often do).
+PLAYER_PAGE = """<html><head>
+<link rel="alternate" type="application/json+oembed" href="/oembed?url=%2Fplayer">
+</head><body><div id="app"></div></body></html>"""
+
+OEMBED = {
+    "version": "1.0",
+    "type": "video",
+    "title": "고양이가 피아노를 치는 영상",
+    "author_name": "catpiano",
+    "provider_name": "ExampleTube",
+    "thumbnail_url": "/img/thumb.jpg",
+}
+
+YOUTUBE_WATCH = """<html><head><title>Rick Astley - Never Gonna Give You Up - YouTube</title>
+<meta property="og:title" content="Rick Astley - Never Gonna Give You Up (Official Video)">
+<meta property="og:description" content="The official video for “Never Gonna Give You Up” by Rick Astley.">
+<meta property="og:image" content="https://i.ytimg.com/vi/dQw4w9WgXcQ/maxresdefault.jpg">
+<meta property="og:video:url" content="https://www.youtube.com/embed/dQw4w9WgXcQ">
+<meta property="og:type" content="video.other">
+<link rel="alternate" type="application/json+oembed" href="https://www.youtube.com/oembed?format=json&amp;url=https%3A%2F%2Fwww.youtube.com%2Fwatch%3Fv%3DdQw4w9WgXcQ">
+</head><body></body></html>"""
+
+
+@dataclass
+class Origin:
+    server: TestServer
+    hits: dict[str, int] = field(default_factory=dict)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+
+def build_origin_app(origin: Origin) -> web.Application:
+    async def count(request: web.Request) -> None:
+        origin.hits[request.path] = origin.hits.get(request.path, 0) + 1
+
+    async def html(request: web.Request, body: str, status: int = 200) -> web.Response:
+        await count(request)
+        return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+    async def article(request: web.Request) -> web.Response:
+        return await html(request, ARTICLE)
+
+    async def watch(request: web.Request) -> web.Response:
+        return await html(request, YOUTUBE_WATCH)
+
+    async def login(request: web.Request) -> web.Response:
+        return await html(request, LOGIN_PAGE)
+
+    async def walled(request: web.Request) -> web.Response:
+        await count(request)
+        raise web.HTTPFound("/accounts/login/?next=/p/abc/")
+
+    async def empty(request: web.Request) -> web.Response:
+        return await html(request, EMPTY_PAGE)
+
+    async def player(request: web.Request) -> web.Response:
+        return await html(request, PLAYER_PAGE)
+
+    async def oembed(request: web.Request) -> web.Response:
+        await count(request)
+        return web.json_response(OEMBED)
+
+    async def stall_once(request: web.Request) -> web.Response:
+        # The first visitor hangs (its worker gets killed meanwhile); later ones are served.
+        await count(request)
+        if origin.hits[request.path] == 1:
+            await asyncio.sleep(60)
+        return web.Response(text=ARTICLE, content_type="text/html")
+
+    async def redirect(request: web.Request) -> web.Response:
+        await count(request)
+        n = int(request.match_info["n"])
+        raise web.HTTPFound("/article" if n <= 1 else f"/redirect/{n - 1}")
+
+    async def to_internal(request: web.Request) -> web.Response:
+        await count(request)
+        raise web.HTTPFound(request.query["to"])
+
+    async def slow(request: web.Request) -> web.Response:
+        await count(request)
+        await asyncio.sleep(float(request.query.get("s", "5")))
+        return web.Response(text="<html><head><title>late</title></head></html>")
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        await count(request)
+        resp = web.StreamResponse(headers={"Content-Type": "text/html"})
+        await resp.prepare(request)
+        await resp.write(b"<html><head><title>huge</title>")
+        chunk = b"<meta name='x' content='" + b"y" * 8000 + b"'>"
+        for _ in range(1000):  # 8 MB if nobody stops reading
+            await resp.write(chunk)
+        return resp
+
+    async def limited(request: web.Request) -> web.Response:
+        await count(request)
+        if origin.hits[request.path] == 1:
+            return web.Response(status=429, headers={"Retry-After": request.query.get("ra", "1")})
+        return web.Response(text=ARTICLE, content_type="text/html")
+
+    async def gate(request: web.Request) -> web.Response:
+        await count(request)
+        origin.in_flight += 1
+        origin.max_in_flight = max(origin.max_in_flight, origin.in_flight)
+        try:
+            await asyncio.sleep(0.1)
+        finally:
+            origin.in_flight -= 1
+        return web.Response(text=YOUTUBE_WATCH, content_type="text/html")
+
+    async def image(request: web.Request) -> web.Response:
+        await count(request)
+        return web.Response(body=b"\x89PNG\r\n\x1a\n" + b"\0" * 2048, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/article", article)
+    app.router.add_get("/news/{tail:.*}", article)
+    app.router.add_get("/watch", watch)
+    app.router.add_get("/accounts/login/", login)
+    app.router.add_get("/p/{code}/", walled)
+    app.router.add_get("/empty", empty)
+    app.router.add_get("/player", player)
+    app.router.add_get("/stall-once", stall_once)
+    app.router.add_get("/oembed", oembed)
+    app.router.add_get("/redirect/{n}", redirect)
+    app.router.add_get("/to", to_internal)
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/huge", huge)
+    app.router.add_get("/limited", limited)
+    app.router.add_get("/gate/{i}", gate)
+    app.router.add_get("/img/{name}", image)
+    return app
+
+
+# --- a local fake Gemini speaking generateContent -------------------------------------------
+
+
+@dataclass
+class FakeGemini:
+    server: TestServer
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    api_keys: list[str] = field(default_factory=list)
+    # Status codes to answer with before answering normally (e.g. [503] for one failure).
+    fail_with: list[int] = field(default_factory=list)
+    delay_s: float = 0.0
+
+    @property
+    def base_url(self) -> str:
+        return str(self.server.make_url("/"))
+
+
+ANSWER = {
+    "summary": "서울 지하철 기본요금이 1,550원으로 오른다.",
+    "category": "news",
+    "topics": ["교통", "요금"],
+    "sentiment": "neutral",
+    "language": "ko",
+}
+
+
+def build_gemini_app(fake: FakeGemini) -> web.Application:
+    async def generate(request: web.Request) -> web.Response:
+        fake.paths.append(request.path)
+        fake.api_keys.append(request.headers.get("x-goog-api-key", ""))
+        body = await request.json()
+        fake.requests.append(body)
+        if fake.delay_s:
+            await asyncio.sleep(fake.delay_s)
+        if fake.fail_with:
+            status = fake.fail_with.pop(0)
+            return web.json_response(
+                {"error": {"code": status, "message": "fake failure", "status": "UNAVAILABLE"}},
+                status=status,
+            )
+        parts = body["contents"][0]["parts"]
+        return web.json_response(
+            {
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": [{"text": _json(ANSWER)}]},
+                        "finishReason": "STOP",
+                        "index": 0,
+                    }
+                ],
+                "usageMetadata": {
+                    "promptTokenCount": 200 + 258 * (len(parts) - 1),
+                    "candidatesTokenCount": 50,
+                    "totalTokenCount": 250 + 258 * (len(parts) - 1),
+                },
+                "modelVersion": request.match_info["model"],
+            }
+        )
+
+    app = web.Application()
+    app.router.add_post("/{version}/models/{model}:generateContent", generate)
+    return app
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# --- the link analyzer wired to the fakes ----------------------------------------------------
+
+
+def analyzer_config(gemini_base_url: str | None, **overrides: Any) -> LinkAnalyzerConfig:
+    data: dict[str, Any] = {
+        "fetch": {"allow_networks": ["127.0.0.0/8"], "total_timeout_s": 5},
+        "queue": {"lease_s": 2, "backoff_base_s": 0.05, "backoff_max_s": 0.2},
+    }
+    if gemini_base_url is not None:
+        data["gemini"] = {"api_key": "test-key", "base_url": gemini_base_url}
+    data.update(overrides)
+    return LinkAnalyzerConfig.model_validate(data)
