@@ -139,8 +139,17 @@ class RouteConfig(StrictModel):
     repeat_interval_s: float = Field(4 * 3600.0, gt=0)
 
 
+class InhibitRuleConfig(StrictModel):
+    # While an alert matching source_matchers fires, alerts matching target_matchers with the
+    # same values of the `equal` labels are not notified (Alertmanager's inhibit_rules).
+    source_matchers: list[str] = Field(min_length=1)
+    target_matchers: list[str] = Field(min_length=1)
+    equal: list[str] = []
+
+
 class NotifyConfig(StrictModel):
     receivers: list[ReceiverConfig] = []
+    inhibit_rules: list[InhibitRuleConfig] = []
     routes: list[RouteConfig] = []
     escalation_policies: list[EscalationPolicyConfig] = []
     # The dispatcher and the senders look for due work this often (and when woken).

@@ -124,6 +124,22 @@ def _exec_lean_agent(config: object) -> None:
     os.execv(sys.executable, argv)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from control_plane.config import load_config
+    from haetae.logs import setup_logging
+    from link_analyzer.runner import run_worker
+
+    config = load_config(args.config)
+    setup_logging(
+        config.logging.level, json_format=config.logging.json_format, service="haetae-worker"
+    )
+    if config.redis.url is None:
+        print("haetae: the link-analysis worker needs HAETAE_REDIS_URL", file=sys.stderr)
+        return 2
+    asyncio.run(run_worker(config.link_analyzer, config.redis.url.get_secret_value()))
+    return 0
+
+
 def cmd_demo_app(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -207,6 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ag.add_argument("--config", type=Path, help="YAML config file (see deploy/agent.yaml)")
     ag.set_defaults(func=cmd_agent)
+
+    wk = sub.add_parser(
+        "worker",
+        help="run link-analysis workers (the Redis job queue)",
+        description="Uses the control-plane config (redis, link_analyzer).",
+    )
+    wk.add_argument("--config", type=Path, help="control-plane YAML config file")
+    wk.set_defaults(func=cmd_worker)
 
     demo = sub.add_parser("demo-app", help="run the demo app that `up` watches")
     demo.add_argument("--host", default="127.0.0.1")

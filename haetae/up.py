@@ -138,7 +138,13 @@ def run_up(opts: UpOptions) -> int:
             base_env,
             log_path=logs_dir / "demo-app.log",
         )
-        children = [control_plane, demo]
+        worker = Child(
+            "worker",
+            ["worker"],
+            base_env | {"HAETAE_REDIS_URL": backing.redis_url},
+            log_path=logs_dir / "worker.log",
+        )
+        children = [control_plane, demo, worker]
         control_plane.start()
         if not _wait_http(f"{cp_url}/health", 60, control_plane.proc):
             print(
@@ -148,6 +154,7 @@ def run_up(opts: UpOptions) -> int:
             control_plane.stop()
             return 1
         demo.start()
+        worker.start()
         _wait_http(f"{demo_url}/health", 20, demo.proc)
         assert demo.proc is not None
         agent = Child(
@@ -222,6 +229,7 @@ Haetae is up.
   control plane  {cp_url}   (/health/detailed, /metrics, /admin/*)
   agent          {agent_url}/metrics   reports every {opts.interval_s:g}s as 'local-demo'
   demo app       {demo_url}   (/metrics, /health, POST /demo/state)
+  worker         link-analysis jobs from Redis (POST /api/v1/analyze/async)
   embedded       {servers}; data and logs in {data_dir}
   admin token    {token}
                  (saved in {data_dir / "admin.token"}, mode 600)

@@ -20,7 +20,7 @@ import orjson
 from control_plane.alerting import incidents
 from control_plane.alerting.outbox import enqueue
 from control_plane.alerting.payload import GroupAlert, build_notification
-from control_plane.alerting.routing import Silence, silenced
+from control_plane.alerting.routing import InhibitRule, Silence, inhibited, silenced
 from control_plane.config import EscalationPolicyConfig
 from control_plane.query.matchers import parse_matcher
 
@@ -51,6 +51,7 @@ async def flush_due(
     *,
     policies: Mapping[str, EscalationPolicyConfig] | None = None,
     link: incidents.LinkMaker | None = None,
+    inhibit_rules: Sequence[InhibitRule] = (),
     limit: int = 100,
 ) -> int:
     """Flush the groups that are due; returns how many notifications were queued.
@@ -62,8 +63,14 @@ async def flush_due(
         if not groups:
             return 0
         silences = await active_silences(conn, now)
+        firing: list[dict[str, str]] = []
+        if inhibit_rules:
+            # Sources are the alerts firing now, wherever evaluated (every shard's states).
+            rows = await conn.fetch("SELECT labels FROM alert_states WHERE state = 'firing'")
+            firing = [r["labels"] for r in rows]
+        muted = MuteStage(silences, inhibit_rules, firing, now)
         for g in groups:
-            queued += await _flush_group(conn, g, destinations, silences, now, when)
+            queued += await _flush_group(conn, g, destinations, muted, now, when)
             if not await conn.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM notify_group_alerts"
                 " WHERE group_key = $1 AND state = 'firing')",
@@ -79,7 +86,7 @@ async def _flush_group(
     conn: asyncpg.Connection,
     g: asyncpg.Record,
     destinations: Mapping[str, Sequence[str]],
-    silences: Sequence[Silence],
+    muted: MuteStage,
     now: float,
     when: dt.datetime,
 ) -> int:
@@ -102,7 +109,7 @@ async def _flush_group(
         )
         for r in rows
     ]
-    visible = [a for a in alerts if not silenced(silences, a.labels, now)]
+    visible = [a for a in alerts if not muted(a.labels)]
     firing = [a for a in visible if a.state == "firing"]
     resolved = [a for a in visible if a.state == "resolved"]
     digest = _digest(firing)
@@ -143,6 +150,27 @@ async def _flush_group(
         digest,
     )
     return queued
+
+
+class MuteStage:
+    """Silences, then inhibition: is an alert kept out of notifications right now?"""
+
+    def __init__(
+        self,
+        silences: Sequence[Silence],
+        rules: Sequence[InhibitRule],
+        firing: Sequence[Mapping[str, str]],
+        now: float,
+    ) -> None:
+        self._silences = silences
+        self._rules = rules
+        self._firing = firing
+        self._now = now
+
+    def __call__(self, labels: Mapping[str, str]) -> bool:
+        return silenced(self._silences, labels, self._now) or inhibited(
+            self._rules, labels, self._firing
+        )
 
 
 def _digest(firing: Sequence[GroupAlert]) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from control_plane.config import RouteConfig
+from control_plane.config import InhibitRuleConfig, RouteConfig
 from control_plane.query.matchers import Matcher, parse_matcher
 
 
@@ -76,3 +76,37 @@ class Silence:
 
 def silenced(silences: Sequence[Silence], labels: Mapping[str, str], now: float) -> bool:
     return any(s.mutes(labels, now) for s in silences)
+
+
+@dataclass(frozen=True)
+class InhibitRule:
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, index: int, cfg: InhibitRuleConfig) -> InhibitRule:
+        where = f"alerting.notify.inhibit_rules[{index}]"
+        return cls(
+            tuple(parse_matcher(m, where=f"{where}.source_matchers") for m in cfg.source_matchers),
+            tuple(parse_matcher(m, where=f"{where}.target_matchers") for m in cfg.target_matchers),
+            tuple(cfg.equal),
+        )
+
+
+def inhibited(
+    rules: Sequence[InhibitRule],
+    labels: Mapping[str, str],
+    firing: Sequence[Mapping[str, str]],
+) -> bool:
+    """Is an alert with ``labels`` muted by one of the ``firing`` alerts? An alert never
+    inhibits itself (an alert matching both sides stays visible)."""
+    for rule in rules:
+        if not labels_match(rule.target, labels):
+            continue
+        for source in firing:
+            if source == labels or not labels_match(rule.source, source):
+                continue
+            if all(source.get(k, "") == labels.get(k, "") for k in rule.equal):
+                return True
+    return False

@@ -22,7 +22,7 @@ from control_plane.alerting.dispatch import dispatch_events
 from control_plane.alerting.flush import flush_due
 from control_plane.alerting.incidents import escalate_due
 from control_plane.alerting.links import LinkSigner
-from control_plane.alerting.routing import Route
+from control_plane.alerting.routing import InhibitRule, Route
 from control_plane.alerting.sender import OutboxSender, Outcome
 from control_plane.config import NotifyConfig
 
@@ -70,6 +70,9 @@ class Notifier:
         self._clock = clock
         self._log = log or logging.getLogger("control_plane.alerting")
         self.routes = [Route.from_config(i, r) for i, r in enumerate(cfg.routes)]
+        self.inhibit_rules = [
+            InhibitRule.from_config(i, r) for i, r in enumerate(cfg.inhibit_rules)
+        ]
         self.channels = dict(channels) if channels is not None else build_channels(cfg)
         self.policies = {p.name: p for p in cfg.escalation_policies}
         by_receiver: dict[str, list[str]] = {}
@@ -127,7 +130,12 @@ class Notifier:
             pass
         link = self.signer.url if self.signer is not None else None
         while await flush_due(
-            self._pool, self.destinations, now, policies=self.policies, link=link
+            self._pool,
+            self.destinations,
+            now,
+            policies=self.policies,
+            link=link,
+            inhibit_rules=self.inhibit_rules,
         ):
             pass
         while await escalate_due(self._pool, self.policies, self.destinations, now, link=link):

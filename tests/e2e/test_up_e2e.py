@@ -67,7 +67,8 @@ def test_up_runs_everything_on_embedded_servers_and_stops_cleanly(tmp_path: Path
         series = wait_for(samples, 30, "the demo app's metrics through the query API")
         assert series[0]["agent"] == "local-demo"
         children = psutil.Process(up.pid).children(recursive=True)
-        assert len(children) >= 4  # control plane, demo app, agent, redis (postgres daemonises)
+        # control plane, demo app, agent, worker, redis (postgres daemonises)
+        assert len(children) >= 5
         banner = (tmp_path / "up.log").read_text()
         assert f"http://127.0.0.1:{cp}" in banner and "admin token" in banner
     finally:
