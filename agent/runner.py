@@ -82,12 +82,11 @@ class Runner:
 
     async def run_cycle(self) -> Cycle:
         collected_at = self._clock()
-        started: list[asyncio.Future[tuple[list[Sample], CollectorRun]]] = [
-            None  # type: ignore[misc]
-        ] * len(self._collectors)
+        started: dict[int, asyncio.Future[tuple[list[Sample], CollectorRun]]] = {}
         for i in self._start_order:
             started[i] = asyncio.ensure_future(self._run_one(self._collectors[i]))
-        results = await asyncio.gather(*started)  # in config order
+        # In config order, whatever order they started in.
+        results = await asyncio.gather(*(started[i] for i in range(len(self._collectors))))
         samples: list[Sample] = []
         for part, _ in results:
             samples.extend(part)

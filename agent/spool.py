@@ -89,6 +89,9 @@ class Spool:
         self._offset = 0  # replay position inside the oldest segment
         self._head_acked = 0  # records of the oldest segment before the cursor
         self._total = 0  # bytes of all segment files
+        # The newest record as written, so that sending it right after the append (the steady
+        # state) reads no file: (segment id, offset, end, payload).
+        self._tail: tuple[int, int, int, bytes] | None = None
         self.dropped_total = 0
         try:
             self._open()
@@ -350,6 +353,7 @@ class Spool:
         seg.size += len(frame)
         seg.records += 1
         self._total += len(frame)
+        self._tail = (seg.id, seg.last, seg.size, bytes(frame[_FRAME.size :]))
 
     def _drop_head(self, *, reason: str) -> None:
         head = self._segments[0]
@@ -384,6 +388,11 @@ class Spool:
             seg = self._segments[seg_index]
             if pos >= seg.size:
                 seg_index, pos = seg_index + 1, _HEADER
+                continue
+            tail = self._tail
+            if tail is not None and tail[0] == seg.id and tail[1] == pos:
+                out.append(SpoolRecord(seg.id, pos, tail[2], tail[3]))
+                pos = tail[2]
                 continue
             with seg.path.open("rb") as f:
                 while len(out) < n and pos < seg.size:

@@ -155,7 +155,7 @@ def measure_haetae_agent(cycles: int, interval: float, warmup: int) -> Footprint
                 "HAETAE_AGENT_APP_METRICS_URL": f"{demo}/metrics",
                 "HAETAE_AGENT_HEALTH_URL": f"{demo}/health",
             },
-            stdout=open(tmp / 'agent.log', 'wb'),  # noqa: SIM115
+            stdout=open(tmp / "agent.log", "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
         procs.append(agent)

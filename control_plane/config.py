@@ -163,6 +163,9 @@ class NotifyConfig(StrictModel):
     retry_max_s: float = Field(300.0, gt=0)
     # After this many failed attempts a message also goes to the receiver's next channel.
     fallback_after_attempts: int = Field(5, ge=1)
+    # Sent or failed messages, notified alert transitions and resolved incidents older than
+    # this are deleted (hourly).
+    history_days: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
     def _routes_name_receivers(self) -> NotifyConfig:

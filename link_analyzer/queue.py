@@ -167,6 +167,11 @@ class Queue:
         return Enqueued(_s(got[0]), bool(int(got[1])))
 
     async def dequeue(self, worker_id: str) -> Job | None:
+        jobs = await self.dequeue_many(worker_id, 1)
+        return jobs[0] if jobs else None
+
+    async def dequeue_many(self, worker_id: str, count: int) -> list[Job]:
+        """Lease up to ``count`` jobs in one round trip (fewer, or none, when fewer wait)."""
         token = secrets.token_hex(8)
         k = self.keys
         try:
@@ -179,23 +184,12 @@ class Queue:
                     token,
                     int(self.lease_s * 1000),
                     self._dead_ttl_ms,
+                    max(1, count),
                 ],
             )
         except RedisError as exc:
             raise QueueError(f"dequeue failed: {exc}") from exc
-        if not raw:
-            return None
-        f = _fields(raw)
-        return Job(
-            id=f["id"],
-            url_key=f["url_key"],
-            payload=orjson.loads(f["payload"]),
-            priority=Priority(int(f["priority"])),
-            attempt=int(f["attempts"]),
-            max_attempts=int(f["max_attempts"]),
-            timeout_s=float(f["timeout_s"]),
-            token=token,
-        )
+        return [_job([_s(v) for v in row], token) for row in raw or ()]
 
     async def heartbeat(self, job: Job) -> bool:
         """Extend the lease; False when the job is no longer ours (reclaimed meanwhile)."""
@@ -269,9 +263,21 @@ class Queue:
         await self.redis.blpop([self.keys.wake], timeout=timeout_s)
 
 
+def _job(row: list[str], token: str) -> Job:
+    """A job from a DEQUEUE row: id, url key, payload, priority, attempts, max attempts,
+    timeout s."""
+    job_id, url_key, payload, priority, attempts, max_attempts, timeout_s = row
+    return Job(
+        id=job_id,
+        url_key=url_key,
+        payload=orjson.loads(payload),
+        priority=Priority(int(priority)),
+        attempt=int(attempts),
+        max_attempts=int(max_attempts),
+        timeout_s=float(timeout_s),
+        token=token,
+    )
+
+
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _fields(flat: list[Any]) -> dict[str, str]:
-    return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}

@@ -34,7 +34,9 @@ return {ARGV[1], 1}
 )
 
 # KEYS: queued, delayed, active, dead, seq. ARGV: job prefix, dedup prefix, worker, token,
-# lease ms, dead-job ttl ms.
+# lease ms, dead-job ttl ms, how many jobs at most. Returns a list of {id, url key, payload,
+# priority, attempts, max attempts, timeout s}: one round trip leases a batch (the jobs share
+# the token; job id + token name the lease), and only what the worker needs comes back.
 DEQUEUE = (
     _NOW
     + """
@@ -67,17 +69,25 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0
     redis.call('HSET', job, 'status', 'queued', 'error', why, 'updated_ms', now)
   end
 end
-local top = redis.call('ZRANGE', KEYS[1], 0, 0)
-if #top == 0 then return false end
-local id = top[1]
-local job = ARGV[1] .. id
-redis.call('ZREM', KEYS[1], id)
-if redis.call('EXISTS', job) == 0 then return false end
-redis.call('HINCRBY', job, 'attempts', 1)
-redis.call('HSET', job, 'status', 'active', 'worker', ARGV[3], 'token', ARGV[4],
-  'started_ms', now, 'updated_ms', now)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), id)
-return redis.call('HGETALL', job)
+local out = {}
+local want = tonumber(ARGV[7])
+while #out < want do
+  local top = redis.call('ZPOPMIN', KEYS[1])
+  if #top == 0 then break end
+  local id = top[1]
+  local job = ARGV[1] .. id
+  -- A job hash that expired meanwhile is skipped, not mistaken for an empty queue.
+  if redis.call('EXISTS', job) == 1 then
+    redis.call('HINCRBY', job, 'attempts', 1)
+    redis.call('HSET', job, 'status', 'active', 'worker', ARGV[3], 'token', ARGV[4],
+      'started_ms', now, 'updated_ms', now)
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), id)
+    local f = redis.call('HMGET', job, 'url_key', 'payload', 'priority', 'attempts',
+      'max_attempts', 'timeout_s')
+    out[#out + 1] = {id, f[1], f[2], f[3], f[4], f[5], f[6]}
+  end
+end
+return out
 """
 )
 

@@ -54,21 +54,29 @@ class Worker:
         try:
             while not stop.is_set():
                 await slots.acquire()
+                # Lease as many jobs as there are free slots, in one round trip.
+                want = 1
+                while want < self.concurrency and not slots.locked():
+                    await slots.acquire()  # free: returns at once
+                    want += 1
                 try:
-                    job = await self.queue.dequeue(self.worker_id)
+                    jobs = await self.queue.dequeue_many(self.worker_id, want)
                 except QueueError:
-                    slots.release()
+                    for _ in range(want):
+                        slots.release()
                     self.log.exception("dequeue failed; retrying")
                     await _wait(stop, self.poll_s)
                     continue
-                if job is None:
+                for _ in range(want - len(jobs)):
                     slots.release()
+                if not jobs:
                     await self._idle(stop)
                     continue
-                task = asyncio.create_task(self._run_one(job))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
-                task.add_done_callback(lambda _t: slots.release())
+                for job in jobs:
+                    task = asyncio.create_task(self._run_one(job))
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
+                    task.add_done_callback(lambda _t: slots.release())
         finally:
             if self._running:
                 _done, pending = await asyncio.wait(self._running, timeout=grace_s)
@@ -90,20 +98,32 @@ class Worker:
             await _wait(stop, self.poll_s)
 
     async def _run_one(self, job: Job) -> None:
-        work = asyncio.create_task(self._call(job))
-        beat = asyncio.create_task(self._heartbeat(job, work))
+        # The handler runs in this task; heartbeats start only if it is still running after
+        # ``heartbeat_s`` (most jobs are done by then: no heartbeat task for them at all).
+        this = asyncio.current_task()
+        assert this is not None
+        beat: asyncio.Task[bool] | None = None
+
+        def start_heartbeat() -> None:
+            nonlocal beat
+            beat = asyncio.create_task(self._heartbeat(job, this))
+
+        timer = asyncio.get_running_loop().call_later(self.heartbeat_s, start_heartbeat)
         try:
-            outcome = await work
+            outcome = await self._call(job)
         except asyncio.CancelledError:
-            if beat.done() and not beat.cancelled() and beat.result() is False:
+            if beat is not None and beat.done() and not beat.cancelled() and not beat.result():
                 self.log.warning("job %s: lease lost, abandoned to its new owner", job.id)
                 self.metrics.jobs.labels("lease-lost").inc()
+                this.uncancel()  # the cancellation was ours, and it is handled
                 return
             raise
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            timer.cancel()
+            if beat is not None:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
         kind, value = outcome
         try:
             if kind == "ok":
@@ -133,18 +153,19 @@ class Worker:
             return "fail", (f"internal: {type(exc).__name__}: {exc}", True)
 
     async def _heartbeat(self, job: Job, work: asyncio.Task[Any]) -> bool:
+        """Renew the lease now and every ``heartbeat_s``; cancel ``work`` once it is lost."""
         while True:
-            await asyncio.sleep(self.heartbeat_s)
             try:
                 ours = await self.queue.heartbeat(job)
             except Exception:
                 # A blip: keep working; if Redis stays away the lease lapses and the job
                 # re-runs elsewhere, and our late completion is then refused by token.
                 self.log.warning("job %s: heartbeat failed", job.id, exc_info=True)
-                continue
+                ours = True
             if not ours:
                 work.cancel()
                 return False
+            await asyncio.sleep(self.heartbeat_s)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -199,7 +199,7 @@ class HttpClient:
             reader, writer = await asyncio.open_connection(
                 origin.host,
                 origin.port,
-                ssl=ssl_ctx,  # type: ignore[arg-type]
+                ssl=ssl_ctx,
                 limit=_READ,
             )
         except OSError as exc:
@@ -230,12 +230,12 @@ class HttpClient:
         try:
             data = state.send(request)
             if body:
-                data += state.send(h11.Data(data=body))  # type: ignore[operator]
-            data += state.send(h11.EndOfMessage())  # type: ignore[operator]
+                data += state.send(h11.Data(data=body))
+            data += state.send(h11.EndOfMessage())
         except h11.LocalProtocolError as exc:
             raise HttpError(f"cannot send the request: {exc}") from exc
         try:
-            conn.writer.write(data)  # type: ignore[arg-type]
+            conn.writer.write(data)
             await conn.writer.drain()
         except OSError as exc:
             raise _NoAnswer(f"connection lost while sending: {exc}") from exc

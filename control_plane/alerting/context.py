@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from control_plane.alerting.incident_context import RecentSeries
 from control_plane.alerting.links import LinkSigner, load_link_key
 from control_plane.alerting.service import Notifier
 from control_plane.appkeys import CONFIG, POOL
 from control_plane.rules.context import ALERTING_METRICS, RULE_ENGINE
+from control_plane.rules.engine import RuleEngine
 
 NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier", Notifier)
 
@@ -31,6 +33,7 @@ async def notify_ctx(app: web.Application) -> AsyncIterator[None]:
         cfg.notify,
         on_outcome=lambda o: counter.labels(o.value).inc(),
         signer=signer,
+        context_sources=[RecentSeries(lambda rule: _metric_names(engine, rule))],
     )
     async with notifier:
         engine.listeners.append(notifier.wake)
@@ -39,3 +42,8 @@ async def notify_ctx(app: web.Application) -> AsyncIterator[None]:
             yield
         finally:
             engine.listeners.remove(notifier.wake)
+
+
+def _metric_names(engine: RuleEngine, rule_name: str) -> frozenset[str]:
+    rule = engine.rules.get(rule_name)
+    return rule.metric_names if rule is not None else frozenset()

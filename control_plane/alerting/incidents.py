@@ -334,6 +334,7 @@ def incident_json(r: asyncpg.Record) -> dict[str, Any]:
         "created_at": _iso(r["created_at"]),
         "acknowledged_at": _iso(r["acknowledged_at"]),
         "resolved_at": _iso(r["resolved_at"]),
+        "context": r["context"],
     }
 
 

@@ -33,3 +33,19 @@ async def enqueue(
         when,
     )
     await conn.execute(_ENQUEUE, destination, group_key, note, idempotency_key, when)
+
+
+async def prune_history(pool: asyncpg.Pool, now: float, days: float) -> int:
+    """Delete finished messages, notified transitions and resolved incidents older than
+    ``days``; returns the rows deleted."""
+    cutoff = dt.datetime.fromtimestamp(now - days * 86400, dt.UTC)
+    deleted = 0
+    async with pool.acquire() as conn, conn.transaction():
+        for sql in (
+            "DELETE FROM notify_outbox WHERE status <> 'pending' AND created_at < $1",
+            "DELETE FROM alert_events WHERE notified AND at < $1",
+            "DELETE FROM incidents WHERE status = 'resolved' AND resolved_at < $1",
+        ):
+            status = await conn.execute(sql, cutoff)
+            deleted += int(status.split()[-1])
+    return deleted

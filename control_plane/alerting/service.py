@@ -10,7 +10,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import asyncpg
 
@@ -20,11 +20,15 @@ from control_plane.alerting.channels.slack import SlackChannel
 from control_plane.alerting.channels.webhook import WebhookChannel
 from control_plane.alerting.dispatch import dispatch_events
 from control_plane.alerting.flush import flush_due
+from control_plane.alerting.incident_context import ContextSource, gather_pending
 from control_plane.alerting.incidents import escalate_due
 from control_plane.alerting.links import LinkSigner
+from control_plane.alerting.outbox import prune_history
 from control_plane.alerting.routing import InhibitRule, Route
 from control_plane.alerting.sender import OutboxSender, Outcome
 from control_plane.config import NotifyConfig
+
+_PRUNE_EVERY_S = 3600.0
 
 
 def build_channels(cfg: NotifyConfig) -> dict[str, Channel]:
@@ -57,6 +61,7 @@ class Notifier:
         rng: random.Random | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
         signer: LinkSigner | None = None,
+        context_sources: Sequence[ContextSource] = (),
         background: bool = True,
         log: logging.Logger | None = None,
     ) -> None:
@@ -65,6 +70,7 @@ class Notifier:
         self._pool = pool
         # Signs the incident-page links put in escalation messages (none: no links).
         self.signer = signer
+        self.context_sources = list(context_sources)
         self._on_outcome = on_outcome
         self._cfg = cfg
         self._clock = clock
@@ -99,6 +105,7 @@ class Notifier:
             rng=rng,
             log=self._log,
         )
+        self._last_prune = 0.0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -140,6 +147,11 @@ class Notifier:
             pass
         while await escalate_due(self._pool, self.policies, self.destinations, now, link=link):
             pass
+        while await gather_pending(self._pool, self.context_sources, log=self._log):
+            pass
+        if now - self._last_prune >= _PRUNE_EVERY_S:
+            self._last_prune = now
+            await prune_history(self._pool, now, self._cfg.history_days)
         return await self._send_due(now)
 
     async def _send_due(self, now: float) -> list[Outcome]:

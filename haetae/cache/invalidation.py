@@ -234,15 +234,20 @@ class InvalidationBus:
                 await asyncio.sleep(self.retry_s)
 
     async def _follow(self) -> None:
-        await self._position()
+        # Every round trip is bounded: a connection that silently stopped answering (a
+        # partition, a server restarted under it) must not park the follower for ever.
+        limit = self.block_ms / 1000 + 2.0
+        async with asyncio.timeout(limit):
+            await self._position()
+            await self._heartbeat(force=True)
         self.connected = True
         self._ready.set()
-        await self._heartbeat(force=True)
         while True:
             assert self.last_id is not None
-            resp = await self.client.xread(
-                {ck.INVALIDATION_STREAM: self.last_id}, count=1000, block=self.block_ms
-            )
+            async with asyncio.timeout(limit):
+                resp = await self.client.xread(
+                    {ck.INVALIDATION_STREAM: self.last_id}, count=1000, block=self.block_ms
+                )
             entries = resp[0][1] if resp else []
             if entries:
                 first_seq = int(entries[0][1].get(b"n", 0))
@@ -263,8 +268,10 @@ class InvalidationBus:
                 self.last_seq = int(entries[-1][1].get(b"n", self.last_seq))
                 last = entries[-1][0]
                 self.last_id = last.decode() if isinstance(last, bytes) else last
-                await self.client.hset(ck.APPLIED, self.node_id, self.last_id)
-            await self._heartbeat()
+                async with asyncio.timeout(limit):
+                    await self.client.hset(ck.APPLIED, self.node_id, self.last_id)
+            async with asyncio.timeout(limit):
+                await self._heartbeat()
 
     async def _position(self) -> None:
         if self.last_id is None:

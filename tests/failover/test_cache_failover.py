@@ -151,13 +151,6 @@ async def test_invalidation_follower_recovers_after_a_restart(
     assert cache.l2 is not None
     bus_a = InvalidationBus(cache.l2.client, cache, block_ms=100, retry_s=0.05, node_id="a")
     bus_b = InvalidationBus(other_client, other, block_ms=100, retry_s=0.05, node_id="b")
-    async def watchdog():
-        await asyncio.sleep(8)
-        import sys
-        for t in asyncio.all_tasks():
-            print("TASK", t, file=sys.stderr)
-            t.print_stack(file=sys.stderr)
-    wd = asyncio.ensure_future(watchdog())
     try:
         async with bus_a, bus_b:
             for i in range(3):

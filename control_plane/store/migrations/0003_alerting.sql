@@ -130,8 +130,12 @@ CREATE TABLE incidents (
     assignee             text,
     created_at           timestamptz NOT NULL,
     acknowledged_at      timestamptz,
-    resolved_at          timestamptz
+    resolved_at          timestamptz,
+    -- Gathered once after opening, by source name (recent series; later logs, slow queries,
+    -- traces); NULL until gathered.
+    context              jsonb
 );
+CREATE INDEX incidents_context_pending_idx ON incidents (incident_id) WHERE context IS NULL;
 CREATE UNIQUE INDEX incidents_open_group_idx ON incidents (group_key) WHERE status <> 'resolved';
 CREATE INDEX incidents_timer_idx ON incidents (next_escalation_at)
     WHERE next_escalation_at IS NOT NULL;

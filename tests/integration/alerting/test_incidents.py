@@ -12,12 +12,13 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from alerting_support import Clock, Plane, alerting_config
+from alerting_support import Clock, Plane, alerting_config, eventually
 from notify_support import Peer, record_transition
 from tests_support import assert_problem
 
 from control_plane.alerting import Notifier
-from control_plane.alerting.incidents import acknowledge, get_incident
+from control_plane.alerting.incident_context import IncidentSeed, gather_pending
+from control_plane.alerting.incidents import acknowledge, get_incident, open_incident
 from control_plane.app import create_app
 from control_plane.config import (
     EscalationLevelConfig,
@@ -165,3 +166,59 @@ async def test_incident_api(
     resp = await client.get("/admin/incidents?status=resolved&limit=1", headers=h)
     assert [i["id"] for i in (await resp.json())["incidents"]] == [iid]
     await assert_problem(await client.get("/admin/incidents?status=gone", headers=h), 400)
+
+
+class Broken:
+    name = "broken"
+
+    async def gather(self, conn: asyncpg.Connection, seed: IncidentSeed) -> Any:
+        await conn.execute("SELECT * FROM no_such_table")
+
+
+class Title:
+    name = "title"
+
+    async def gather(self, conn: asyncpg.Connection, seed: IncidentSeed) -> Any:
+        return {"title": seed.title, "alerts": len(seed.alerts)}
+
+
+async def test_context_sources_are_contained(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await open_incident(conn, "by hand", "default", T0)
+    assert await gather_pending(pool, [Broken(), Title()]) == 1
+    context = (await get_incident(pool, 1))["context"]
+    assert context["title"] == {"title": "by hand", "alerts": 0}
+    assert "UndefinedTableError" in context["broken"]["error"]
+    assert await gather_pending(pool, [Title()]) == 0  # gathered once
+
+
+async def test_incident_from_an_alert_carries_its_recent_series(
+    db_dsn: str,
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    peer_url: tuple[Peer, str],
+    tmp_path: Path,
+) -> None:
+    _, url = peer_url
+    notify = config(url)
+    client = await aiohttp_client(
+        create_app(alerting_config(db_dsn, tmp_path, None, notify=notify))
+    )
+    plane = Plane(client, (tmp_path / "admin.token").read_text().strip())
+    resp = await client.post(
+        "/admin/alerts/rule",
+        json={"name": "DemoHigh", "expr": "demo_value > 5"},
+        headers=plane.admin(),
+    )
+    assert resp.status == 201
+    token = await plane.enroll("web-1")
+    await plane.report("web-1", token, [("demo_value", {"kind": "x"}, 9.0)])
+
+    async def with_context() -> Any:
+        resp = await client.get("/admin/incidents", headers=plane.admin())
+        incidents = (await resp.json())["incidents"]
+        return incidents and incidents[0]["context"] and incidents[0]
+
+    incident = await eventually(with_context)
+    (series,) = incident["context"]["recent_series"]
+    assert series["name"] == "demo_value" and series["agent"] == "web-1"
+    assert [p[1] for p in series["points"]] == [9.0]

@@ -17,8 +17,10 @@ from notify_support import Peer, record_transition
 from pydantic import SecretStr
 
 from control_plane.alerting import Notifier, Outcome
+from control_plane.alerting.outbox import prune_history
 from control_plane.alerting.silences import create_silence
 from control_plane.config import (
+    InhibitRuleConfig,
     NotifyConfig,
     PagerDutyChannelConfig,
     ReceiverConfig,
@@ -257,3 +259,49 @@ async def test_pagerduty_resolves_with_the_same_dedup_key(
     assert (trigger["event_action"], resolve["event_action"]) == ("trigger", "resolve")
     assert trigger["dedup_key"] == resolve["dedup_key"]
     assert "payload" not in resolve
+
+
+async def test_inhibited_alerts_are_left_out(pool: asyncpg.Pool, peer: Peer, peer_url: str) -> None:
+    clock = Clock(T0)
+    base = webhook_config(peer_url, group_wait_s=0, group_interval_s=1)
+    cfg = base.model_copy(
+        update={
+            "inhibit_rules": [
+                InhibitRuleConfig(
+                    source_matchers=['severity="critical"'],
+                    target_matchers=['severity="warning"'],
+                    equal=["agent"],
+                )
+            ]
+        }
+    )
+    down = {"alertname": "Down", "agent": "a1", "severity": "critical"}
+    await pool.execute(
+        """INSERT INTO alert_states (shard, rule_name, fingerprint, labels, state, value,
+                                     active_at, last_active_at)
+           VALUES (0, 'Down', 'fp-down', $1, 'firing', 1, now(), now())""",
+        down,
+    )
+    async with Notifier(pool, cfg, clock=clock, background=False) as notifier:
+        await record_transition(pool, T0, down, "pending", "firing")
+        await record_transition(pool, T0, alert("Slow", "a1"), "pending", "firing")
+        await record_transition(pool, T0, alert("Slow", "a2"), "pending", "firing")
+        assert await notifier.run_once() == [Outcome.SENT, Outcome.SENT]
+    sent = sorted(
+        (a["labels"]["alertname"], a["labels"]["agent"])
+        for r in peer.received
+        for a in r.body["alerts"]
+    )
+    assert sent == [("Down", "a1"), ("Slow", "a2")]
+
+
+async def test_old_history_is_pruned(pool: asyncpg.Pool, peer: Peer, peer_url: str) -> None:
+    clock = Clock(T0)
+    async with Notifier(
+        pool, webhook_config(peer_url, group_wait_s=0), clock=clock, background=False
+    ) as notifier:
+        await record_transition(pool, T0, alert("X", "a1"), "pending", "firing")
+        assert await notifier.run_once() == [Outcome.SENT]
+        assert await prune_history(pool, T0 + 86400, 2) == 0
+        assert await prune_history(pool, T0 + 3 * 86400, 2) == 2  # the message and the event
+    assert await pool.fetchval("SELECT count(*) FROM notify_outbox") == 0

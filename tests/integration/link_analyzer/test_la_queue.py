@@ -57,6 +57,46 @@ async def test_priorities_then_fifo(redis_client: aioredis.Redis) -> None:
     assert (await q.depth())["active"] == 4
 
 
+async def test_dequeue_many_leases_a_batch_and_skips_expired_hashes(
+    redis_client: aioredis.Redis,
+) -> None:
+    q = Queue(redis_client)
+    ids = [(await q.enqueue(f"k{i}", {"i": i}, priority=Priority.HIGH)).job_id for i in range(4)]
+    await redis_client.delete(q.keys.job(ids[1]))  # its hash expired while it waited
+    jobs = await q.dequeue_many("w", 3)
+    assert [j.id for j in jobs] == [ids[0], ids[2], ids[3]]
+    assert [j.payload["i"] for j in jobs] == [0, 2, 3]
+    assert all(j.attempt == 1 and j.priority == Priority.HIGH for j in jobs)
+    assert await q.dequeue_many("w", 3) == []
+    assert all([await q.complete(j, {}) for j in jobs])
+
+
+async def test_worker_drains_in_batches_without_heartbeats_for_quick_jobs(
+    redis_client: aioredis.Redis,
+) -> None:
+    q = Queue(redis_client, lease_s=3)
+    ids = [(await q.enqueue(f"b{i}", {})).job_id for i in range(50)]
+    beats = 0
+    real_heartbeat = q.heartbeat
+
+    async def counting(job: Job) -> bool:
+        nonlocal beats
+        beats += 1
+        return await real_heartbeat(job)
+
+    q.heartbeat = counting  # type: ignore[method-assign]
+
+    async def noop(job: Job) -> dict[str, Any]:
+        return {"id": job.id}
+
+    worker = Worker(q, noop, concurrency=8)
+    async with running(worker):
+        for job_id in ids:
+            view = await wait_status(q, job_id, {JobStatus.DONE})
+            assert view.result == {"id": job_id}
+    assert worker.processed == 50 and beats == 0
+
+
 async def test_enqueue_is_idempotent_by_url_key(redis_client: aioredis.Redis) -> None:
     q = Queue(redis_client)
     first = await q.enqueue("same", {"url": "a"})

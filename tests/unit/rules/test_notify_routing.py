@@ -4,8 +4,15 @@ import random
 
 from control_plane.alerting.payload import GroupAlert, build_notification, summary_line
 from control_plane.alerting.retry import backoff_s, parse_retry_after
-from control_plane.alerting.routing import Route, Silence, route_for, silenced
-from control_plane.config import RouteConfig
+from control_plane.alerting.routing import (
+    InhibitRule,
+    Route,
+    Silence,
+    inhibited,
+    route_for,
+    silenced,
+)
+from control_plane.config import InhibitRuleConfig, RouteConfig
 from control_plane.query.matchers import parse_matcher
 
 
@@ -61,3 +68,21 @@ def test_notification_is_alertmanager_shaped() -> None:
     assert n["alerts"][0]["endsAt"] == "0001-01-01T00:00:00Z"
     assert n["alerts"][1]["endsAt"] == "1970-01-01T00:01:00Z"
     assert summary_line(n) == "[FIRING:1] X (flapping: held firing)"
+
+
+def test_inhibition_needs_a_matching_source_with_equal_labels() -> None:
+    rule = InhibitRule.from_config(
+        0,
+        InhibitRuleConfig(
+            source_matchers=['severity="critical"'],
+            target_matchers=['severity="warning"'],
+            equal=["agent"],
+        ),
+    )
+    down = {"alertname": "Down", "severity": "critical", "agent": "a1"}
+    slow_a1 = {"alertname": "Slow", "severity": "warning", "agent": "a1"}
+    slow_a2 = {"alertname": "Slow", "severity": "warning", "agent": "a2"}
+    assert inhibited([rule], slow_a1, [down, slow_a1])
+    assert not inhibited([rule], slow_a2, [down, slow_a2])
+    assert not inhibited([rule], down, [down])
+    assert not inhibited([], slow_a1, [down])
