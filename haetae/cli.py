@@ -237,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8342)
     demo.set_defaults(func=cmd_demo_app)
 
+    rules = sub.add_parser(
+        "rules",
+        help="check or export alerting rules (`haetae rules check FILE`, "
+        "`haetae rules export --format prometheus`)",
+        add_help=False,
+    )
+    rules.add_argument("rules_args", nargs=argparse.REMAINDER)  # parsed by main()
+
     db = sub.add_parser("db", help="database commands")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     mig = db_sub.add_parser("migrate", help="apply pending SQL migrations")
@@ -247,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["rules"]:
+        # `haetae rules` has its own parser (and --help); hand it everything after the word.
+        from control_plane.rules.cli import main as rules_main
+
+        return rules_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
