@@ -100,6 +100,7 @@ class CacheService:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.bus is not None:
             await self.bus.stop()
+            await self.bus.client.aclose()
         await self.cache.aclose()
         if self.cache.l2 is not None:
             await self.cache.l2.aclose()
@@ -122,7 +123,9 @@ def build_cache(
     # The stream follower blocks up to 500 ms per read: the socket timeout must exceed that.
     client = client_from_url(url, socket_timeout=5.0, socket_connect_timeout=1.0)
     cache = LayeredCache(l1, RedisL2(client), policy=policy, breaker=breaker, stats=stats)
-    bus = InvalidationBus(client, cache, maxlen=cfg.stream_maxlen)
+    # The follower gets its own connections: its blocking reads stay out of the L2's pool.
+    follower = client_from_url(url, socket_timeout=5.0, socket_connect_timeout=1.0)
+    bus = InvalidationBus(follower, cache, maxlen=cfg.stream_maxlen)
     return CacheService(cache, bus, cfg)
 
 

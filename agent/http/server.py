@@ -131,10 +131,19 @@ class HttpServer:
                 {"Allow": "GET, HEAD"},
             )
         else:
-            result = handler()
-            if not isinstance(result, tuple):
-                result = await result
-            status, ctype, body, extra = result
+            try:
+                result = handler()
+                if not isinstance(result, tuple):
+                    result = await result
+                status, ctype, body, extra = result
+            except Exception:  # a bug in a handler costs one answer, not the connection
+                _log.exception("handler for %s failed", path)
+                status, ctype, body, extra = (
+                    500,
+                    "text/plain; charset=utf-8",
+                    b"internal error\n",
+                    {},
+                )
         headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
         headers.extend(extra.items())
         data = conn.send(h11.Response(status_code=status, headers=headers)) or b""

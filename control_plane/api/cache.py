@@ -105,15 +105,19 @@ async def invalidate(request: web.Request) -> web.Response:
         answer.update(entry_id=None, complete=True, applied=["local"], pending=[])
         return json_response(answer)
     try:
-        entry_id = await service.bus.invalidate(keys, tags, prefixes, layers=layers)
-        if entry_id is None:
-            answer.update(entry_id=None, complete=True, applied=[], pending=[])
-            return json_response(answer)
-        result = await service.bus.wait_applied(entry_id, timeout_s=float(timeout))
+        result = await service.bus.invalidate_and_wait(
+            keys, tags, prefixes, layers=layers, timeout_s=float(timeout)
+        )
     except InvalidationError as exc:
         raise _unavailable(str(exc)) from exc
+    if result is None:
+        answer.update(entry_id=None, complete=True, applied=[], pending=[])
+        return json_response(answer)
     answer.update(
-        entry_id=entry_id, complete=result.complete, applied=result.applied, pending=result.pending
+        entry_id=result.entry_id,
+        complete=result.complete,
+        applied=result.applied,
+        pending=result.pending,
     )
     # 202: recorded and applied to L2, but some connected L1s had not confirmed in time.
     return json_response(answer, status=200 if result.complete else 202)

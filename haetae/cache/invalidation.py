@@ -161,6 +161,37 @@ class InvalidationBus:
             raise InvalidationError(f"cannot record the invalidation: {exc}") from exc
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
+    async def invalidate_and_wait(
+        self,
+        keys: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        prefixes: Sequence[str] = (),
+        *,
+        layers: Iterable[str] = LAYERS,
+        timeout_s: float = 2.0,
+    ) -> WaitResult | None:
+        """Invalidate, wait for every connected L1, then delete from L2 once more.
+
+        The second delete closes the load/invalidate race: a process that read the origin
+        before the change but wrote L2 after the first delete (and before its L1 applied the
+        entry, after which its in-flight loads no longer store) would otherwise leave the old
+        value in L2 for everyone.
+        """
+        layers = frozenset(layers)
+        entry_id = await self.invalidate(keys, tags, prefixes, layers=layers)
+        if entry_id is None:
+            return None
+        result = await self.wait_applied(entry_id, timeout_s)
+        l2 = self.cache.l2
+        if "l2" in layers and l2 is not None:
+            try:
+                await l2.delete(keys)
+                for prefix in prefixes:
+                    await l2.delete_prefix(prefix)
+            except RedisError as exc:
+                raise InvalidationError(f"cannot finish the invalidation: {exc}") from exc
+        return result
+
     async def connected_nodes(self) -> list[str]:
         cutoff = time.time() - self.node_stale_after_s
         raw = await self.client.zrangebyscore(ck.NODES, cutoff, "+inf")
@@ -207,8 +238,10 @@ class InvalidationBus:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded: a read stuck on a dead connection must not hold up shutdown.
+            await asyncio.wait([task], timeout=1.0)
+            if not task.done():
+                log.warning("the invalidation follower did not stop within 1 s")
         with contextlib.suppress(RedisError, OSError):
             await self.client.zrem(ck.NODES, self.node_id)
             await self.client.hdel(ck.APPLIED, self.node_id)
@@ -261,7 +294,10 @@ class InvalidationBus:
                         first_seq - 1,
                         n,
                     )
+                own = self.node_id.encode()
                 for _entry_id, fields in entries:
+                    if fields.get(b"o") == own:
+                        continue  # applied locally before it was appended
                     inv = Invalidation.from_fields(fields)
                     self.cache.apply_invalidation(inv.keys, inv.tags, inv.prefixes)
                     self.applied_entries += 1

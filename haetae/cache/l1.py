@@ -140,6 +140,9 @@ class L1Cache:
             return default
         return e.value
 
+    def clock(self) -> float:
+        return self._clock()
+
     def peek(self, key: str) -> Entry | None:
         """The entry without counting a hit or touching recency (tests, TTL command)."""
         e = self._data.get(key)
@@ -165,6 +168,9 @@ class L1Cache:
 
     def tags(self) -> list[str]:
         return list(self._tags)
+
+    def tag_keys(self, tag: str) -> list[str]:
+        return list(self._tags.get(tag, ()))
 
     # -- writes --------------------------------------------------------------------------------
     def set(

@@ -206,9 +206,13 @@ async def server() -> AsyncIterator[tuple[HttpServer, list[str]]]:
         await asyncio.sleep(0)
         return 503, "application/json", b"{}", {}
 
+    def broken() -> Answer:
+        raise RuntimeError("handler bug")
+
     routes: dict[str, Callable[[], Answer | Awaitable[Answer]]] = {
         "/hello": hello,
         "/later": later,
+        "/broken": broken,
     }
     srv = HttpServer(routes, "127.0.0.1", 0)
     await srv.start()
@@ -245,6 +249,9 @@ async def test_server_routes_keep_alive_and_head(
     resp = await client.request("DELETE", f"{base}/hello", timeout_s=2)
     assert (resp.status, resp.headers["allow"]) == (405, "GET, HEAD")
     assert calls == ["hello"] * 4
+    resp = await client.request("GET", f"{base}/broken", timeout_s=2)
+    assert resp.status == 500
+    assert (await client.request("GET", f"{base}/hello", timeout_s=2)).status == 200
     # Several requests in one write (pipelined) are answered in order on one connection.
     raw = await _raw(
         srv.port or 0,
