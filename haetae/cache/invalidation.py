@@ -241,7 +241,9 @@ class InvalidationBus:
             # Bounded: a read stuck on a dead connection must not hold up shutdown.
             await asyncio.wait([task], timeout=1.0)
             if not task.done():
-                log.warning("the invalidation follower did not stop within 1 s")
+                log.warning(
+                    "the invalidation follower did not stop within 1 s (in %s)", _where(task)
+                )
         with contextlib.suppress(RedisError, OSError):
             await self.client.zrem(ck.NODES, self.node_id)
             await self.client.hdel(ck.APPLIED, self.node_id)
@@ -346,6 +348,18 @@ class InvalidationBus:
         )
         # Forget nodes that stopped heartbeating long ago (crashed without stop()).
         await self.client.zremrangebyscore(ck.NODES, "-inf", now - 60 * self.node_stale_after_s)
+
+
+def _where(task: asyncio.Task[None]) -> str:
+    """The innermost frames a task is suspended in (for the stuck-shutdown warning)."""
+    frames = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None)
+        if frame is not None:
+            frames.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None)
+    return " > ".join(frames[-4:]) + f" awaiting {coro!r}"
 
 
 # Number the entry and append it in one step (both keys share a cluster slot).
