@@ -116,8 +116,8 @@ async def dedup(
         cfg = analyzer_config(up.gemini_url)
         async with LinkAnalyzerService(cfg, client, policy=LOOPBACK) as service:
             if naive:
-                service.analyzer.cache = NoAnalysisCache(service.cache)  # type: ignore[assignment]
-                service.analyzer.lease = NoLease()  # type: ignore[assignment]
+                service.analyzer.cache = NoAnalysisCache(service.cache)
+                service.analyzer.lease = NoLease()
             t0 = time.perf_counter()
             await asyncio.gather(*(_timed(service, up.url(c, v, host=c)) for c, v in plan))
             wall = time.perf_counter() - t0

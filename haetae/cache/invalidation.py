@@ -118,6 +118,7 @@ class InvalidationBus:
         self.applied_entries = 0
         self.flushes = 0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._last_beat = 0.0
         self._ready = asyncio.Event()
 
@@ -230,12 +231,14 @@ class InvalidationBus:
     # -- following -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Start following; returns once the follower is positioned on the stream (or failing)."""
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._run())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ready.wait(), 2.0)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        self._stopping = True
         if task is not None:
             task.cancel()
             # Bounded: a read stuck on a dead connection must not hold up shutdown.
@@ -257,7 +260,9 @@ class InvalidationBus:
         await self.stop()
 
     async def _run(self) -> None:
-        while True:
+        # The flag backs up cancel(): a cancellation has been seen to get lost inside a
+        # redis-py read (CPython 3.11); the loop then ends at the next error or entry.
+        while not self._stopping:
             try:
                 await self._follow()
             except asyncio.CancelledError:
@@ -266,7 +271,8 @@ class InvalidationBus:
                 if self.connected:
                     log.warning("invalidation stream lost (%r); will catch up", exc)
                 self.connected = False
-                await asyncio.sleep(self.retry_s)
+                if not self._stopping:
+                    await asyncio.sleep(self.retry_s)
 
     async def _follow(self) -> None:
         # Every round trip is bounded: a connection that silently stopped answering (a
@@ -277,7 +283,7 @@ class InvalidationBus:
             await self._heartbeat(force=True)
         self.connected = True
         self._ready.set()
-        while True:
+        while not self._stopping:
             assert self.last_id is not None
             async with asyncio.timeout(limit):
                 resp = await self.client.xread(
