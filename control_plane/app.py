@@ -111,12 +111,18 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     # Lazy connections: a Redis that is down at start is reported by health, not fatal.
-    client = aioredis.Redis.from_url(
+    # A blocking pool: past max_connections a command waits (up to pool_timeout_s) for a free
+    # connection instead of failing at once, which under a burst turned cache reads into misses
+    # and let duplicate Gemini analyses through their lease (docs/performance_report.md).
+    pool = aioredis.BlockingConnectionPool.from_url(
         cfg.url.get_secret_value(),
+        max_connections=cfg.max_connections,
+        timeout=cfg.pool_timeout_s,
         socket_timeout=cfg.socket_timeout_s,
         socket_connect_timeout=cfg.socket_timeout_s,
         health_check_interval=30,
     )
+    client = aioredis.Redis.from_pool(pool)
     app[REDIS] = client
     yield
     await client.aclose()

@@ -38,6 +38,9 @@ class PostgresConfig(StrictModel):
 class RedisConfig(StrictModel):
     url: SecretStr | None = None
     socket_timeout_s: float = Field(1.0, gt=0)
+    # Commands beyond this many concurrent connections wait up to pool_timeout_s for one.
+    max_connections: int = Field(200, ge=1)
+    pool_timeout_s: float = Field(2.0, gt=0)
 
 
 class AuthConfig(StrictModel):

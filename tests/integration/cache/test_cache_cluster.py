@@ -4,6 +4,7 @@ started from the redis-server binary); the cluster client follows MOVED redirect
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import subprocess
 import tempfile
@@ -22,12 +23,19 @@ from haetae.resilience import BreakerConfig, CircuitBreaker
 
 
 def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
+    """Ports whose cluster-bus twin (port + 10000) is free and valid too."""
+    ports: list[int] = []
+    rng = random.Random()
+    while len(ports) < n:
+        port = rng.randrange(20_000, 45_000)
+        try:
+            for p in (port, port + 10_000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        if port not in ports:
+            ports.append(port)
     return ports
 
 
