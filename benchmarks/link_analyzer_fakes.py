@@ -245,9 +245,10 @@ def analyzer_config(gemini_base_url: str | None, **overrides: Any) -> LinkAnalyz
 
 
 def redis_client(url: str, *, blocking: bool = False) -> Any:
-    """As the control plane builds its client (redis-py's default pool: at most 100 connections,
-    and a command that finds them all busy fails at once with "Too many connections"), or with
-    a pool of the same size where such a command waits for a free connection."""
+    """redis-py's default pool (at most 100 connections; a command that finds them all busy fails
+    at once with "Too many connections": the control plane's client before it moved to a
+    blocking pool), or a blocking pool where such a command waits for a free connection (as the
+    control plane's ``redis_ctx`` builds it now)."""
     import redis.asyncio as aioredis
 
     if not blocking:

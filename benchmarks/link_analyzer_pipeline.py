@@ -133,8 +133,8 @@ async def main(args: argparse.Namespace) -> None:
         print()
         runs = [
             ("naive (no analysis cache, no lease)", True, True),
-            ("link_analyzer, client as control plane builds it", False, False),
-            ("link_analyzer, blocking pool (100 conns)", False, True),
+            ("link_analyzer, default pool (control plane before)", False, False),
+            ("link_analyzer, blocking pool (control plane now)", False, True),
         ]
         results = [(name, *await dedup(url, args, naive=n, blocking=b)) for name, n, b in runs]
     distinct = results[0][1]
