@@ -221,7 +221,7 @@ class L1Server:
             if version not in (b"2", b"3"):
                 return _Error("NOPROTO unsupported protocol version"), resp3
             resp3 = version == b"3"
-        info = {
+        info: dict[str, Any] = {
             "server": "haetae-l1",
             "version": "7.0.0",
             "proto": 3 if resp3 else 2,

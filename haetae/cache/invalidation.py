@@ -195,7 +195,7 @@ class InvalidationBus:
 
     async def connected_nodes(self) -> list[str]:
         cutoff = time.time() - self.node_stale_after_s
-        raw = await self.client.zrangebyscore(ck.NODES, cutoff, "+inf")
+        raw: list[bytes] = await self.client.zrangebyscore(ck.NODES, cutoff, "+inf")  # type: ignore[assignment]
         return sorted(n.decode() if isinstance(n, bytes) else n for n in raw)
 
     async def wait_applied(
@@ -286,7 +286,7 @@ class InvalidationBus:
         while not self._stopping:
             assert self.last_id is not None
             async with asyncio.timeout(limit):
-                resp = await self.client.xread(
+                resp: Any = await self.client.xread(
                     {ck.INVALIDATION_STREAM: self.last_id}, count=1000, block=self.block_ms
                 )
             entries = resp[0][1] if resp else []
@@ -320,7 +320,7 @@ class InvalidationBus:
     async def _position(self) -> None:
         if self.last_id is None:
             # A new L1 is empty: only what happens from now on concerns it.
-            tail = await self.client.xrevrange(ck.INVALIDATION_STREAM, count=1)
+            tail: Any = await self.client.xrevrange(ck.INVALIDATION_STREAM, count=1)
             if tail:
                 self.last_id = tail[0][0].decode()
                 self.last_seq = int(tail[0][1].get(b"n", 0))

@@ -10,6 +10,7 @@ and counts as a miss when it fails.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -115,7 +116,7 @@ class LayeredCache:
         if task is None:
             task = asyncio.get_running_loop().create_task(self._fetch(key, loader, True))
             self._inflight[key] = task
-            task.add_done_callback(lambda _t, k=key: self._forget(k, _t))
+            task.add_done_callback(functools.partial(self._forget, key))
         # shield: one caller giving up must not cancel the load the others are waiting for.
         result = await asyncio.shield(task)
         return default if result.negative else result.value
@@ -135,7 +136,7 @@ class LayeredCache:
             return
         task = asyncio.get_running_loop().create_task(self._fetch(key, loader, False))
         self._inflight[key] = task
-        task.add_done_callback(lambda _t, k=key: self._forget(k, _t))
+        task.add_done_callback(functools.partial(self._forget, key))
 
     async def _fetch(self, key: str, loader: Loader | None, accept_stale: bool) -> _Result:
         epoch = self.epoch

@@ -105,9 +105,10 @@ class CacheStats:
             }
         }
         for layer in (Layer.L2, Layer.LOADER):
-            data = {o.value: self.counts[layer, o] for o in Outcome}
-            hits = data["hit"] + data["stale"] + data["negative"]
-            data["hit_ratio"] = _ratio(hits, data["miss"] + data["error"])
+            data: dict[str, int | float | None] = {o.value: self.counts[layer, o] for o in Outcome}
+            c = self.counts
+            hits = c[layer, Outcome.HIT] + c[layer, Outcome.STALE] + c[layer, Outcome.NEGATIVE]
+            data["hit_ratio"] = _ratio(hits, c[layer, Outcome.MISS] + c[layer, Outcome.ERROR])
             layers[layer.value] = data
         if self.breaker is not None:
             layers["l2"]["breaker"] = self.breaker.snapshot()
