@@ -53,6 +53,24 @@ class SpoolConfig(StrictModel):
     segment_bytes: int = Field(4 * 1024 * 1024, ge=4096)
 
 
+class AgentCacheConfig(StrictModel):
+    """The agent-hosted L1, served over the Redis protocol to the app on this host."""
+
+    enabled: bool = False
+    # The shared L2 and invalidation stream. Unset: an L1 of this host only.
+    redis_url: SecretStr | None = None
+    # Unset: ``<state_dir>/l1.sock``.
+    unix_socket: Path | None = None
+    # Also serve on this loopback TCP port (0: any free port); unset: unix socket only.
+    port: int | None = Field(None, ge=0, le=65535)
+    max_entries: int = Field(100_000, ge=1)
+    max_bytes: int = Field(64 * 1024 * 1024, ge=4096)
+    # For SETs without EX/PX, and for values read through from the L2.
+    ttl_s: float = Field(300.0, gt=0)
+    # Each L2 call is cut off after this; slow or failing calls open the circuit breaker.
+    l2_timeout_ms: float = Field(50.0, gt=0)
+
+
 KNOWN_COLLECTORS = ("host", "process", "app", "health")
 
 
@@ -68,6 +86,7 @@ class AgentConfig(StrictModel):
     app: AppScrape = AppScrape()
     health: HealthProbe = HealthProbe()
     spool: SpoolConfig = SpoolConfig()
+    cache: AgentCacheConfig = AgentCacheConfig()
 
     @model_validator(mode="after")
     def _known_collectors(self) -> AgentConfig:

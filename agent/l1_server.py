@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from haetae.cache import InvalidationBus, LayeredCache
+from haetae.cache import InvalidationBus, InvalidationError, LayeredCache
 
 log = logging.getLogger("haetae.agent.l1")
 
@@ -202,6 +202,9 @@ class L1Server:
                             reply = await handler(args)
                         except (ValueError, IndexError):
                             reply = _Error("ERR syntax error")
+                        except InvalidationError as exc:
+                            # Redis is down: a write other L1s cannot hear of is refused, not lost.
+                            reply = _Error(f"TRYAGAIN {exc}")
                 writer.write(encode(reply, resp3))
                 # Drain only when the buffer is big: pipelined commands then share a write.
                 if writer.transport.get_write_buffer_size() > 64 * 1024:

@@ -28,6 +28,7 @@ from agent.status import HealthInputs, evaluate
 from haetae import __version__
 
 if TYPE_CHECKING:
+    from agent.cache_host import AgentCache
     from agent.config import AgentConfig
 
 # At shutdown, one last attempt to deliver what is spooled, bounded so SIGTERM stays prompt.
@@ -59,6 +60,7 @@ class Agent:
         self._runner: Runner | None = None
         self._reporter: Reporter | None = None
         self._server: HttpServer | None = None
+        self._cache: AgentCache | None = None
         self._cycles = Counter(
             "haetae_agent_cycles", "Collection cycles run.", registry=self.registry
         )
@@ -115,7 +117,17 @@ class Agent:
         self._stack.callback(spool.close)
         self._spool = spool
         self.registry.register(SpoolMetrics(spool))
-        self._runner = Runner(build_collectors(cfg, session), self.registry)
+        collectors = build_collectors(cfg, session)
+        if cfg.cache.enabled:
+            # Imported here: an agent without a cache never loads redis-py and haetae.cache.
+            from agent.cache_host import AgentCache
+
+            self._cache = await self._stack.enter_async_context(
+                AgentCache(cfg.cache, state_dir, node_id=f"agent-{cfg.agent_id}")
+            )
+            collectors.append(self._cache.collector)
+            self._log.info("agent %s: serving its L1 on %s", cfg.agent_id, self._cache.unix_path)
+        self._runner = Runner(collectors, self.registry)
         seq = SeqAllocator(state_dir / "report.seq", at_least=last_spooled_seq(spool))
         self._stack.callback(seq.close)
         client = ControlPlaneClient(
@@ -193,6 +205,11 @@ class Agent:
     @property
     def http_port(self) -> int | None:
         return self._server.port if self._server is not None else None
+
+    @property
+    def cache(self) -> AgentCache | None:
+        """The agent-hosted L1 (None unless the ``cache`` section is enabled)."""
+        return self._cache
 
     @property
     def spool(self) -> Spool:

@@ -84,6 +84,18 @@ class SpoolConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentCacheConfig:
+    enabled: bool
+    redis_url: Secret | None
+    unix_socket: Path | None
+    port: int | None
+    max_entries: int
+    max_bytes: int
+    ttl_s: float
+    l2_timeout_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class AgentSettings:
     agent_id: str
     labels: dict[str, str]
@@ -96,6 +108,7 @@ class AgentSettings:
     app: AppScrape
     health: HealthProbe
     spool: SpoolConfig
+    cache: AgentCacheConfig
 
 
 def from_config(config: Any) -> AgentSettings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -105,14 +106,88 @@ class PagerDutyChannelConfig(StrictModel):
     timeout_s: float = Field(10.0, gt=0)
 
 
+class EmailChannelConfig(StrictModel):
+    # SMTP submission: STARTTLS (required unless starttls is false), then AUTH when a username
+    # is set; a multipart message with a plain-text and an HTML body.
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    from_addr: str
+    to: list[str] = Field(min_length=1)
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = True
+    # Extra CA bundle to verify the server's certificate (a private CA); the system's otherwise.
+    ca_file: Path | None = None
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class SmsChannelConfig(StrictModel):
+    # A Twilio-style Messages API: POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json
+    # with basic auth and form fields To, From, Body. One number per entry (list several entries
+    # for several people: each is its own destination, sent exactly once).
+    account_sid: str
+    auth_token: SecretStr
+    from_number: str
+    to: str
+    base_url: str = "https://api.twilio.com"
+    # The text is trimmed to this many SMS segments (1: 160 GSM-7 or 70 UCS-2 characters).
+    max_segments: int = Field(1, ge=1, le=10)
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class AlimTalkChannelConfig(StrictModel):
+    # KakaoTalk AlimTalk through NHN Cloud's send API (v2.3 shape):
+    # POST {base_url}/alimtalk/v2.3/appkeys/{app_key}/messages with an X-Secret-Key header.
+    app_key: str
+    secret_key: SecretStr
+    sender_key: str
+    # An approved template; its #{variables} are filled from template_parameters, whose values
+    # are format strings over {status}, {title}, {alertname}, {summary}, {count}, {url}.
+    template_code: str
+    template_parameters: dict[str, str] = {"status": "{status}", "title": "{title}"}
+    to: str
+    base_url: str = "https://api-alimtalk.cloud.toast.com"
+    # Provider-side fallback: NHN sends this text as SMS from this number when KakaoTalk cannot
+    # deliver it (not a KakaoTalk user, blocked, ...).
+    resend_send_no: str | None = None
+    # Our fallback: when the AlimTalk API refuses the message, it is sent through this SMS API.
+    fallback_sms: SmsChannelConfig | None = None
+    timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> AlimTalkChannelConfig:
+        known = {"status", "title", "alertname", "summary", "count", "url"}
+        for name, template in self.template_parameters.items():
+            for _, field, _, _ in string.Formatter().parse(template):
+                if field is not None and field not in known:
+                    raise ValueError(
+                        f"template_parameters.{name}: unknown field {{{field}}}"
+                        f" (known: {', '.join(sorted(known))})"
+                    )
+        return self
+
+
+class KakaoWorkChannelConfig(StrictModel):
+    # A Kakao Work bot: POST {base_url}/v1/messages.send with the bot's app key as Bearer token.
+    app_key: SecretStr
+    conversation_id: str
+    base_url: str = "https://api.kakaowork.com"
+    timeout_s: float = Field(10.0, gt=0)
+
+
 class ReceiverConfig(StrictModel):
     name: str = Field(min_length=1)
     # "all": every channel gets every message. "failover": only the first does; a message it
-    # keeps failing (or refuses) goes to the next, in the order webhook, slack, pagerduty.
+    # keeps failing (or refuses) goes to the next, in the order webhook, slack, pagerduty,
+    # email, alimtalk, sms, kakaowork.
     delivery: Literal["all", "failover"] = "all"
     webhook: list[WebhookChannelConfig] = []
     slack: list[SlackChannelConfig] = []
     pagerduty: list[PagerDutyChannelConfig] = []
+    email: list[EmailChannelConfig] = []
+    alimtalk: list[AlimTalkChannelConfig] = []
+    sms: list[SmsChannelConfig] = []
+    kakaowork: list[KakaoWorkChannelConfig] = []
 
 
 class EscalationLevelConfig(StrictModel):

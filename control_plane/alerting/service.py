@@ -14,9 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 import asyncpg
 
+from control_plane.alerting.channels.alimtalk import AlimTalkChannel
 from control_plane.alerting.channels.base import Channel
+from control_plane.alerting.channels.email import EmailChannel
+from control_plane.alerting.channels.kakaowork import KakaoWorkChannel
 from control_plane.alerting.channels.pagerduty import PagerDutyChannel
 from control_plane.alerting.channels.slack import SlackChannel
+from control_plane.alerting.channels.sms import SmsChannel
 from control_plane.alerting.channels.webhook import WebhookChannel
 from control_plane.alerting.dispatch import dispatch_events
 from control_plane.alerting.flush import flush_due
@@ -46,6 +50,22 @@ def build_channels(cfg: NotifyConfig) -> dict[str, Channel]:
         for i, pd in enumerate(receiver.pagerduty):
             channels[f"{receiver.name}/pagerduty/{i}"] = PagerDutyChannel(
                 pd, min_interval_s=cfg.min_send_interval_s
+            )
+        for i, mail in enumerate(receiver.email):
+            channels[f"{receiver.name}/email/{i}"] = EmailChannel(
+                mail, min_interval_s=cfg.min_send_interval_s
+            )
+        for i, talk in enumerate(receiver.alimtalk):
+            channels[f"{receiver.name}/alimtalk/{i}"] = AlimTalkChannel(
+                talk, min_interval_s=cfg.min_send_interval_s
+            )
+        for i, sms in enumerate(receiver.sms):
+            channels[f"{receiver.name}/sms/{i}"] = SmsChannel(
+                sms, min_interval_s=cfg.min_send_interval_s
+            )
+        for i, work in enumerate(receiver.kakaowork):
+            channels[f"{receiver.name}/kakaowork/{i}"] = KakaoWorkChannel(
+                work, min_interval_s=cfg.min_send_interval_s
             )
     return channels
 

@@ -3,11 +3,14 @@ warm-up jobs with visible progress."""
 
 from __future__ import annotations
 
+import itertools
+import time
 from typing import Any
 
 from aiohttp import web
 
-from control_plane.appkeys import CACHE
+from control_plane.appkeys import CACHE, INGESTOR
+from control_plane.ingest.windows import Point, SeriesWindows
 from haetae.cache import InvalidationError
 from haetae.cache.invalidation import LAYERS
 from haetae.web.bodies import json_response, read_json
@@ -37,6 +40,76 @@ def _object(body: Any, allowed: set[str]) -> dict[str, Any]:
     return body
 
 
+# The samples an agent-hosted L1 reports (agent/collectors/cache.py).
+_HITS, _MISSES = "haetae_cache_hits_total", "haetae_cache_misses_total"
+_EVICTIONS = "haetae_cache_evictions_total"
+_GAUGES = {"haetae_cache_bytes": "bytes", "haetae_cache_entries": "entries"}
+
+
+def _increase(points: list[Point]) -> float:
+    """How much a counter grew over ``points``; a drop is a restart from zero (as in PromQL)."""
+    total = 0.0
+    for (_, before), (_, after) in itertools.pairwise(points):
+        total += after - before if after >= before else after
+    return total
+
+
+def agent_cache_stats(windows: SeriesWindows, now: float, window_s: float) -> dict[str, Any]:
+    """Per agent and layer: the latest reported counters and sizes, and the hit ratio over the
+    last ``window_s`` seconds, from the ingest windows (pure: the clock is an argument)."""
+    start = now - window_s
+    # The latest point may be older than the ratio's window (agents report every interval_s).
+    lookback = max(window_s, windows.window_seconds)
+    agents: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def layer_of(agent_id: str, labels: Any) -> dict[str, Any] | None:
+        layer = labels.get("layer")
+        if not layer:
+            return None
+        return agents.setdefault(agent_id, {}).setdefault(layer, {})
+
+    for name, field_ in ((_HITS, "hits"), (_MISSES, "misses"), *_GAUGES.items()):
+        for ref in windows.select(name):
+            latest = windows.latest(ref.series_id, now, lookback)
+            data = layer_of(ref.agent_id, ref.labels)
+            if latest is None or data is None:
+                continue
+            data[field_] = int(latest[1])
+            if name in (_HITS, _MISSES):
+                # From the last point before the window, so its first interval counts too.
+                base = windows.latest(ref.series_id, start, lookback)
+                pts = [base] if base is not None else []
+                pts += windows.points(ref.series_id, start, now)
+                data[f"window_{field_}"] = int(_increase(pts))
+                data["reported_at"] = max(data.get("reported_at", 0.0), latest[0])
+    for ref in windows.select(_EVICTIONS):
+        latest = windows.latest(ref.series_id, now, lookback)
+        data = layer_of(ref.agent_id, ref.labels)
+        if latest is not None and data is not None:
+            data.setdefault("evictions", {})[ref.labels.get("reason", "")] = int(latest[1])
+    for layers in agents.values():
+        for data in layers.values():
+            hits, misses = data.get("hits", 0), data.get("misses", 0)
+            data["hit_ratio"] = hits / (hits + misses) if hits + misses else None
+            w_hits, w_misses = data.pop("window_hits", 0), data.pop("window_misses", 0)
+            data["window_s"] = window_s
+            data["window_hit_ratio"] = w_hits / (w_hits + w_misses) if w_hits + w_misses else None
+    return agents
+
+
+def _window_param(request: web.Request, default: float) -> float:
+    raw = request.query.get("window_s")
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86_400:
+        raise invalid("query.window_s", "a number of seconds in (0, 86400]")
+    return value
+
+
 def _unavailable(detail: str) -> ProblemError:
     return ProblemError(
         503,
@@ -48,6 +121,8 @@ def _unavailable(detail: str) -> ProblemError:
 
 
 async def cache_stats(request: web.Request) -> web.Response:
+    """This process's cache, every connected L1 (from their heartbeats), totals, and under
+    ``agents`` each agent-hosted L1 as its reports carried it."""
     service = request.app[CACHE]
     local = service.cache.stats.snapshot()
     nodes: dict[str, Any] = {}
@@ -71,7 +146,9 @@ async def cache_stats(request: web.Request) -> web.Response:
     for t in totals.values():
         n = int(t["hits"] or 0) + int(t["misses"] or 0)
         t["hit_ratio"] = (int(t["hits"] or 0) / n) if n else None
-    return json_response({"local": local, "hosts": nodes, "totals": totals})
+    window_s = _window_param(request, service.config.stats_window_s)
+    agents = agent_cache_stats(request.app[INGESTOR].windows, time.time(), window_s)
+    return json_response({"local": local, "hosts": nodes, "totals": totals, "agents": agents})
 
 
 async def invalidate(request: web.Request) -> web.Response:
