@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis.asyncio as aioredis
 from cache_support import MakeCache
-from conftest import CachePlane
 from tests_support import assert_problem
 
 from control_plane.appkeys import CACHE
 from haetae.cache import InvalidationBus
+
+if TYPE_CHECKING:  # conftest is not importable by name when several test folders have one
+    from conftest import CachePlane
 
 
 async def page(key: str) -> dict[str, Any]:
