@@ -1,6 +1,7 @@
 """The multi-layer cache: in-process W-TinyLFU L1, Redis (Cluster) L2, durable invalidation."""
 
-from haetae.cache.config import CacheConfig
+from typing import TYPE_CHECKING, Any
+
 from haetae.cache.invalidation import (
     Invalidation,
     InvalidationBus,
@@ -12,6 +13,20 @@ from haetae.cache.l2 import AutoPipeline, RedisL2, client_from_url
 from haetae.cache.layered import CachePolicy, LayeredCache, Loaded, Loader
 from haetae.cache.sketch import FrequencySketch
 from haetae.cache.stats import CacheStats, Layer, Outcome
+
+if TYPE_CHECKING:
+    from haetae.cache.config import CacheConfig
+
+
+def __getattr__(name: str) -> Any:
+    # CacheConfig is pydantic: loaded on first use only, so the agent's lean runtime, which
+    # embeds the cache but never validates config itself, stays free of pydantic (PEP 562).
+    if name == "CacheConfig":
+        from haetae.cache.config import CacheConfig
+
+        return CacheConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AutoPipeline",

@@ -9,7 +9,6 @@ import sys
 import typing
 from pathlib import Path
 
-import pytest
 from pydantic import BaseModel
 
 from agent import settings as rt
@@ -104,11 +103,6 @@ def test_cache_enabled_path_leaves_out_aiohttp() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="haetae/cache/__init__.py re-exports the pydantic CacheConfig eagerly; a lazy "
-    "(PEP 562) re-export would keep pydantic and yaml out of a cache-enabled agent too",
-)
 def test_cache_enabled_path_leaves_out_pydantic() -> None:
     code = (
         "import sys, agent.cache_host\n"
