@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -18,14 +18,20 @@ from haetae.cache import (
     CacheConfig,
     CachePolicy,
     CacheStats,
+    CdnPurger,
+    CloudflarePurger,
     InvalidationBus,
     L1Cache,
     LayeredCache,
     Loader,
+    NginxPurger,
     RedisL2,
     client_from_url,
 )
 from haetae.resilience import BreakerConfig, CircuitBreaker
+
+if TYPE_CHECKING:
+    from control_plane.config import CdnConfig
 
 _MAX_FINISHED_JOBS = 100
 
@@ -68,6 +74,8 @@ class CacheService:
         self.cache = cache
         self.bus = bus
         self.config = config
+        # The L3, purged by POST /admin/cdn/purge and by invalidations naming layer l3.
+        self.cdn: CdnPurger | None = None
         self.jobs: dict[str, WarmupJob] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -102,6 +110,8 @@ class CacheService:
             await self.bus.stop()
             await self.bus.client.aclose()
         await self.cache.aclose()
+        if self.cdn is not None:
+            await self.cdn.aclose()
         if self.cache.l2 is not None:
             await self.cache.l2.aclose()
 
@@ -129,12 +139,31 @@ def build_cache(
     return CacheService(cache, bus, cfg)
 
 
+def build_purger(cfg: CdnConfig) -> CdnPurger | None:
+    if cfg.provider == "cloudflare":
+        assert cfg.zone_id is not None and cfg.api_token is not None  # the config checks it
+        return CloudflarePurger(
+            cfg.zone_id,
+            cfg.api_token.get_secret_value(),
+            base_url=cfg.base_url,
+            timeout_s=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+        )
+    if cfg.provider == "nginx":
+        assert cfg.nginx_cache_dir is not None
+        return NginxPurger(
+            cfg.nginx_cache_dir, levels=cfg.nginx_cache_levels, key_format=cfg.nginx_cache_key
+        )
+    return None
+
+
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     cfg = config.cache
     url_secret = cfg.url or config.redis.url
     url = url_secret.get_secret_value() if url_secret is not None and cfg.enabled else None
     service = build_cache(cfg, url, name="control_plane", registry=app[METRICS].registry)
+    service.cdn = build_purger(config.cdn)
     if service.bus is not None:
         await service.bus.start()
     app[CACHE] = service

@@ -300,6 +300,30 @@ class LoggingConfig(StrictModel):
     json_format: bool = True
 
 
+class CdnConfig(StrictModel):
+    """The L3: which CDN ``POST /admin/cdn/purge`` (and invalidation with layer ``l3``) purges."""
+
+    provider: Literal["none", "cloudflare", "nginx"] = "none"
+    # Cloudflare: POST {base_url}/client/v4/zones/{zone_id}/purge_cache with a Bearer token.
+    zone_id: str | None = None
+    api_token: SecretStr | None = None
+    base_url: str = "https://api.cloudflare.com"
+    timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    # nginx: the edge's proxy_cache_path, its levels, and its proxy_cache_key as a format string.
+    nginx_cache_dir: Path | None = None
+    nginx_cache_levels: str = "1:2"
+    nginx_cache_key: str = "{scheme}://{host}{uri}"
+
+    @model_validator(mode="after")
+    def _provider_settings(self) -> CdnConfig:
+        if self.provider == "cloudflare" and not (self.zone_id and self.api_token):
+            raise ValueError("provider cloudflare needs zone_id and api_token")
+        if self.provider == "nginx" and self.nginx_cache_dir is None:
+            raise ValueError("provider nginx needs nginx_cache_dir")
+        return self
+
+
 class ControlPlaneConfig(StrictModel):
     http: HttpConfig = HttpConfig()
     postgres: PostgresConfig = PostgresConfig()
@@ -312,6 +336,7 @@ class ControlPlaneConfig(StrictModel):
     alerting: AlertingConfig = AlertingConfig()
     logging: LoggingConfig = LoggingConfig()
     cache: CacheConfig = CacheConfig()
+    cdn: CdnConfig = CdnConfig()
     link_analyzer: LinkAnalyzerConfig = LinkAnalyzerConfig()
 
 

@@ -8,7 +8,9 @@ degrades to a miss (logged and counted), never to a failed analysis.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import Counter
 from typing import Any, Protocol
 
 import orjson
@@ -45,6 +47,14 @@ class RedisAnalysisCache:
         self.keys = keys or CacheKeys()
         self.log = logger or logging.getLogger("haetae.link_analyzer.cache")
         self.errors = 0
+        # Hit/miss counts waiting to be written: a lookup only bumps these, and one flush task
+        # per event-loop tick sends them all in one pipeline, off the lookup's path.
+        self._pending: Counter[str] = Counter()
+        self._flush_task: asyncio.Task[None] | None = None
+
+    async def aclose(self) -> None:
+        """Write the counts still pending (call before closing the Redis client)."""
+        await self.flush()
 
     async def get_metadata(self, url_key: str) -> dict[str, Any] | None:
         return await self._get_json("metadata", self.keys.metadata(url_key))
@@ -84,6 +94,7 @@ class RedisAnalysisCache:
         return deleted > 0
 
     async def stats(self) -> dict[str, Any]:
+        await self.flush()
         try:
             raw = await self.redis.hgetall(self.keys.stats)
         except RedisError as exc:
@@ -109,13 +120,42 @@ class RedisAnalysisCache:
     async def _get(self, layer: str, key: str) -> bytes | None:
         try:
             raw = await self.redis.get(key)
-            await self.redis.hincrby(
-                self.keys.stats, f"{layer}_hits" if raw is not None else f"{layer}_misses", 1
-            )
         except RedisError as exc:
             self._failed(f"get {layer}", exc)
             return None
+        self._count(f"{layer}_hits" if raw is not None else f"{layer}_misses")
         return raw.encode() if isinstance(raw, str) else raw
+
+    def _count(self, field: str) -> None:
+        self._pending[field] += 1
+        if self._flush_task is None:
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        # One tick's grace, so the lookups of a burst share one round trip.
+        await asyncio.sleep(0)
+        self._flush_task = None
+        await self._send_counts()
+
+    async def flush(self) -> None:
+        """Wait until every count taken so far is in Redis (stats readers and shutdown)."""
+        task = self._flush_task
+        if task is not None:
+            await task
+        await self._send_counts()
+
+    async def _send_counts(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, Counter()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for field, n in pending.items():
+                    pipe.hincrby(self.keys.stats, field, n)
+                await pipe.execute()
+        except RedisError as exc:
+            # Counters are best effort: lost counts never fail or slow an analysis.
+            self._failed("count hits", exc)
 
     async def _get_json(self, layer: str, key: str) -> dict[str, Any] | None:
         raw = await self._get(layer, key)

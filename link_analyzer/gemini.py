@@ -47,6 +47,11 @@ class Analysis(BaseModel):
     language: str = Field(max_length=8)
 
 
+# Built once: given the pydantic class, the SDK re-derives and re-validates the schema on every
+# call (~1 ms of CPU); a JSON-schema dict in ``response_json_schema`` is sent as it is.
+ANALYSIS_JSON_SCHEMA = Analysis.model_json_schema()
+
+
 class GeminiError(AnalyzerError):
     code = "gemini-failed"
 
@@ -114,7 +119,7 @@ class GeminiAnalyzer:
         self._client = genai.Client(api_key=settings.api_key, http_options=options)
         self._config = types.GenerateContentConfig(
             response_mime_type="application/json",
-            response_schema=Analysis,
+            response_json_schema=ANALYSIS_JSON_SCHEMA,
             temperature=0.2,
             max_output_tokens=settings.max_output_tokens,
         )

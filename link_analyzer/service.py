@@ -109,6 +109,7 @@ class LinkAnalyzerService:
         await self.aclose()
 
     async def aclose(self) -> None:
+        await self.cache.aclose()
         await self.fetcher.aclose()
         if self.gemini is not None:
             await self.gemini.aclose()

@@ -9,9 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
+from control_plane.api.cdn import purge_cdn
 from control_plane.appkeys import CACHE, INGESTOR
 from control_plane.ingest.windows import Point, SeriesWindows
-from haetae.cache import InvalidationError
+from haetae.cache import InvalidationError, PurgeRequest
 from haetae.cache.invalidation import LAYERS
 from haetae.web.bodies import json_response, read_json
 from haetae.web.problem import ProblemError, invalid
@@ -168,36 +169,52 @@ async def invalidate(request: web.Request) -> web.Response:
         raise invalid("keys", "name at least one of keys, tags or prefix")
     layers = _strings(body, "layers") if "layers" in body else sorted(LAYERS)
     for i, layer in enumerate(layers):
-        if layer not in LAYERS:
-            raise invalid(f"layers[{i}]", "must be 'l1' or 'l2'")
+        if layer not in LAYERS and layer != "l3":
+            raise invalid(f"layers[{i}]", "must be 'l1', 'l2' or 'l3'")
     if not layers:
         raise invalid("layers", "name at least one layer")
     timeout = body.get("timeout_s", service.config.invalidate_timeout_s)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60:
         raise invalid("timeout_s", "a number of seconds in (0, 60]")
+    cdn = None
+    if "l3" in layers:
+        # The CDN knows our tags and keys as surrogate keys (Cache-Tag); a key prefix is no URL.
+        cdn = service.cdn
+        if cdn is None:
+            raise invalid(f"layers[{layers.index('l3')}]", "no CDN configured (cdn.provider)")
+        if prefixes:
+            raise invalid("prefix", "layer l3 purges tags and keys; URL prefixes: /admin/cdn/purge")
+    data_layers = [layer for layer in layers if layer != "l3"]
     answer: dict[str, Any] = {"keys": keys, "tags": tags, "prefixes": prefixes, "layers": layers}
-    if service.bus is None:
+    status = 200
+    if not data_layers:
+        answer.update(entry_id=None, complete=True, applied=[], pending=[])
+    elif service.bus is None:
         # No Redis: this process's L1 is the only one.
         service.cache.apply_invalidation(keys, tags, prefixes)
         answer.update(entry_id=None, complete=True, applied=["local"], pending=[])
-        return json_response(answer)
-    try:
-        result = await service.bus.invalidate_and_wait(
-            keys, tags, prefixes, layers=layers, timeout_s=float(timeout)
-        )
-    except InvalidationError as exc:
-        raise _unavailable(str(exc)) from exc
-    if result is None:
-        answer.update(entry_id=None, complete=True, applied=[], pending=[])
-        return json_response(answer)
-    answer.update(
-        entry_id=result.entry_id,
-        complete=result.complete,
-        applied=result.applied,
-        pending=result.pending,
-    )
-    # 202: recorded and applied to L2, but some connected L1s had not confirmed in time.
-    return json_response(answer, status=200 if result.complete else 202)
+    else:
+        try:
+            result = await service.bus.invalidate_and_wait(
+                keys, tags, prefixes, layers=data_layers, timeout_s=float(timeout)
+            )
+        except InvalidationError as exc:
+            raise _unavailable(str(exc)) from exc
+        if result is None:
+            answer.update(entry_id=None, complete=True, applied=[], pending=[])
+        else:
+            answer.update(
+                entry_id=result.entry_id,
+                complete=result.complete,
+                applied=result.applied,
+                pending=result.pending,
+            )
+            # 202: recorded and applied to L2, but some connected L1s had not confirmed in time.
+            status = 200 if result.complete else 202
+    if cdn is not None:
+        # Last: an edge refetching at once must not find the old value in L1 or L2.
+        answer["cdn"] = (await purge_cdn(cdn, PurgeRequest(tags=[*tags, *keys]))).view()
+    return json_response(answer, status=status)
 
 
 async def start_warmup(request: web.Request) -> web.Response:

@@ -82,6 +82,25 @@ class Unary:
         return self.expr.type
 
 
+class Cardinality(StrEnum):
+    ONE_TO_ONE = "one-to-one"
+    MANY_TO_ONE = "many-to-one"  # group_left: the left side may have several per match
+    ONE_TO_MANY = "one-to-many"  # group_right
+    MANY_TO_MANY = "many-to-many"  # the set operators
+
+
+@dataclass(frozen=True, slots=True)
+class VectorMatching:
+    """How two vectors' samples are paired: `on(labels)` or `ignoring(labels)` (the default
+    is ignoring nothing but ``__name__``), and `group_left/right(include)`."""
+
+    card: Cardinality = Cardinality.ONE_TO_ONE
+    labels: tuple[str, ...] = ()
+    on: bool = False
+    # Labels copied from the "one" side into the result (group_left/right's list).
+    include: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Binary:
     op: str
@@ -90,6 +109,8 @@ class Binary:
     pos: int
     # `> bool`: a comparison answers 0 or 1 instead of filtering.
     return_bool: bool = False
+    # None when a side is a scalar.
+    matching: VectorMatching | None = None
 
     @property
     def type(self) -> ValueType:
@@ -101,8 +122,13 @@ class Binary:
     def is_comparison(self) -> bool:
         return self.op in COMPARISONS
 
+    @property
+    def is_set_operator(self) -> bool:
+        return self.op in SET_OPERATORS
+
 
 Expr = NumberLiteral | VectorSelector | MatrixSelector | Call | Aggregate | Unary | Binary
 
 COMPARISONS = frozenset({"==", "!=", ">", "<", ">=", "<="})
 ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^"})
+SET_OPERATORS = frozenset({"and", "or", "unless"})

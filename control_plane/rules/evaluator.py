@@ -3,7 +3,7 @@ points and the evaluation time are arguments).
 
 Results are instant vectors of :class:`Sample` (labels include ``__name__`` until a function,
 aggregation or arithmetic drops it, and ``agent`` for the series' agent) or a scalar.
-Vector-vector operations match one-to-one on the full label set without ``__name__``.
+Vector-vector operations follow Prometheus' vector matching (:mod:`.matching`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from control_plane.rules.ast import (
     MatrixSelector,
     NumberLiteral,
     Unary,
+    VectorMatching,
     VectorSelector,
 )
 from control_plane.rules.functions import OVER_TIME, Point, bucket_quantile, extrapolated_rate
+from control_plane.rules.matching import MatchingError, match_pairs, set_operation
 
 NAME_LABEL = "__name__"
 # How far back an instant selector looks for the latest point (Prometheus' default).
@@ -94,10 +96,6 @@ def uses_absent(expr: Expr) -> bool:
 
 def _drop_name(labels: Labels) -> dict[str, str]:
     return {k: v for k, v in labels.items() if k != NAME_LABEL}
-
-
-def _signature(labels: Labels) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, v) for k, v in labels.items() if k != NAME_LABEL))
 
 
 def _pow(a: float, b: float) -> float:
@@ -296,34 +294,25 @@ class _Evaluator:
         return out
 
     def vector_vector(self, b: Binary, lhs: Vector, rhs: Vector) -> Vector:
-        right: dict[tuple[tuple[str, str], ...], Sample] = {}
-        for s in rhs:
-            sig = _signature(s.labels)
-            if sig in right:
-                raise EvaluationError(
-                    f"many-to-one matching: several right-hand series share the labels {sig}"
-                )
-            right[sig] = s
+        matching = b.matching or VectorMatching()
+        if b.is_set_operator:
+            return set_operation(b.op, matching, lhs, rhs)
+        try:
+            pairs = match_pairs(b.op, matching, lhs, rhs)
+        except MatchingError as exc:
+            raise EvaluationError(str(exc)) from exc
         out = []
-        seen: set[tuple[tuple[str, str], ...]] = set()
-        for s in lhs:
-            sig = _signature(s.labels)
-            other = right.get(sig)
-            if other is None:
-                continue
-            if sig in seen:
-                raise EvaluationError(
-                    f"many-to-one matching: several left-hand series share the labels {sig}"
-                )
-            seen.add(sig)
+        for left, right, labels in pairs:
             if b.is_comparison:
-                hit = _CMP[b.op](s.value, other.value)
+                hit = _CMP[b.op](left.value, right.value)
                 if b.return_bool:
-                    out.append(Sample(_drop_name(s.labels), 1.0 if hit else 0.0))
+                    labels.pop(NAME_LABEL, None)
+                    out.append(Sample(labels, 1.0 if hit else 0.0))
                 elif hit:
-                    out.append(s)  # filtering keeps the left-hand sample, name included
+                    # Filtering keeps the left-hand value (Prometheus: even under group_right).
+                    out.append(Sample(labels, left.value))
             else:
-                out.append(Sample(_drop_name(s.labels), _ARITH[b.op](s.value, other.value)))
+                out.append(Sample(labels, _ARITH[b.op](left.value, right.value)))
         return out
 
 

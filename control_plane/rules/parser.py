@@ -2,12 +2,14 @@
 
 Grammar (lowest precedence first, as in PromQL)::
 
-    expr     := cmp
-    cmp      := add (("==" | "!=" | ">" | "<" | ">=" | "<=") ["bool"] add)*
-    add      := mul (("+" | "-") mul)*
-    mul      := unary (("*" | "/" | "%") unary)*
+    expr     := and ("or" match and)*
+    and      := cmp (("and" | "unless") match cmp)*
+    cmp      := add (("==" | "!=" | ">" | "<" | ">=" | "<=") ["bool"] match add)*
+    add      := mul (("+" | "-") match mul)*
+    mul      := unary (("*" | "/" | "%") match unary)*
     unary    := ("-" | "+") unary | power
-    power    := primary ["^" unary]                      (right-associative)
+    power    := primary ["^" match unary]                (right-associative)
+    match    := [("on" | "ignoring") labels [("group_left" | "group_right") [labels]]]
     primary  := number | "(" expr ")" | call | aggregate | selector
     selector := metric ["{" matchers "}"] ["[" duration "]"] ["offset" duration]
     aggregate:= op [("by" | "without") labels] "(" expr ")" [("by" | "without") labels]
@@ -18,16 +20,21 @@ that a rule that parses can always be evaluated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from control_plane.query.matchers import Matcher, MatchOp
 from control_plane.rules.ast import (
+    SET_OPERATORS,
     Aggregate,
     Binary,
     Call,
+    Cardinality,
     Expr,
     MatrixSelector,
     NumberLiteral,
     Unary,
     ValueType,
+    VectorMatching,
     VectorSelector,
 )
 from control_plane.rules.durations import parse_duration
@@ -49,7 +56,10 @@ FUNCTIONS: dict[str, tuple[ValueType, ...]] = {
     "histogram_quantile": (ValueType.SCALAR, ValueType.VECTOR),
 }
 _CMP = ("==", "!=", ">", "<", ">=", "<=")
-_UNSUPPORTED = frozenset({"and", "or", "unless", "on", "ignoring", "group_left", "group_right"})
+# Keywords that cannot start an operand (a metric of that name needs `{__name__=...}`).
+_KEYWORDS = frozenset(
+    {"and", "or", "unless", "on", "ignoring", "group_left", "group_right", "bool"}
+)
 _SPECIAL_NUMBERS = {"inf": float("inf"), "nan": float("nan")}
 
 
@@ -101,37 +111,43 @@ class _Parser:
 
     def expect_eof(self) -> None:
         if not self.at(Tok.EOF):
-            tok = self.tok
-            if tok.kind is Tok.IDENT and tok.text.lower() in _UNSUPPORTED:
-                raise ExprError(f"{tok.text!r} is not supported", tok.pos)
-            raise ExprError(f"unexpected {_describe(tok)}", tok.pos)
+            raise ExprError(f"unexpected {_describe(self.tok)}", self.tok.pos)
 
     # -- grammar -------------------------------------------------------------------------
 
     def expr(self) -> Expr:
+        lhs = self.and_unless()
+        while self.at(Tok.IDENT, "or"):
+            op = self.advance()
+            lhs = self.binary(op, lhs, self.and_unless)
+        return lhs
+
+    def and_unless(self) -> Expr:
+        lhs = self.comparison()
+        while self.at(Tok.IDENT, "and") or self.at(Tok.IDENT, "unless"):
+            op = self.advance()
+            lhs = self.binary(op, lhs, self.comparison)
+        return lhs
+
+    def comparison(self) -> Expr:
         lhs = self.additive()
         while self.tok.kind is Tok.OP and self.tok.text in _CMP:
             op = self.advance()
-            return_bool = False
-            if self.at(Tok.IDENT, "bool"):
-                self.advance()
-                return_bool = True
-            rhs = self.additive()
-            lhs = self.binary(op, lhs, rhs, return_bool=return_bool)
+            lhs = self.binary(op, lhs, self.additive)
         return lhs
 
     def additive(self) -> Expr:
         lhs = self.multiplicative()
         while self.tok.kind is Tok.OP and self.tok.text in ("+", "-"):
             op = self.advance()
-            lhs = self.binary(op, lhs, self.multiplicative())
+            lhs = self.binary(op, lhs, self.multiplicative)
         return lhs
 
     def multiplicative(self) -> Expr:
         lhs = self.unary()
         while self.tok.kind is Tok.OP and self.tok.text in ("*", "/", "%"):
             op = self.advance()
-            lhs = self.binary(op, lhs, self.unary())
+            lhs = self.binary(op, lhs, self.unary)
         return lhs
 
     def unary(self) -> Expr:
@@ -149,16 +165,73 @@ class _Parser:
         base = self.primary()
         if self.at(Tok.OP, "^"):
             op = self.advance()
-            return self.binary(op, base, self.unary())
+            return self.binary(op, base, self.unary)
         return base
 
-    def binary(self, op: Token, lhs: Expr, rhs: Expr, *, return_bool: bool = False) -> Binary:
-        _need_value(lhs, f"operator {op.text!r}")
-        _need_value(rhs, f"operator {op.text!r}")
+    def binary(self, op: Token, lhs: Expr, operand: Callable[[], Expr]) -> Binary:
+        """The operator ``op`` has been read: its modifiers, then the right operand."""
+        return_bool = False
+        if self.at(Tok.IDENT, "bool"):
+            if op.text not in _CMP:
+                raise ExprError(
+                    "bool modifier can only be used on comparison operators", self.tok.pos
+                )
+            self.advance()
+            return_bool = True
+        match_tok, matching = self.matching(op)
+        rhs = operand()
+        what = f"operator {op.text!r}"
+        _need_value(lhs, what)
+        _need_value(rhs, what)
+        vectors = lhs.type is ValueType.VECTOR and rhs.type is ValueType.VECTOR
+        if op.text in SET_OPERATORS and not vectors:
+            raise ExprError(
+                f"set operator {op.text!r} needs an instant vector on both sides", op.pos
+            )
+        if match_tok is not None and not vectors:
+            raise ExprError(
+                "vector matching is only allowed between instant vectors", match_tok.pos
+            )
         scalars = lhs.type is ValueType.SCALAR and rhs.type is ValueType.SCALAR
         if op.text in _CMP and scalars and not return_bool:
             raise ExprError("comparisons between scalars must use the bool modifier", op.pos)
-        return Binary(op.text, lhs, rhs, op.pos, return_bool)
+        if vectors and matching is None:
+            card = Cardinality.MANY_TO_MANY if op.text in SET_OPERATORS else Cardinality.ONE_TO_ONE
+            matching = VectorMatching(card)
+        return Binary(op.text, lhs, rhs, op.pos, return_bool, matching if vectors else None)
+
+    def matching(self, op: Token) -> tuple[Token | None, VectorMatching | None]:
+        """`on(...)`/`ignoring(...)` and `group_left/right(...)` after an operator."""
+        if not (self.at(Tok.IDENT, "on") or self.at(Tok.IDENT, "ignoring")):
+            if self.at(Tok.IDENT, "group_left") or self.at(Tok.IDENT, "group_right"):
+                raise ExprError(
+                    f"{self.tok.text} needs on(...) or ignoring(...) before it", self.tok.pos
+                )
+            return None, None
+        start = self.advance()
+        on = start.text == "on"
+        labels = self.label_list()
+        set_op = op.text in SET_OPERATORS
+        card = Cardinality.MANY_TO_MANY if set_op else Cardinality.ONE_TO_ONE
+        include: tuple[str, ...] = ()
+        if self.at(Tok.IDENT, "group_left") or self.at(Tok.IDENT, "group_right"):
+            group = self.advance()
+            if set_op:
+                raise ExprError(f"no grouping allowed for {op.text!r}", group.pos)
+            card = (
+                Cardinality.MANY_TO_ONE if group.text == "group_left" else Cardinality.ONE_TO_MANY
+            )
+            if self.at(Tok.PUNCT, "("):
+                include_pos = self.tok.pos
+                include = self.label_list()
+                if on:
+                    both = sorted(set(include) & set(labels))
+                    if both:
+                        raise ExprError(
+                            f"label {both[0]!r} must not be in both on(...) and {group.text}(...)",
+                            include_pos,
+                        )
+        return start, VectorMatching(card, labels, on, include)
 
     def primary(self) -> Expr:
         tok = self.tok
@@ -188,8 +261,8 @@ class _Parser:
             return self.aggregate()
         if nxt.kind is Tok.PUNCT and nxt.text == "(":
             return self.call()
-        if word.lower() in _UNSUPPORTED:
-            raise ExprError(f"{word!r} is not supported", tok.pos)
+        if word in _KEYWORDS:
+            raise ExprError(f"unexpected keyword {word!r}", tok.pos)
         return self.selector()
 
     def call(self) -> Call:

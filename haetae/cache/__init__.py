@@ -1,4 +1,5 @@
-"""The multi-layer cache: in-process W-TinyLFU L1, Redis (Cluster) L2, durable invalidation."""
+"""The multi-layer cache: in-process W-TinyLFU L1, Redis (Cluster) L2, CDN L3 purges, durable
+invalidation."""
 
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,16 @@ from haetae.cache.invalidation import (
 )
 from haetae.cache.l1 import Entry, EvictionReason, L1Cache
 from haetae.cache.l2 import AutoPipeline, RedisL2, client_from_url
+from haetae.cache.l3 import (
+    CdnPurger,
+    CloudflarePurger,
+    NginxPurger,
+    PurgeError,
+    PurgeRejected,
+    PurgeRequest,
+    PurgeResult,
+    PurgeRetryable,
+)
 from haetae.cache.layered import CachePolicy, LayeredCache, Loaded, Loader
 from haetae.cache.sketch import FrequencySketch
 from haetae.cache.stats import CacheStats, Layer, Outcome
@@ -33,6 +44,8 @@ __all__ = [
     "CacheConfig",
     "CachePolicy",
     "CacheStats",
+    "CdnPurger",
+    "CloudflarePurger",
     "Entry",
     "EvictionReason",
     "FrequencySketch",
@@ -44,7 +57,13 @@ __all__ = [
     "LayeredCache",
     "Loaded",
     "Loader",
+    "NginxPurger",
     "Outcome",
+    "PurgeError",
+    "PurgeRejected",
+    "PurgeRequest",
+    "PurgeResult",
+    "PurgeRetryable",
     "RedisL2",
     "WaitResult",
     "client_from_url",

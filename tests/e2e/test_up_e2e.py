@@ -43,13 +43,17 @@ def test_up_runs_everything_on_embedded_servers_and_stops_cleanly(tmp_path: Path
         cwd=tmp_path,
     )
     try:
-        wait_for(
-            lambda: (
-                (data_dir / "admin.token").exists() and http_ok(f"http://127.0.0.1:{agent}/health")
-            ),
-            90,
-            "haetae up to start",
-        )
+        try:
+            wait_for(
+                lambda: (
+                    (data_dir / "admin.token").exists()
+                    and http_ok(f"http://127.0.0.1:{agent}/health")
+                ),
+                90,
+                "haetae up to start",
+            )
+        except AssertionError:
+            raise AssertionError(diagnostics(tmp_path, data_dir)) from None
         token_file = data_dir / "admin.token"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
@@ -79,3 +83,11 @@ def test_up_runs_everything_on_embedded_servers_and_stops_cleanly(tmp_path: Path
     assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children)
     # Data is kept between runs.
     assert (data_dir / "postgres" / "PG_VERSION").exists()
+
+
+def diagnostics(tmp_path: Path, data_dir: Path) -> str:
+    """The supervisor's output and the tail of each child's log, for a failed start."""
+    parts = ["haetae up did not start in time", (tmp_path / "up.log").read_text()[-3000:]]
+    for log_file in sorted((data_dir / "logs").glob("*.log")):
+        parts.append(f"--- {log_file.name}\n{log_file.read_text(errors='replace')[-2000:]}")
+    return "\n".join(parts)

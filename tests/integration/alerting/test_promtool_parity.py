@@ -54,6 +54,8 @@ SERIES: dict[str, tuple[str, dict[str, str], Values]] = {
     "r2": ("cache_hit_ratio", {"agent": "a2"}, [0.5 + 0.01 * (i % 7) for i in range(N)]),
     "h1": ("demo_cache_hits_total", {"agent": "a1"}, _counter(0, [90, 95, 85])),
     "m1": ("demo_cache_misses_total", {"agent": "a1"}, _counter(0, [10, 5, 30])),
+    "i1": ("agent_info", {"agent": "a1", "team": "web"}, [1.0] * N),
+    "i2": ("agent_info", {"agent": "a2", "team": "db"}, [2.0] * N),
     **{
         f"b{le}": (
             "latency_seconds_bucket",
@@ -97,6 +99,21 @@ EXPRS = [
     "histogram_quantile(0.5, rate(latency_seconds_bucket[10m]))",
     "histogram_quantile(0.99, latency_seconds_bucket)",
     "rate(http_requests_total[5m] offset 10m)",
+    # Vector matching and the set operators.
+    "http_requests_total / ignoring(path) group_left sum by (agent) (http_requests_total)",
+    "http_requests_total * on(agent) group_left(team) agent_info",
+    "agent_info * on(agent) group_right(team) http_requests_total",
+    "sum by (agent) (http_requests_total) - on(agent) cache_hit_ratio",
+    "sum by (agent, team) (agent_info) + ignoring(team) cache_hit_ratio",
+    "cache_hit_ratio > on(agent) group_right sum by (agent, path) (rate(http_requests_total[5m]))",
+    "rate(http_requests_total[5m]) > bool ignoring(path) group_left cache_hit_ratio / 3",
+    "cache_hit_ratio < bool on(agent) agent_info",
+    "http_requests_total > ignoring(path) group_left cache_hit_ratio * 300",
+    "http_requests_total and on(agent) (cache_hit_ratio > 0.8)",
+    "http_requests_total unless on(agent) (cache_hit_ratio > 0.8)",
+    "cache_hit_ratio > 0.8 or cache_hit_ratio * 0",
+    'http_requests_total{path="/a"} or on(agent) http_requests_total{path="/b"}',
+    "agent_info and ignoring(team) cache_hit_ratio unless on(team) agent_info > 1",
 ]
 EVAL_TIMES = ["7m30s", "16m10s", "44m59s", "70m20s"]
 
@@ -186,7 +203,7 @@ def test_evaluator_matches_prometheus(tmp_path: Path) -> None:
             for key, value in want.items():
                 assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), (expr, t, key)
             compared += len(want)
-    assert compared >= 265  # samples compared, over every case
+    assert compared >= 387  # samples compared, over every case
 
 
 def test_rule_files_and_export_pass_promtool_check(tmp_path: Path) -> None:

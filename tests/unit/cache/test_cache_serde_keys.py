@@ -44,6 +44,7 @@ def test_public_face_matches_all() -> None:
             "keys",
             "l1",
             "l2",
+            "l3",
             "layered",
             "serde",
             "sketch",
