@@ -87,6 +87,14 @@ class GeminiConfig(StrictModel):
     # USD per million tokens, for the cost ledger.
     input_per_mtok: float = Field(0.30, ge=0)
     output_per_mtok: float = Field(2.50, ge=0)
+    # Low-priority queued jobs go through the Batch API: at most batch_max_items requests per
+    # batch, submitted batch_max_wait_s after its first item, polled every batch_poll_s.
+    batch_input_per_mtok: float = Field(0.15, ge=0)
+    batch_output_per_mtok: float = Field(1.25, ge=0)
+    batch_enabled: bool = True
+    batch_max_items: int = Field(100, ge=1)
+    batch_max_wait_s: float = Field(2.0, ge=0)
+    batch_poll_s: float = Field(10.0, gt=0)
 
 
 class LinkAnalyzerConfig(StrictModel):

@@ -89,6 +89,12 @@ class AnalysisInput:
             lines.append(f"Text: {self.text[:4000]}")
         return "\n".join(lines)
 
+    def contents(self) -> list[types.Content]:
+        """The text and every image of the item, in one user turn."""
+        parts = [types.Part.from_text(text=self.prompt())]
+        parts += [types.Part.from_bytes(data=m.data, mime_type=m.mime_type) for m in self.media]
+        return [types.Content(role="user", parts=parts)]
+
 
 @dataclass(frozen=True)
 class GeminiSettings:
@@ -128,14 +134,18 @@ class GeminiAnalyzer:
         await self._client.aio.aclose()
         await self._http.aclose()
 
+    @property
+    def client(self) -> genai.Client:
+        return self._client
+
+    @property
+    def config(self) -> types.GenerateContentConfig:
+        return self._config
+
     async def analyze(self, item: AnalysisInput) -> tuple[Analysis, Usage]:
-        parts = [types.Part.from_text(text=item.prompt())]
-        parts += [types.Part.from_bytes(data=m.data, mime_type=m.mime_type) for m in item.media]
         try:
             response = await self._client.aio.models.generate_content(
-                model=self.settings.model,
-                contents=[types.Content(role="user", parts=parts)],
-                config=self._config,
+                model=self.settings.model, contents=item.contents(), config=self._config
             )
         except genai_errors.APIError as exc:
             raise GeminiError(
@@ -143,17 +153,25 @@ class GeminiAnalyzer:
             ) from exc
         except (OSError, TimeoutError) as exc:
             raise GeminiError(f"cannot reach Gemini: {exc}") from exc
-        text = response.text or ""
-        try:
-            analysis = Analysis.model_validate_json(text)
-        except ValidationError as exc:
-            # A malformed answer may be a fluke of sampling: retryable.
-            raise GeminiError(f"Gemini's answer does not match the schema: {exc}") from exc
-        meta = response.usage_metadata
-        usage = Usage(
-            model=response.model_version or self.settings.model,
-            prompt_tokens=(meta.prompt_token_count or 0) if meta else 0,
-            output_tokens=(meta.candidates_token_count or 0) if meta else 0,
-            total_tokens=(meta.total_token_count or 0) if meta else 0,
-        )
-        return analysis, usage
+        return parse_response(response, self.settings.model)
+
+
+def parse_response(
+    response: types.GenerateContentResponse, model: str, *, batch: bool = False
+) -> tuple[Analysis, Usage]:
+    """The validated answer and its token usage (``batch``: priced at batch rates)."""
+    text = response.text or ""
+    try:
+        analysis = Analysis.model_validate_json(text)
+    except ValidationError as exc:
+        # A malformed answer may be a fluke of sampling: retryable.
+        raise GeminiError(f"Gemini's answer does not match the schema: {exc}") from exc
+    meta = response.usage_metadata
+    usage = Usage(
+        model=response.model_version or model,
+        prompt_tokens=(meta.prompt_token_count or 0) if meta else 0,
+        output_tokens=(meta.candidates_token_count or 0) if meta else 0,
+        total_tokens=(meta.total_token_count or 0) if meta else 0,
+        batch=batch,
+    )
+    return analysis, usage

@@ -19,6 +19,8 @@ class Usage:
     prompt_tokens: int
     output_tokens: int
     total_tokens: int
+    # Answered through the Batch API: priced at the batch rates.
+    batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,11 @@ class CostLedger:
         *,
         keys: LedgerKeys | None = None,
         retention_days: int = 90,
+        batch_prices: Prices | None = None,
     ) -> None:
         self.redis = redis
         self.prices = prices or Prices()
+        self.batch_prices = batch_prices or self.prices
         self.keys = keys or LedgerKeys()
         self._ttl_s = retention_days * 86400
         self._record = redis.register_script(_RECORD)
@@ -68,9 +72,10 @@ class CostLedger:
     async def record(self, url_key: str, usage: Usage, *, now: float | None = None) -> int:
         """Book one call; returns its cost in micro-USD."""
         now = time.time() if now is None else now
-        cost = self.prices.cost_micros(usage)
+        cost = (self.batch_prices if usage.batch else self.prices).cost_micros(usage)
         entry = orjson.dumps(
             {
+                "batch": usage.batch,
                 "at": round(now, 3),
                 "url_hash": url_key,
                 "model": usage.model,

@@ -33,6 +33,7 @@ from link_analyzer.extract import (
 from link_analyzer.extract.oembed import MAX_OEMBED_BYTES
 from link_analyzer.fetch import Fetcher, FetchResult
 from link_analyzer.gemini import AnalysisInput, GeminiAnalyzer, MediaPart
+from link_analyzer.gemini_batch import GeminiBatcher
 from link_analyzer.ledger import CostLedger
 from link_analyzer.metrics import LinkAnalyzerMetrics, Result
 from link_analyzer.platforms import Platform
@@ -69,6 +70,7 @@ class LinkAnalyzer:
         fetcher: Fetcher,
         lease: AnalysisLease,
         gemini: GeminiAnalyzer | None = None,
+        batcher: GeminiBatcher | None = None,
         ledger: CostLedger | None = None,
         clock: Callable[[], float] = time.time,
         logger: logging.Logger | None = None,
@@ -79,6 +81,7 @@ class LinkAnalyzer:
         self.fetcher = fetcher
         self.lease = lease
         self.gemini = gemini
+        self.batcher = batcher
         self.ledger = ledger
         self.clock = clock
         self.log = logger or logging.getLogger("haetae.link_analyzer")
@@ -96,10 +99,13 @@ class LinkAnalyzer:
         # One hop only: a short link pointing at another short link stays keyed by that one.
         return canonicalize(target)
 
-    async def analyze(self, raw_url: str, *, refresh: bool = False) -> dict[str, Any]:
+    async def analyze(
+        self, raw_url: str, *, refresh: bool = False, batch: bool = False
+    ) -> dict[str, Any]:
+        """``batch``: the model call may go through the Batch API (queued low-priority work)."""
         started = time.monotonic()
         try:
-            report = await self._analyze(raw_url, refresh=refresh, started=started)
+            report = await self._analyze(raw_url, refresh=refresh, batch=batch, started=started)
         except AnalyzerError as exc:
             self.metrics.failed(exc)
             raise
@@ -107,7 +113,9 @@ class LinkAnalyzer:
         self.metrics.duration.observe(time.monotonic() - started)
         return report
 
-    async def _analyze(self, raw_url: str, *, refresh: bool, started: float) -> dict[str, Any]:
+    async def _analyze(
+        self, raw_url: str, *, refresh: bool, batch: bool, started: float
+    ) -> dict[str, Any]:
         canon = await self.resolve(raw_url)
         page = None if refresh else await self.cache.get_metadata(canon.key)
         metadata_cached = page is not None
@@ -115,7 +123,7 @@ class LinkAnalyzer:
             page = await self._fetch_page(canon)
             ttl = self.config.cache.ttl_for(canon.platform)
             await self.cache.put_metadata(canon.key, page, ttl)
-        ai, analysis_cached = await self._ai_stage(canon, page)
+        ai, analysis_cached = await self._ai_stage(canon, page, batch=batch)
         return {
             "url": raw_url,
             "canonical_url": canon.url,
@@ -160,7 +168,7 @@ class LinkAnalyzer:
         return merge_oembed(meta, data, got.final_url) if data else meta
 
     async def _ai_stage(
-        self, canon: CanonicalUrl, page: dict[str, Any]
+        self, canon: CanonicalUrl, page: dict[str, Any], *, batch: bool = False
     ) -> tuple[dict[str, Any], bool]:
         quality = page["quality"]
         if quality["verdict"] != "ok":
@@ -172,6 +180,10 @@ class LinkAnalyzer:
         if cached is not None:
             return cached, True
         lease_ttl = self.config.gemini.timeout_s + self.config.fetch.total_timeout_s
+        batch = batch and self.batcher is not None
+        if batch:
+            # A batch answers within the job's timeout, not a call's.
+            lease_ttl = max(lease_ttl, self.config.queue.job_timeout_s)
         deadline = time.monotonic() + lease_ttl
         while True:
             token = await self.lease.acquire(digest, lease_ttl)
@@ -181,7 +193,7 @@ class LinkAnalyzer:
                     cached = await self.cache.get_analysis(digest)
                     if cached is not None:
                         return cached, True
-                    result = await self._call_model(canon, page, digest)
+                    result = await self._call_model(canon, page, digest, batch=batch)
                     await self.cache.put_analysis(digest, result, self.config.cache.analysis_ttl_s)
                     return result, False
                 finally:
@@ -196,7 +208,7 @@ class LinkAnalyzer:
                 return cached, True
 
     async def _call_model(
-        self, canon: CanonicalUrl, page: dict[str, Any], digest: str
+        self, canon: CanonicalUrl, page: dict[str, Any], digest: str, *, batch: bool = False
     ) -> dict[str, Any]:
         assert self.gemini is not None
         meta = page["metadata"]
@@ -209,7 +221,10 @@ class LinkAnalyzer:
             text=page.get("text", ""),
             media=media,
         )
-        analysis, usage = await self.gemini.analyze(item)
+        if batch and self.batcher is not None:
+            analysis, usage = await self.batcher.analyze(item)
+        else:
+            analysis, usage = await self.gemini.analyze(item)
         self.metrics.gemini_tokens.labels("prompt").inc(usage.prompt_tokens)
         self.metrics.gemini_tokens.labels("output").inc(usage.output_tokens)
         cost: int | None = None
@@ -230,6 +245,7 @@ class LinkAnalyzer:
             },
             "content_hash": digest,
             "media_items": len(media),
+            "batch": usage.batch,
         }
 
     async def _fetch_media(self, urls: list[str]) -> tuple[MediaPart, ...]:

@@ -16,10 +16,11 @@ from link_analyzer.cache import RedisAnalysisCache
 from link_analyzer.config import LinkAnalyzerConfig
 from link_analyzer.fetch import Fetcher, FetchLimits
 from link_analyzer.gemini import GeminiAnalyzer, GeminiSettings
+from link_analyzer.gemini_batch import BatchSettings, GeminiBatcher
 from link_analyzer.ledger import CostLedger, Prices
 from link_analyzer.metrics import LinkAnalyzerMetrics
 from link_analyzer.pipeline import LinkAnalyzer
-from link_analyzer.queue import Backoff, Job, Queue
+from link_analyzer.queue import Backoff, Job, Priority, Queue
 from link_analyzer.singleflight import AnalysisLease
 from link_analyzer.ssrf import AddressPolicy
 
@@ -74,7 +75,23 @@ class LinkAnalyzerService:
         settings = gemini_settings(config, env)
         self.gemini = GeminiAnalyzer(settings) if settings else None
         g = config.gemini
-        self.ledger = CostLedger(redis, Prices(g.input_per_mtok, g.output_per_mtok))
+        self.batcher = (
+            GeminiBatcher(
+                self.gemini,
+                BatchSettings(
+                    max_items=g.batch_max_items,
+                    max_wait_s=g.batch_max_wait_s,
+                    poll_s=g.batch_poll_s,
+                ),
+            )
+            if self.gemini is not None and g.batch_enabled
+            else None
+        )
+        self.ledger = CostLedger(
+            redis,
+            Prices(g.input_per_mtok, g.output_per_mtok),
+            batch_prices=Prices(g.batch_input_per_mtok, g.batch_output_per_mtok),
+        )
         q = config.queue
         self.queue = Queue(
             redis,
@@ -88,6 +105,7 @@ class LinkAnalyzerService:
             fetcher=self.fetcher,
             lease=AnalysisLease(redis),
             gemini=self.gemini,
+            batcher=self.batcher,
             ledger=self.ledger,
             metrics=self.metrics,
         )
@@ -99,7 +117,9 @@ class LinkAnalyzerService:
     async def handle(self, job: Job) -> dict[str, Any]:
         """The worker's job handler."""
         return await self.analyzer.analyze(
-            job.payload["url"], refresh=job.payload.get("refresh", False)
+            job.payload["url"],
+            refresh=job.payload.get("refresh", False),
+            batch=job.priority == Priority.LOW,
         )
 
     async def __aenter__(self) -> LinkAnalyzerService:
@@ -111,5 +131,7 @@ class LinkAnalyzerService:
     async def aclose(self) -> None:
         await self.cache.aclose()
         await self.fetcher.aclose()
+        if self.batcher is not None:
+            await self.batcher.aclose()
         if self.gemini is not None:
             await self.gemini.aclose()

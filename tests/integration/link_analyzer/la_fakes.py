@@ -200,6 +200,13 @@ class FakeGemini:
     # Status codes to answer with before answering normally (e.g. [503] for one failure).
     fail_with: list[int] = field(default_factory=list)
     delay_s: float = 0.0
+    # Batch API: the created batches (their inlined requests), and how many polls answer
+    # "running" before a batch succeeds.
+    batches: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    batch_polls: list[str] = field(default_factory=list)
+    polls_before_done: int = 1
+    batch_state: str = "BATCH_STATE_SUCCEEDED"
+    batch_models: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -213,6 +220,29 @@ ANSWER = {
     "sentiment": "neutral",
     "language": "ko",
 }
+
+
+def _answer(model: str, parts: list[dict[str, Any]], answer: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": [{"text": _json(answer)}]},
+                "finishReason": "STOP",
+                "index": 0,
+            }
+        ],
+        "usageMetadata": {
+            "promptTokenCount": 200 + 258 * (len(parts) - 1),
+            "candidatesTokenCount": 50,
+            "totalTokenCount": 250 + 258 * (len(parts) - 1),
+        },
+        "modelVersion": model,
+    }
+
+
+def batch_summary(prompt: str) -> str:
+    """The fake's batch answers name their item's URL, so tests can check the mapping."""
+    return "about " + prompt.split("URL: ", 1)[1].split("\n", 1)[0]
 
 
 def build_gemini_app(fake: FakeGemini) -> web.Application:
@@ -230,26 +260,56 @@ def build_gemini_app(fake: FakeGemini) -> web.Application:
                 status=status,
             )
         parts = body["contents"][0]["parts"]
-        return web.json_response(
-            {
-                "candidates": [
-                    {
-                        "content": {"role": "model", "parts": [{"text": _json(ANSWER)}]},
-                        "finishReason": "STOP",
-                        "index": 0,
-                    }
-                ],
-                "usageMetadata": {
-                    "promptTokenCount": 200 + 258 * (len(parts) - 1),
-                    "candidatesTokenCount": 50,
-                    "totalTokenCount": 250 + 258 * (len(parts) - 1),
-                },
-                "modelVersion": request.match_info["model"],
-            }
-        )
+        return web.json_response(_answer(request.match_info["model"], parts, ANSWER))
+
+    def batch_view(name: str, model: str, done: bool) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "model": f"models/{model}",
+            "displayName": name,
+            "state": fake.batch_state if done else "BATCH_STATE_RUNNING",
+        }
+        if done and fake.batch_state == "BATCH_STATE_SUCCEEDED":
+            answers = [
+                {
+                    "response": _answer(
+                        model,
+                        r["request"]["contents"][0]["parts"],
+                        {**ANSWER, "summary": batch_summary(r["request"]["contents"][0]["parts"][0]["text"])},
+                    ),
+                    "metadata": r.get("metadata", {}),
+                }
+                for r in fake.batches[name]
+            ]
+            # Answers in reverse order: the client must map them by key, not position.
+            metadata["output"] = {"inlinedResponses": {"inlinedResponses": answers[::-1]}}
+        return {"name": name, "metadata": metadata, "done": done}
+
+    async def batch_create(request: web.Request) -> web.Response:
+        fake.paths.append(request.path)
+        fake.api_keys.append(request.headers.get("x-goog-api-key", ""))
+        body = await request.json()
+        name = f"batches/fake{len(fake.batches) + 1}"
+        fake.batches[name] = body["batch"]["inputConfig"]["requests"]["requests"]
+        model = request.match_info["model"]
+        fake.batch_models[name] = model
+        return web.json_response(batch_view(name, model, done=False))
+
+    async def batch_get(request: web.Request) -> web.Response:
+        name = f"batches/{request.match_info['id']}"
+        if name not in fake.batches:
+            return web.json_response(
+                {"error": {"code": 404, "message": "no such batch", "status": "NOT_FOUND"}},
+                status=404,
+            )
+        fake.batch_polls.append(name)
+        done = fake.batch_polls.count(name) > fake.polls_before_done
+        return web.json_response(batch_view(name, fake.batch_models[name], done))
 
     app = web.Application()
     app.router.add_post("/{version}/models/{model}:generateContent", generate)
+    app.router.add_post("/{version}/models/{model}:batchGenerateContent", batch_create)
+    app.router.add_get("/{version}/batches/{id}", batch_get)
     return app
 
 

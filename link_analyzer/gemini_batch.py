@@ -1,0 +1,172 @@
+"""Queued low-priority work through the Gemini Batch API, at batch prices.
+
+A worker's low-priority jobs hand their item to :class:`GeminiBatcher` instead of calling
+``generateContent``. Items arriving within ``max_wait_s`` of the first (or until ``max_items``)
+become one batch with inlined requests (``client.aio.batches.create``), polled with
+``batches.get`` until it ends; each inlined response is mapped back to its item by the
+``metadata.key`` it was sent with, and the waiting job gets its answer. The job keeps its queue
+lease (heartbeats) while it waits, so ``queue.job_timeout_s`` bounds the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from link_analyzer.gemini import (
+    Analysis,
+    AnalysisInput,
+    GeminiAnalyzer,
+    GeminiError,
+    parse_response,
+)
+from link_analyzer.ledger import Usage
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_items: int = 100
+    max_wait_s: float = 2.0
+    poll_s: float = 10.0
+
+
+@dataclass
+class _Pending:
+    item: AnalysisInput
+    answer: asyncio.Future[tuple[Analysis, Usage]]
+
+
+class GeminiBatcher:
+    """Collects items into Batch API jobs; ``aclose()`` abandons the batches still running."""
+
+    def __init__(
+        self,
+        gemini: GeminiAnalyzer,
+        settings: BatchSettings | None = None,
+        *,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.gemini = gemini
+        self.settings = settings or BatchSettings()
+        self.log = logger or logging.getLogger("haetae.link_analyzer.gemini_batch")
+        self._open: list[_Pending] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self.batches_submitted = 0
+
+    async def analyze(self, item: AnalysisInput) -> tuple[Analysis, Usage]:
+        loop = asyncio.get_running_loop()
+        pending = _Pending(item, loop.create_future())
+        # Marks a failure as seen even when its job was cancelled and nobody awaits it.
+        pending.answer.add_done_callback(_retrieve)
+        self._open.append(pending)
+        if len(self._open) >= self.settings.max_items:
+            self._submit()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.settings.max_wait_s, self._submit)
+        # A cancelled job (timeout, lost lease) leaves its batch running for the others.
+        return await asyncio.shield(pending.answer)
+
+    def _submit(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        entries, self._open = self._open, []
+        if not entries:
+            return
+        task = asyncio.get_running_loop().create_task(self._run(entries))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, entries: list[_Pending]) -> None:
+        try:
+            results = await self._batch([e.item for e in entries])
+        except asyncio.CancelledError:
+            for e in entries:
+                e.answer.cancel()
+            raise
+        except Exception as exc:  # every waiting job must hear about it
+            error = exc if isinstance(exc, GeminiError) else GeminiError(f"batch failed: {exc}")
+            for e in entries:
+                if not e.answer.done():
+                    e.answer.set_exception(error)
+            return
+        for e, result in zip(entries, results, strict=True):
+            if e.answer.done():
+                continue
+            if isinstance(result, GeminiError):
+                e.answer.set_exception(result)
+            else:
+                e.answer.set_result(result)
+
+    async def _batch(
+        self, items: list[AnalysisInput]
+    ) -> list[tuple[Analysis, Usage] | GeminiError]:
+        model = self.gemini.settings.model
+        requests = [
+            types.InlinedRequest(
+                contents=item.contents(), config=self.gemini.config, metadata={"key": str(i)}
+            )
+            for i, item in enumerate(items)
+        ]
+        aio = self.gemini.client.aio
+        try:
+            job = await aio.batches.create(
+                model=model,
+                src=types.BatchJobSource(inlined_requests=requests),
+                config=types.CreateBatchJobConfig(display_name=f"haetae-la-{len(items)}"),
+            )
+            self.batches_submitted += 1
+            self.log.info("submitted Gemini batch %s (%d items)", job.name, len(items))
+            while not job.done:
+                await asyncio.sleep(self.settings.poll_s)
+                assert job.name is not None
+                job = await aio.batches.get(name=job.name)
+        except genai_errors.APIError as exc:
+            raise GeminiError(
+                f"Gemini batch answered {exc.code}: {exc.message}", status=exc.code
+            ) from exc
+        except (OSError, TimeoutError) as exc:
+            raise GeminiError(f"cannot reach Gemini: {exc}") from exc
+        if job.state != types.JobState.JOB_STATE_SUCCEEDED:  # failed, cancelled or expired
+            detail = job.error.message if job.error else None
+            raise GeminiError(f"Gemini batch {job.name} ended {job.state}: {detail}")
+        responses = (job.dest.inlined_responses if job.dest else None) or []
+        results: list[tuple[Analysis, Usage] | GeminiError] = [
+            GeminiError(f"Gemini batch {job.name} has no answer for this item")
+        ] * len(items)
+        for position, answer in enumerate(responses):
+            # Mapped by the key we sent; the position is the fallback the API documents.
+            key = (answer.metadata or {}).get("key", str(position))
+            index = int(key) if key.isdigit() and int(key) < len(items) else None
+            if index is None:
+                continue
+            if answer.error is not None or answer.response is None:
+                message = answer.error.message if answer.error else "empty response"
+                results[index] = GeminiError(f"Gemini batch item failed: {message}")
+                continue
+            try:
+                results[index] = parse_response(answer.response, model, batch=True)
+            except GeminiError as exc:
+                results[index] = exc
+        return results
+
+    async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for e in self._open:
+            e.answer.cancel()
+        self._open = []
+        for task in list(self._running):
+            task.cancel()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+
+def _retrieve(answer: asyncio.Future[tuple[Analysis, Usage]]) -> None:
+    if not answer.cancelled():
+        answer.exception()
