@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -45,7 +45,6 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     log_path: Path | None = None
-    _log: object = field(default=None, repr=False)
 
     def start(self) -> None:
         log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
