@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -84,14 +85,23 @@ class FetchResult:
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with its connection pool built on the guarded network backend."""
 
-    def __init__(self, policy: AddressPolicy, limits: FetchLimits) -> None:
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        limits: FetchLimits,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive,
             keepalive_expiry=30.0,
+            # HTTP/2 when the origin offers it by ALPN (TLS only). Every connection, h1 or h2,
+            # is opened by the guarded backend; an h2 connection only multiplexes requests to
+            # the one origin (scheme, host, port) it was opened and checked for.
             http1=True,
+            http2=True,
             network_backend=GuardedNetworkBackend(policy),
         )
 
@@ -99,11 +109,18 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 class Fetcher:
     """``async with Fetcher(limits, policy) as f: await f.fetch_html(url)``."""
 
-    def __init__(self, limits: FetchLimits | None = None, policy: AddressPolicy | None = None):
+    def __init__(
+        self,
+        limits: FetchLimits | None = None,
+        policy: AddressPolicy | None = None,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
+        """``ssl_context``: the trust store (tests pass one trusting their local CA)."""
         self.limits = limits or FetchLimits()
         self.policy = policy or AddressPolicy()
         self._client = httpx.AsyncClient(
-            transport=GuardedTransport(self.policy, self.limits),
+            transport=GuardedTransport(self.policy, self.limits, ssl_context),
             timeout=httpx.Timeout(
                 self.limits.read_timeout_s, connect=self.limits.connect_timeout_s
             ),

@@ -26,6 +26,7 @@ from link_analyzer.gemini import (
 )
 from link_analyzer.ledger import Usage
 
+
 @dataclass(frozen=True)
 class BatchSettings:
     max_items: int = 100

@@ -19,7 +19,13 @@ import pytest
 import yaml
 
 from control_plane.ingest.windows import SeriesRef, SeriesWindows
-from control_plane.rules import evaluate, export_prometheus, load_rules_dir, parse_expr
+from control_plane.rules import (
+    EvaluationError,
+    evaluate,
+    export_prometheus,
+    load_rules_dir,
+    parse_expr,
+)
 
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian: prometheus) missing")
@@ -221,3 +227,66 @@ def test_rule_files_and_export_pass_promtool_check(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+ERROR_CASES = {
+    "a + on(x) b": "many-to-one matching must be explicit",
+    "b + on(x) a": "on the right hand-side of the operation",
+    "b + on(x) group_right a": None,  # fine: a is the "many" side
+    "a + on(x) group_left b": None,
+    "b + on(x) group_left a": "on the right hand-side of the operation",
+    "a + on(x) group_left(y) b": "grouping labels must ensure unique matches",
+    "a and on(x) b or b": None,  # set operators are many-to-many
+}
+
+
+def test_matching_errors_match_prometheus(tmp_path: Path) -> None:
+    """Where Prometheus refuses to match (and where it does not), so do we."""
+    series = {"a": [{"x": "1", "y": "1"}, {"x": "1", "y": "2"}], "b": [{"x": "1"}]}
+    (tmp_path / "rules.yml").write_text("groups: []\n")
+    doc = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": name + "{" + ",".join(f'{k}="{v}"' for k, v in ls.items()) + "}",
+                        "values": "1",
+                    }
+                    for name, sets in series.items()
+                    for ls in sets
+                ],
+                "promql_expr_test": [
+                    {"expr": e, "eval_time": "0m", "exp_samples": []} for e in ERROR_CASES
+                ],
+            }
+        ],
+    }
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(doc))
+    assert PROMTOOL is not None
+    out = subprocess.run(
+        [PROMTOOL, "test", "rules", "test.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    errors = dict(
+        re.findall(r'expr: "((?:[^"\\]|\\.)*)", time: \S+, err: (.*)', out.stdout + out.stderr)
+    )
+    windows = SeriesWindows(window_seconds=3600, max_points=100)
+    refs = [(name, ls) for name, sets in series.items() for ls in sets]
+    for i, (name, ls) in enumerate(refs):
+        windows.add([(SeriesRef(i + 1, "a1", name, ls), 0.0, 1.0)], 1.0)
+    for expr, fragment in ERROR_CASES.items():
+        theirs = errors.get(expr)
+        if fragment is None:
+            assert theirs is None, (expr, theirs)
+            evaluate(parse_expr(expr), windows, 0.0)
+            continue
+        assert theirs is not None and fragment in theirs, (expr, theirs)
+        with pytest.raises(EvaluationError, match=re.escape(fragment)):
+            evaluate(parse_expr(expr), windows, 0.0)

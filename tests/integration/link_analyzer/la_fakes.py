@@ -275,7 +275,12 @@ def build_gemini_app(fake: FakeGemini) -> web.Application:
                     "response": _answer(
                         model,
                         r["request"]["contents"][0]["parts"],
-                        {**ANSWER, "summary": batch_summary(r["request"]["contents"][0]["parts"][0]["text"])},
+                        {
+                            **ANSWER,
+                            "summary": batch_summary(
+                                r["request"]["contents"][0]["parts"][0]["text"]
+                            ),
+                        },
                     ),
                     "metadata": r.get("metadata", {}),
                 }
