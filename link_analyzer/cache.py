@@ -47,10 +47,11 @@ class RedisAnalysisCache:
         self.keys = keys or CacheKeys()
         self.log = logger or logging.getLogger("haetae.link_analyzer.cache")
         self.errors = 0
-        # Hit/miss counts waiting to be written: a lookup only bumps these, and one flush task
-        # per event-loop tick sends them all in one pipeline, off the lookup's path.
+        # Hit/miss counts waiting to be written: a lookup only bumps these; one flusher task
+        # sends whatever has gathered as one pipeline, again and again until nothing is left,
+        # so at most one counter round trip is in flight, off every lookup's path.
         self._pending: Counter[str] = Counter()
-        self._flush_task: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     async def aclose(self) -> None:
         """Write the counts still pending (call before closing the Redis client)."""
@@ -128,20 +129,19 @@ class RedisAnalysisCache:
 
     def _count(self, field: str) -> None:
         self._pending[field] += 1
-        if self._flush_task is None:
-            self._flush_task = asyncio.get_running_loop().create_task(self._flush_soon())
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
-    async def _flush_soon(self) -> None:
-        # One tick's grace, so the lookups of a burst share one round trip.
-        await asyncio.sleep(0)
-        self._flush_task = None
-        await self._send_counts()
+    async def _flush_loop(self) -> None:
+        while self._pending:
+            # One tick's grace, so the lookups finishing together share the round trip.
+            await asyncio.sleep(0)
+            await self._send_counts()
 
     async def flush(self) -> None:
         """Wait until every count taken so far is in Redis (stats readers and shutdown)."""
-        task = self._flush_task
-        if task is not None:
-            await task
+        if self._flusher is not None:
+            await self._flusher
         await self._send_counts()
 
     async def _send_counts(self) -> None:
@@ -153,8 +153,10 @@ class RedisAnalysisCache:
                 for field, n in pending.items():
                     pipe.hincrby(self.keys.stats, field, n)
                 await pipe.execute()
-        except RedisError as exc:
-            # Counters are best effort: lost counts never fail or slow an analysis.
+        except Exception as exc:
+            # Counters are best effort: lost counts never fail or slow an analysis. Not only
+            # RedisError: this runs in its own task, where redis-py's connection races surface
+            # as other errors, and nothing else would see them.
             self._failed("count hits", exc)
 
     async def _get_json(self, layer: str, key: str) -> dict[str, Any] | None:

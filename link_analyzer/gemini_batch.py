@@ -32,6 +32,8 @@ class BatchSettings:
     max_items: int = 100
     max_wait_s: float = 2.0
     poll_s: float = 10.0
+    # Consecutive failed polls (5xx, network) before the batch's jobs are failed.
+    max_failed_polls: int = 5
 
 
 @dataclass
@@ -122,10 +124,20 @@ class GeminiBatcher:
             )
             self.batches_submitted += 1
             self.log.info("submitted Gemini batch %s (%d items)", job.name, len(items))
+            failed_polls = 0
             while not job.done:
                 await asyncio.sleep(self.settings.poll_s)
                 assert job.name is not None
-                job = await aio.batches.get(name=job.name)
+                try:
+                    job = await aio.batches.get(name=job.name)
+                    failed_polls = 0
+                except (genai_errors.ServerError, OSError, TimeoutError) as exc:
+                    # The batch runs on regardless: a failed poll is not a failed batch (giving
+                    # up would make the jobs retry and pay for a second batch).
+                    failed_polls += 1
+                    if failed_polls >= self.settings.max_failed_polls:
+                        raise
+                    self.log.warning("polling Gemini batch %s failed: %s", job.name, exc)
         except genai_errors.APIError as exc:
             raise GeminiError(
                 f"Gemini batch answered {exc.code}: {exc.message}", status=exc.code
@@ -137,10 +149,10 @@ class GeminiBatcher:
             raise GeminiError(f"Gemini batch {job.name} ended {job.state}: {detail}")
         responses = (job.dest.inlined_responses if job.dest else None) or []
         results: list[tuple[Analysis, Usage] | GeminiError] = [
-            GeminiError(f"Gemini batch {job.name} has no answer for this item")
-        ] * len(items)
+            GeminiError(f"Gemini batch {job.name} has no answer for this item") for _ in items
+        ]
         for position, answer in enumerate(responses):
-            # Mapped by the key we sent; the position is the fallback the API documents.
+            # Mapped by the key we sent; the position only if an answer came without it.
             key = (answer.metadata or {}).get("key", str(position))
             index = int(key) if key.isdigit() and int(key) < len(items) else None
             if index is None:

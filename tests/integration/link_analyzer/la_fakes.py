@@ -207,6 +207,8 @@ class FakeGemini:
     polls_before_done: int = 1
     batch_state: str = "BATCH_STATE_SUCCEEDED"
     batch_models: dict[str, str] = field(default_factory=dict)
+    # Status codes to answer batch polls with before answering normally.
+    fail_polls_with: list[int] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
@@ -306,6 +308,12 @@ def build_gemini_app(fake: FakeGemini) -> web.Application:
             return web.json_response(
                 {"error": {"code": 404, "message": "no such batch", "status": "NOT_FOUND"}},
                 status=404,
+            )
+        if fake.fail_polls_with:
+            status = fake.fail_polls_with.pop(0)
+            return web.json_response(
+                {"error": {"code": status, "message": "fake failure", "status": "UNAVAILABLE"}},
+                status=status,
             )
         fake.batch_polls.append(name)
         done = fake.batch_polls.count(name) > fake.polls_before_done

@@ -83,6 +83,21 @@ async def test_failed_batch_fails_every_item_retryably(fake_gemini: FakeGemini, 
     assert all(isinstance(r, GeminiError) and r.retryable for r in results)
 
 
+async def test_failed_polls_are_retried_then_give_up(fake_gemini: FakeGemini) -> None:
+    fake_gemini.fail_polls_with = [503, 503]
+    async with batcher(fake_gemini, FAST) as b:
+        analysis, _ = await b.analyze(item(0))
+    assert analysis.summary == "about https://news.example/0"
+    assert len(fake_gemini.batches) == 1  # not resubmitted
+
+    fake_gemini.fail_polls_with = [503] * 3
+    settings = BatchSettings(max_items=10, max_wait_s=0.05, poll_s=0.02, max_failed_polls=3)
+    async with batcher(fake_gemini, settings) as b:
+        with pytest.raises(GeminiError) as info:
+            await b.analyze(item(1))
+    assert info.value.retryable
+
+
 async def test_create_refused_is_translated(fake_gemini: FakeGemini) -> None:
     async with batcher(fake_gemini, FAST) as b:
         b.gemini.settings = GeminiSettings(api_key="k", model="no/such/model")
