@@ -149,6 +149,15 @@ def cmd_demo_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_peers(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from haetae.demo_peers import create_peers_app
+
+    web.run_app(create_peers_app(), host=args.host, port=args.port, print=None, access_log=None)
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from haetae.up import UpOptions, run_up
 
@@ -159,6 +168,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             control_plane_port=args.control_plane_port,
             agent_port=args.agent_port,
             demo_port=args.demo_port,
+            peers_port=args.peers_port,
             interval_s=args.interval,
         )
     )
@@ -199,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--control-plane-port", type=int, default=8340)
     up.add_argument("--agent-port", type=int, default=8341)
     up.add_argument("--demo-port", type=int, default=8342)
+    up.add_argument("--peers-port", type=int, default=8343)
     up.add_argument(
         "--interval",
         type=float,
@@ -236,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8342)
     demo.set_defaults(func=cmd_demo_app)
+
+    peers = sub.add_parser(
+        "demo-peers",
+        help="run local Slack and KakaoTalk AlimTalk stand-ins that `up` notifies",
+    )
+    peers.add_argument("--host", default="127.0.0.1")
+    peers.add_argument("--port", type=int, default=8343)
+    peers.set_defaults(func=cmd_demo_peers)
 
     rules = sub.add_parser(
         "rules",

@@ -1,0 +1,183 @@
+"""The acceptance case on `haetae up`: the demo app's cache hit ratio drops, the hit-ratio rule
+fires, and Slack and KakaoTalk AlimTalk notifications reach the local peers within a second."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+from e2e_stack import free_port, http_ok, wait_for
+from test_up_e2e import diagnostics
+
+# rules/defaults.yml's CacheHitRatioDrop with its windows scaled down (10 s against everything
+# so far instead of 5 min against 1 h) so it can fire a few seconds into the test; the factor is
+# 0.8 rather than 0.95 so the noise of ~200 requests in 10 s cannot fire it while healthy.
+RULES = """
+groups:
+  - name: acceptance
+    rules:
+      - alert: CacheHitRatioDrop
+        expr: >-
+          (sum by (agent) (rate(demo_cache_hits_total[10s]))
+            / (sum by (agent) (rate(demo_cache_hits_total[10s]))
+               + sum by (agent) (rate(demo_cache_misses_total[10s]))))
+          <= 0.8 *
+          (sum by (agent) (rate(demo_cache_hits_total[1h]))
+            / (sum by (agent) (rate(demo_cache_hits_total[1h]))
+               + sum by (agent) (rate(demo_cache_misses_total[1h]))))
+        labels:
+          severity: warning
+        annotations:
+          summary: "Cache hit ratio on {{ $labels.agent }} fell"
+"""
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> Any:
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return orjson.loads(resp.read())
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def _incident_link(peers_url: str) -> str | None:
+    for n in _get(f"{peers_url}/api/notifications")["notifications"]:
+        if n["provider"] == "alimtalk" and "INCIDENT" in n["text"] and "link: http" in n["text"]:
+            return str(n["text"].split("link: ", 1)[1].split()[0])
+    return None
+
+
+def test_degraded_demo_app_notifies_slack_and_alimtalk_at_the_local_peers(tmp_path: Path) -> None:
+    cp, agent, demo, peers = free_port(), free_port(), free_port(), free_port()
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "acceptance.yml").write_text(RULES)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAETAE_")}
+    data_dir = tmp_path / "data"
+    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "haetae.cli",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--control-plane-port",
+            str(cp),
+            "--agent-port",
+            str(agent),
+            "--demo-port",
+            str(demo),
+            "--peers-port",
+            str(peers),
+            "--interval",
+            "1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,  # the control plane reads ./rules
+    )
+    peers_url = f"http://127.0.0.1:{peers}"
+    try:
+        try:
+            wait_for(
+                lambda: (
+                    (data_dir / "admin.token").exists()
+                    and http_ok(f"http://127.0.0.1:{agent}/health")
+                    and http_ok(f"{peers_url}/health")
+                ),
+                90,
+                "haetae up to start",
+            )
+        except AssertionError:
+            raise AssertionError(diagnostics(tmp_path, data_dir)) from None
+        headers = {"Authorization": f"Bearer {(data_dir / 'admin.token').read_text().strip()}"}
+        banner = (tmp_path / "up.log").read_text()
+        assert peers_url in banner and "/demo/state" in banner and "/incidents" in banner
+        config = (data_dir / "control-plane.yaml").read_text()
+        assert f"{peers_url}/slack/api/" in config
+
+        def hit_samples() -> int:
+            try:
+                series = _get(
+                    f"http://127.0.0.1:{cp}/admin/monitoring/metrics?name=demo_cache_hits_total",
+                    headers,
+                )["series"]
+            except OSError:
+                return 0
+            return sum(len(s.get("points") or s.get("samples") or [1]) for s in series)
+
+        wait_for(hit_samples, 30, "the demo app's cache counters at the control plane")
+        time.sleep(12)  # a healthy baseline longer than the rule's short window
+        assert _get(f"{peers_url}/api/notifications")["notifications"] == []
+
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{demo}/demo/state", data=b'{"state": "degraded"}', method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 200
+        degraded_at = time.time()
+
+        def delivered() -> dict[str, dict[str, Any]] | None:
+            got: dict[str, dict[str, Any]] = {}
+            for n in reversed(_get(f"{peers_url}/api/notifications")["notifications"]):
+                got.setdefault(n["provider"], n)  # the first of each
+            return got if {"slack", "alimtalk"} <= got.keys() else None
+
+        try:
+            first = wait_for(delivered, 40, "Slack and AlimTalk notifications at the peers")
+        except AssertionError:
+            raise AssertionError(diagnostics(tmp_path, data_dir)) from None
+        assert "CacheHitRatioDrop" in first["slack"]["text"] or "Cache hit ratio" in str(
+            first["slack"]["body"]
+        )
+        assert first["alimtalk"]["to"] == "01000000001"
+        assert "FIRING" in first["alimtalk"]["text"]
+
+        history = _get(
+            f"http://127.0.0.1:{cp}/admin/alerts/history?rule=CacheHitRatioDrop&state=firing",
+            headers,
+        )["events"]
+        assert history, "no firing event recorded"
+        fired_at = min(_epoch(e["at"]) for e in history)
+        assert fired_at >= degraded_at - 1
+        for provider, n in first.items():
+            latency = n["received_at"] - fired_at
+            print(f"{provider}: firing -> received {latency:.3f}s")
+            assert latency < 1.0, (provider, latency, history)
+
+        # The default route's escalation policy opened an incident; its messages carry a signed
+        # link to the incident page, where acknowledging stops the escalation.
+        link = wait_for(lambda: _incident_link(peers_url), 10, "an incident message with a link")
+        # The alert's messages and the incident's (level 1) alike arrived within a second.
+        wave = _get(f"{peers_url}/api/notifications")["notifications"]
+        assert len(wave) >= 4, wave
+        assert all(n["received_at"] - fired_at < 1.0 for n in wave), (fired_at, wave)
+        page = urllib.request.urlopen(link, timeout=5).read().decode()
+        assert "id=status>triggered" in page and "local-demo" in page
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(link).query))
+        form = urllib.parse.urlencode({**query, "action": "ack"}).encode()
+        action = link.split("?")[0] + "/action"
+        with urllib.request.urlopen(urllib.request.Request(action, data=form), timeout=5) as resp:
+            page = resp.read().decode()  # redirected back to the page
+        assert "id=status>acknowledged" in page
+        assert "<dt>Next escalation</dt><dd>none</dd>" in page
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(60)
+        log.close()
+    assert up.returncode == 0, (tmp_path / "up.log").read_text()[-3000:]
