@@ -14,7 +14,6 @@ there is permanent, like a 4xx. The outbox's idempotency key goes in as ``sender
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +25,7 @@ from control_plane.alerting.channels.base import (
     PermanentSendError,
     RetryableSendError,
 )
-from control_plane.alerting.channels.http_status import error_for_status
+from control_plane.alerting.channels.http_status import post
 from control_plane.alerting.channels.sms import SmsChannel, render_sms, trim_sms
 from control_plane.alerting.payload import Notification, summary_line
 from control_plane.config import AlimTalkChannelConfig
@@ -119,20 +118,10 @@ class AlimTalkChannel:
             "Content-Type": "application/json;charset=UTF-8",
             "X-Secret-Key": cfg.secret_key.get_secret_value(),
         }
-        try:
-            async with self._session.post(url, data=orjson.dumps(request), headers=headers) as resp:
-                body = await resp.content.read(16384)
-                error = error_for_status(
-                    resp.status,
-                    retry_after=resp.headers.get("Retry-After"),
-                    now=time.time(),
-                    detail=body.decode("utf-8", "replace"),
-                )
-                if error is not None:
-                    raise error
-                return _receipt(resp.status, body)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RetryableSendError(f"{type(exc).__name__}: {exc}") from exc
+        status, body = await post(
+            self._session, url, data=orjson.dumps(request), headers=headers, max_body=16384
+        )
+        return _receipt(status, body)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -6,7 +6,6 @@ refusal is permanent unless its HTTP status says otherwise (429, 5xx)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +17,7 @@ from control_plane.alerting.channels.base import (
     PermanentSendError,
     RetryableSendError,
 )
-from control_plane.alerting.channels.http_status import error_for_status
+from control_plane.alerting.channels.http_status import post
 from control_plane.alerting.payload import Notification, summary_line
 from control_plane.config import KakaoWorkChannelConfig
 
@@ -90,20 +89,10 @@ class KakaoWorkChannel:
             "Content-Type": "application/json",
         }
         url = f"{cfg.base_url.rstrip('/')}/v1/messages.send"
-        try:
-            async with self._session.post(url, data=orjson.dumps(message), headers=headers) as resp:
-                body = await resp.content.read(16384)
-                error = error_for_status(
-                    resp.status,
-                    retry_after=resp.headers.get("Retry-After"),
-                    now=time.time(),
-                    detail=body.decode("utf-8", "replace"),
-                )
-                if error is not None:
-                    raise error
-                return _receipt(resp.status, body)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RetryableSendError(f"{type(exc).__name__}: {exc}") from exc
+        status, body = await post(
+            self._session, url, data=orjson.dumps(message), headers=headers, max_body=16384
+        )
+        return _receipt(status, body)
 
     async def close(self) -> None:
         if self._session is not None:

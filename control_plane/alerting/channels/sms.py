@@ -5,15 +5,14 @@ length limits (GSM-7 or UCS-2, single or concatenated segments)."""
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import orjson
 
-from control_plane.alerting.channels.base import Delivery, RetryableSendError
-from control_plane.alerting.channels.http_status import error_for_status
+from control_plane.alerting.channels.base import Delivery
+from control_plane.alerting.channels.http_status import post
 from control_plane.alerting.payload import Notification, summary_line
 from control_plane.config import SmsChannelConfig
 
@@ -106,21 +105,9 @@ class SmsChannel:
             "Authorization": "Basic " + base64.b64encode(credentials).decode("ascii"),
             "Idempotency-Key": idempotency_key,
         }
-        try:
-            async with self._session.post(url, data=form, headers=headers) as resp:
-                body = await resp.content.read(4096)
-                error = error_for_status(
-                    resp.status,
-                    retry_after=resp.headers.get("Retry-After"),
-                    now=time.time(),
-                    detail=body.decode("utf-8", "replace"),
-                )
-                if error is not None:
-                    raise error
-                data = _json(body)
-                return Delivery(resp.status, {k: data[k] for k in ("sid", "status") if k in data})
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RetryableSendError(f"{type(exc).__name__}: {exc}") from exc
+        status, body = await post(self._session, url, data=form, headers=headers, max_body=4096)
+        data = _json(body)
+        return Delivery(status, {k: data[k] for k in ("sid", "status") if k in data})
 
     async def close(self) -> None:
         if self._session is not None:
