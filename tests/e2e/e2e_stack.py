@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,3 +144,69 @@ class Stack:
             wait_for(lambda: http_ok(f"{self.cp_url}/health"), 60, "control plane /health")
         except AssertionError:
             raise AssertionError(proc.log()) from None
+
+
+@dataclass
+class Up:
+    """A running `haetae up` on free ports, with its data under ``data_dir``."""
+
+    tmp: Path
+    proc: subprocess.Popen[bytes]
+    cp_port: int
+    agent_port: int
+    demo_port: int
+    peers_port: int
+
+    @property
+    def data_dir(self) -> Path:
+        return self.tmp / "data"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        token = (self.data_dir / "admin.token").read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
+    def banner(self) -> str:
+        return (self.tmp / "up.log").read_text()
+
+    def diagnostics(self, what: str) -> str:
+        """The supervisor's output and the tail of each child's log."""
+        parts = [what, self.banner()[-3000:]]
+        for log_file in sorted((self.data_dir / "logs").glob("*.log")):
+            parts.append(f"--- {log_file.name}\n{log_file.read_text(errors='replace')[-2000:]}")
+        return "\n".join(parts)
+
+
+@contextlib.contextmanager
+def running_up(tmp: Path) -> Iterator[Up]:
+    """Start `haetae up` in ``tmp`` (its working directory: ./rules is read from there), wait
+    until the agent and the local peers answer, and stop it with SIGTERM afterwards; a clean
+    stop (exit 0) is part of the contract."""
+    ports = [free_port() for _ in range(4)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAETAE_")}
+    with open(tmp / "up.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "haetae.cli", "up", "--data-dir", str(tmp / "data"),
+             "--control-plane-port", str(ports[0]), "--agent-port", str(ports[1]),
+             "--demo-port", str(ports[2]), "--peers-port", str(ports[3]), "--interval", "1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
+        )  # fmt: skip
+    up = Up(tmp, proc, *ports)
+    try:
+        try:
+            wait_for(
+                lambda: (
+                    (up.data_dir / "admin.token").exists()
+                    and http_ok(f"http://127.0.0.1:{up.agent_port}/health")
+                    and http_ok(f"http://127.0.0.1:{up.peers_port}/health")
+                ),
+                90,
+                "haetae up to start",
+            )
+        except AssertionError:
+            raise AssertionError(up.diagnostics("haetae up did not start in time")) from None
+        yield up
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    assert proc.returncode == 0, up.banner()[-3000:]

@@ -4,10 +4,6 @@ fires, and Slack and KakaoTalk AlimTalk notifications reach the local peers with
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -15,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from e2e_stack import free_port, http_ok, wait_for
-from test_up_e2e import diagnostics
+from e2e_stack import running_up, wait_for
 
 # rules/defaults.yml's CacheHitRatioDrop with its windows scaled down (10 s against everything
 # so far instead of 5 min against 1 h) so it can fire a few seconds into the test; the factor is
@@ -61,52 +56,14 @@ def _incident_link(peers_url: str) -> str | None:
 
 
 def test_degraded_demo_app_notifies_slack_and_alimtalk_at_the_local_peers(tmp_path: Path) -> None:
-    cp, agent, demo, peers = free_port(), free_port(), free_port(), free_port()
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "acceptance.yml").write_text(RULES)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HAETAE_")}
-    data_dir = tmp_path / "data"
-    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
-    up = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "haetae.cli",
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--control-plane-port",
-            str(cp),
-            "--agent-port",
-            str(agent),
-            "--demo-port",
-            str(demo),
-            "--peers-port",
-            str(peers),
-            "--interval",
-            "1",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,  # the control plane reads ./rules
-    )
-    peers_url = f"http://127.0.0.1:{peers}"
-    try:
-        try:
-            wait_for(
-                lambda: (
-                    (data_dir / "admin.token").exists()
-                    and http_ok(f"http://127.0.0.1:{agent}/health")
-                    and http_ok(f"{peers_url}/health")
-                ),
-                90,
-                "haetae up to start",
-            )
-        except AssertionError:
-            raise AssertionError(diagnostics(tmp_path, data_dir)) from None
-        headers = {"Authorization": f"Bearer {(data_dir / 'admin.token').read_text().strip()}"}
-        banner = (tmp_path / "up.log").read_text()
+    with running_up(tmp_path) as up:  # the control plane reads ./rules from tmp_path
+        cp, demo = up.cp_port, up.demo_port
+        data_dir = up.data_dir
+        peers_url = f"http://127.0.0.1:{up.peers_port}"
+        headers = up.admin_headers
+        banner = up.banner()
         assert peers_url in banner and "/demo/state" in banner and "/incidents" in banner
         config = (data_dir / "control-plane.yaml").read_text()
         assert f"{peers_url}/slack/api/" in config
@@ -141,7 +98,7 @@ def test_degraded_demo_app_notifies_slack_and_alimtalk_at_the_local_peers(tmp_pa
         try:
             first = wait_for(delivered, 40, "Slack and AlimTalk notifications at the peers")
         except AssertionError:
-            raise AssertionError(diagnostics(tmp_path, data_dir)) from None
+            raise AssertionError(up.diagnostics("no notifications")) from None
         assert "CacheHitRatioDrop" in first["slack"]["text"] or "Cache hit ratio" in str(
             first["slack"]["body"]
         )
@@ -176,8 +133,3 @@ def test_degraded_demo_app_notifies_slack_and_alimtalk_at_the_local_peers(tmp_pa
             page = resp.read().decode()  # redirected back to the page
         assert "id=status>acknowledged" in page
         assert "<dt>Next escalation</dt><dd>none</dd>" in page
-    finally:
-        up.send_signal(signal.SIGTERM)
-        up.wait(60)
-        log.close()
-    assert up.returncode == 0, (tmp_path / "up.log").read_text()[-3000:]
