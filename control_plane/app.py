@@ -24,6 +24,7 @@ from control_plane.api import (
     incidents,
     metrics,
     monitoring,
+    oncall,
     silences,
     tokens,
 )
@@ -85,6 +86,7 @@ def create_app(
         silences,
         incidents,
         incident_pages,
+        oncall,
     ):
         module.setup_routes(app)
     # Also appends its cleanup context (after redis_ctx, whose client it uses).

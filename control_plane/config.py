@@ -191,9 +191,61 @@ class ReceiverConfig(StrictModel):
 
 
 class EscalationLevelConfig(StrictModel):
-    # Receivers told at this level, then wait_s before the next level.
-    receivers: list[str] = Field(min_length=1)
+    # Who is told at this level, then wait_s before the next level: receivers (channels) by
+    # name, and/or targets: "receiver:<name>", "user:<id>" (a person, through their contact
+    # methods) or "schedule:<id>" (whoever is on call in it when the level fires). People and
+    # schedules live in PostgreSQL (/admin/oncall/...).
+    receivers: list[str] = []
+    targets: list[str] = []
     wait_s: float = Field(300.0, ge=0)
+
+    @model_validator(mode="after")
+    def _has_targets(self) -> EscalationLevelConfig:
+        if not self.receivers and not self.targets:
+            raise ValueError("a level needs receivers or targets")
+        for target in self.targets:
+            kind, sep, name = target.partition(":")
+            if not sep or kind not in ("receiver", "user", "schedule") or not name:
+                raise ValueError(
+                    f"target {target!r}: use receiver:<name>, user:<id> or schedule:<id>"
+                )
+        return self
+
+    def parsed_targets(self) -> list[tuple[str, str]]:
+        """(kind, name) for every receiver and target, in order: kind is receiver, user or
+        schedule."""
+        out = [("receiver", r) for r in self.receivers]
+        for target in self.targets:
+            kind, _, name = target.partition(":")
+            out.append((kind, name))
+        return out
+
+    @property
+    def receiver_names(self) -> list[str]:
+        return [name for kind, name in self.parsed_targets() if kind == "receiver"]
+
+
+class PeopleChannelsConfig(StrictModel):
+    """How people are reached (escalation targets user:<id> and schedule:<id>): the provider
+    settings of each contact-method type; the address (Slack user id, phone, email address) is
+    the person's. A type left unset cannot be used (the incident's timeline says so)."""
+
+    class Slack(SlackChannelConfig):
+        channel: str = ""  # the person's Slack user id (a DM)
+
+    class Email(EmailChannelConfig):
+        to: list[str] = []
+
+    class Sms(SmsChannelConfig):
+        to: str = ""
+
+    class AlimTalk(AlimTalkChannelConfig):
+        to: str = ""
+
+    slack: Slack | None = None
+    email: Email | None = None
+    sms: Sms | None = None
+    alimtalk: AlimTalk | None = None
 
 
 class EscalationPolicyConfig(StrictModel):
@@ -230,6 +282,8 @@ class NotifyConfig(StrictModel):
     inhibit_rules: list[InhibitRuleConfig] = []
     routes: list[RouteConfig] = []
     escalation_policies: list[EscalationPolicyConfig] = []
+    # Provider settings for paging people (escalation targets user:<id>, schedule:<id>).
+    people: PeopleChannelsConfig = PeopleChannelsConfig()
     # The dispatcher and the senders look for due work this often (and when woken).
     tick_s: float = Field(0.2, gt=0)
     senders: int = Field(4, ge=1, le=64)
@@ -250,6 +304,8 @@ class NotifyConfig(StrictModel):
         names = [r.name for r in self.receivers]
         if len(set(names)) != len(names):
             raise ValueError("receiver names must be unique")
+        if any(n.startswith("@") for n in names):
+            raise ValueError("receiver names cannot start with '@' (reserved)")
         for route in self.routes:
             if route.receiver not in names:
                 raise ValueError(f"route names an unknown receiver {route.receiver!r}")
@@ -261,7 +317,7 @@ class NotifyConfig(StrictModel):
                 raise ValueError(f"route names an unknown policy {route.escalation_policy!r}")
         for policy in self.escalation_policies:
             for level in policy.levels:
-                for receiver in level.receivers:
+                for receiver in level.receiver_names:
                     if receiver not in names:
                         raise ValueError(
                             f"policy {policy.name!r} names an unknown receiver {receiver!r}"

@@ -7,19 +7,28 @@ next; after the last level the policy repeats ``repeat`` times. Acknowledging st
 receiver already notified. The timer is ``incidents.next_escalation_at``: due incidents are
 claimed with ``FOR UPDATE SKIP LOCKED``, so after a crash (or on another control plane)
 escalation resumes at the stored level, once.
+
+A level's targets are receivers (channels), people (``user:<id>``) and on-call schedules
+(``schedule:<id>``, resolved to whoever is on call when the level fires, so a handoff between
+levels is respected). A person is paged through their notification rules: contact methods now,
+or after a delay (``oncall_pages``, a durable timer cancelled by acknowledging or resolving),
+each an outbox row for the ``@people/<type>/0`` destination carrying the person's address. The
+timeline records who was paged, through what, and why someone could not be.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
 from control_plane.alerting.outbox import enqueue
 from control_plane.alerting.payload import GroupAlert, Notification, build_notification
 from control_plane.config import EscalationPolicyConfig
+from control_plane.oncall.model import PEOPLE, ContactMethod, User, people_destination
+from control_plane.oncall.store import get_user, who_is_on_call
 
 Policies = Mapping[str, EscalationPolicyConfig]
 Destinations = Mapping[str, Sequence[str]]
@@ -100,6 +109,7 @@ async def escalate_due(
     """Run the escalation timers that are due; returns how many incidents moved."""
     moved = 0
     async with pool.acquire() as conn, conn.transaction():
+        moved += await _delayed_pages_due(conn, destinations, now, link)
         rows = await conn.fetch(
             """SELECT * FROM incidents
                WHERE next_escalation_at <= $1 AND status <> 'resolved'
@@ -152,8 +162,12 @@ async def _escalate(
         level, repeats = 0, repeats + 1
     step = policy.levels[level]
     note = await _notification(conn, inc, "triggered", level, now, link)
-    for receiver in step.receivers:
-        for dest in destinations.get(receiver, ()):
+    people: list[str] = []
+    for kind, name in step.parsed_targets():
+        if kind != "receiver":
+            people.append(f"{kind}:{name}")
+            continue
+        for dest in destinations.get(name, ()):
             await enqueue(
                 conn,
                 dest,
@@ -162,14 +176,13 @@ async def _escalate(
                 f"incident/{incident_id}/l{level}/{int(now * 1000)}/{dest}",
                 now,
             )
-    await record(
-        conn,
-        incident_id,
-        "escalated",
-        "alerting",
-        now,
-        {"level": level, "receivers": step.receivers, "repeat": repeats},
-    )
+    detail: dict[str, Any] = {"level": level, "receivers": step.receiver_names, "repeat": repeats}
+    if people:
+        detail["targets"] = people
+    await record(conn, incident_id, "escalated", "alerting", now, detail)
+    paged: set[str] = set()  # a person named twice in a level (user and on call) is paged once
+    for target in people:
+        await _page_target(conn, incident_id, target, level, note, destinations, now, paged)
     last = level + 1 >= len(policy.levels) and repeats >= policy.repeat
     await conn.execute(
         """UPDATE incidents SET status = 'triggered', level = $2, repeats_done = $3,
@@ -200,6 +213,7 @@ async def acknowledge(
             None if timeout is None else _ts(now + timeout),
         )
         await record(conn, incident_id, "acknowledged", actor, now)
+        await _cancel_delayed_pages(conn, incident_id)
 
 
 async def resolve(
@@ -238,12 +252,14 @@ async def resolve_locked(
         _ts(now),
     )
     await record(conn, incident_id, "resolved", actor, now)
+    await _cancel_delayed_pages(conn, incident_id)
+    note = await _notification(conn, inc, "resolved", max(inc["level"] - 1, 0), now, link)
+    await _tell_paged_people(conn, incident_id, note, destinations, now)
     policy = policies.get(inc["policy"])
     if policy is None:
         return
     reached = policy.levels if inc["repeats_done"] else policy.levels[: inc["level"]]
-    told = sorted({r for step in reached for r in step.receivers})
-    note = await _notification(conn, inc, "resolved", max(inc["level"] - 1, 0), now, link)
+    told = sorted({r for step in reached for r in step.receiver_names})
     for receiver in told:
         for dest in destinations.get(receiver, ()):
             await enqueue(
@@ -393,3 +409,210 @@ async def _notification(
     if link is not None:
         note["incident"]["url"] = link(inc["incident_id"], now)
     return note
+
+
+# --- paging people ---------------------------------------------------------------------------
+
+
+async def _page_target(
+    conn: asyncpg.Connection,
+    incident_id: int,
+    target: str,
+    level: int,
+    note: Notification,
+    destinations: Destinations,
+    now: float,
+    paged: set[str],
+) -> None:
+    """Page ``user:<id>``, or whoever is on call now in ``schedule:<id>`` (unless in
+    ``paged`` already)."""
+    kind, _, name = target.partition(":")
+    user_id = name
+    via_schedule: dict[str, Any] = {}
+    if kind == "schedule":
+        try:
+            _, who = await who_is_on_call(conn, name, now)
+        except LookupError:
+            await _skipped(conn, incident_id, now, target, level, "no such schedule")
+            return
+        if who is None:
+            await _skipped(conn, incident_id, now, target, level, "nobody is on call")
+            return
+        user_id = who.user_id
+        via_schedule = {"schedule": name, "source": who.source, "layer": who.layer}
+    if user_id in paged:
+        return
+    paged.add(user_id)
+    user = await get_user(conn, user_id)
+    if user is None:
+        await _skipped(conn, incident_id, now, target, level, f"no such user {user_id!r}")
+        return
+    plan = user.plan()
+    if not plan:
+        await _skipped(conn, incident_id, now, target, level, f"{user.id} has no contact methods")
+        return
+    for contact, delay in plan:
+        if delay > 0:
+            await conn.execute(
+                """INSERT INTO oncall_pages (incident_id, level, user_id, contact, target, due_at)
+                   VALUES ($1, $2, $3, $4, $5, $6)""",
+                incident_id,
+                level,
+                user.id,
+                contact.to_json(),
+                target,
+                _ts(now + delay),
+            )
+            continue
+        await _page(
+            conn, incident_id, level, user, contact, target, note, destinations, now, via_schedule
+        )
+
+
+async def _page(
+    conn: asyncpg.Connection,
+    incident_id: int,
+    level: int,
+    user: User,
+    contact: ContactMethod,
+    target: str,
+    note: Notification,
+    destinations: Destinations,
+    now: float,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    dest = people_destination(contact.type)
+    if dest not in destinations.get(PEOPLE, ()):
+        await _skipped(
+            conn,
+            incident_id,
+            now,
+            target,
+            level,
+            f"{user.id}: no {contact.type} provider (alerting.notify.people.{contact.type})",
+        )
+        return
+    person_note = cast(Notification, {**note, "recipient": _recipient(user.id, user.name, contact)})
+    await enqueue(
+        conn,
+        dest,
+        f"incident/{incident_id}",
+        person_note,
+        f"incident/{incident_id}/l{level}/{int(now * 1000)}/{user.id}/{contact.type}"
+        f"/{contact.address}",
+        now,
+    )
+    await record(
+        conn,
+        incident_id,
+        "paged",
+        "alerting",
+        now,
+        {
+            "level": level,
+            "target": target,
+            "user": user.id,
+            "name": user.name,
+            "via": contact.type,
+            "address": contact.address,
+            **(extra or {}),
+        },
+    )
+
+
+def _recipient(user_id: str, name: str, contact: ContactMethod) -> dict[str, str]:
+    return {"user": user_id, "name": name, "type": contact.type, "address": contact.address}
+
+
+async def _skipped(
+    conn: asyncpg.Connection,
+    incident_id: int,
+    now: float,
+    target: str,
+    level: int,
+    reason: str,
+) -> None:
+    await record(
+        conn,
+        incident_id,
+        "page_skipped",
+        "alerting",
+        now,
+        {"level": level, "target": target, "reason": reason},
+    )
+
+
+async def _delayed_pages_due(
+    conn: asyncpg.Connection, destinations: Destinations, now: float, link: LinkMaker | None
+) -> int:
+    """Send people's later notification rules that are due (the incident is still
+    unacknowledged: acknowledging or resolving cancels them)."""
+    rows = await conn.fetch(
+        """SELECT p.*, u.name FROM oncall_pages p LEFT JOIN oncall_users u USING (user_id)
+           WHERE p.status = 'pending' AND p.due_at <= $1
+           ORDER BY p.due_at LIMIT 50 FOR UPDATE OF p SKIP LOCKED""",
+        _ts(now),
+    )
+    for row in rows:
+        await conn.execute(
+            "UPDATE oncall_pages SET status = 'sent' WHERE page_id = $1", row["page_id"]
+        )
+        inc = await conn.fetchrow(
+            "SELECT * FROM incidents WHERE incident_id = $1", row["incident_id"]
+        )
+        if inc is None or inc["status"] != "triggered":
+            continue
+        user = User(row["user_id"], row["name"] or row["user_id"])
+        contact = ContactMethod(row["contact"]["type"], row["contact"]["address"])
+        note = await _notification(conn, inc, "triggered", row["level"], now, link)
+        await _page(
+            conn,
+            inc["incident_id"],
+            row["level"],
+            user,
+            contact,
+            row["target"],
+            note,
+            destinations,
+            now,
+            {"delayed": True},
+        )
+    return len(rows)
+
+
+async def _cancel_delayed_pages(conn: asyncpg.Connection, incident_id: int) -> None:
+    await conn.execute(
+        "UPDATE oncall_pages SET status = 'cancelled' WHERE incident_id = $1"
+        " AND status = 'pending'",
+        incident_id,
+    )
+
+
+async def _tell_paged_people(
+    conn: asyncpg.Connection,
+    incident_id: int,
+    note: Notification,
+    destinations: Destinations,
+    now: float,
+) -> None:
+    """The incident resolved: every person paged for it is told, once per contact method."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT detail->>'user' AS user_id, detail->>'name' AS name,
+                  detail->>'via' AS via, detail->>'address' AS address
+           FROM incident_events WHERE incident_id = $1 AND kind = 'paged'
+           ORDER BY 1, 3, 4""",
+        incident_id,
+    )
+    for r in rows:
+        dest = people_destination(r["via"])
+        if dest not in destinations.get(PEOPLE, ()):
+            continue
+        contact = ContactMethod(r["via"], r["address"])
+        await enqueue(
+            conn,
+            dest,
+            f"incident/{incident_id}",
+            cast(Notification, {**note, "recipient": _recipient(r["user_id"], r["name"], contact)}),
+            f"incident/{incident_id}/resolved/{dest}/{r['user_id']}/{r['address']}",
+            now,
+        )

@@ -54,10 +54,19 @@ def render_incident(incident: Mapping[str, Any], auth: Mapping[str, str]) -> str
         ("Opened", escape(incident["created_at"] or "")),
         ("Next escalation", escape(incident["next_escalation_at"] or "none")),
     ]
+    paged = sorted(
+        {
+            str(e["detail"].get("name") or e["detail"].get("user"))
+            for e in incident.get("timeline", [])
+            if e["kind"] == "paged"
+        }
+    )
+    if paged:
+        rows.append(("People paged", escape(", ".join(paged))))
     facts = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     timeline = "".join(
         f"<li><span class=when>{escape(e['at'])}</span> <b>{escape(e['kind'])}</b> "
-        f"by {escape(e['actor'])}{_detail(e['detail'])}</li>"
+        f"by {escape(e['actor'])}{_event(e['kind'], e['detail'])}</li>"
         for e in incident.get("timeline", [])
     )
     actions = ""
@@ -99,6 +108,23 @@ def render_list(incidents: Sequence[Mapping[str, Any]], link: Callable[[int], st
         f"</thead><tbody>{rows}</tbody></table>"
     )
     return _page("Incidents", f"<h1>Incidents</h1>{table}")
+
+
+def _event(kind: str, detail: Mapping[str, Any]) -> str:
+    """People paged (or not) read as sentences; other events list their details."""
+    if kind == "paged":
+        who = escape(str(detail.get("name") or detail.get("user")))
+        how = escape(f"{detail.get('via')} {detail.get('address')}")
+        level = int(detail.get("level", 0)) + 1
+        why = escape(str(detail.get("target", "")))
+        return (
+            f": <b class=paged>{who}</b> via {how} <span class=when>(level {level}, {why})</span>"
+        )
+    if kind == "page_skipped":
+        level = int(detail.get("level", 0)) + 1
+        why = escape(f"{detail.get('target')}: {detail.get('reason')}")
+        return f": <span class=when>level {level}, {why}</span>"
+    return _detail(detail)
 
 
 def _detail(detail: Mapping[str, Any]) -> str:

@@ -67,6 +67,11 @@ def build_channels(cfg: NotifyConfig) -> dict[str, Channel]:
             channels[f"{receiver.name}/kakaowork/{i}"] = KakaoWorkChannel(
                 work, min_interval_s=cfg.min_send_interval_s
             )
+    # People (escalation targets user:<id>, schedule:<id>): one destination per contact type.
+    # (imported here: control_plane.oncall.channels imports this package)
+    from control_plane.oncall.channels import people_channels
+
+    channels.update(people_channels(cfg))
     return channels
 
 
