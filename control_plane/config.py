@@ -56,6 +56,10 @@ class IngestConfig(StrictModel):
     # In-memory window kept per series for the rule evaluator.
     window_seconds: float = Field(3600.0, gt=0)
     window_max_points: int = Field(4096, ge=2)
+    # At start the windows are back-filled from PostgreSQL (the span the rules read, at most
+    # window_seconds); rules are first evaluated when it is done or after this long.
+    backfill: bool = True
+    backfill_timeout_s: float = Field(120.0, ge=0)
     # Group commit: one COPY transaction per flush.
     flush_interval_s: float = Field(0.05, gt=0)
     flush_max_samples: int = Field(25_000, ge=1)

@@ -1,5 +1,6 @@
-"""Storage upkeep: sample partitions created ahead and dropped after retention, and idempotency
-records pruned after retention.
+"""Storage upkeep: sample partitions created ahead and dropped after retention, idempotency
+records pruned after retention, and series nothing reported within retention deleted
+(``store/series_gc.py``).
 
 It runs at start and then every ``maintenance_interval_s`` (APScheduler), and only on one
 replica at a time: the run holds a session-level Postgres advisory lock and a replica that
@@ -20,7 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from control_plane.appkeys import CONFIG, POOL
 from control_plane.config import RetentionConfig
-from control_plane.store import partitions
+from control_plane.store import partitions, series_gc
 
 _LOCK_KEY = 0x48AE7B0  # "haetae maintenance"
 # Idempotency records are deleted in slices so no single statement holds locks for long.
@@ -36,6 +37,7 @@ class MaintenanceResult:
     created: list[dt.date] = field(default_factory=list)
     dropped: list[dt.date] = field(default_factory=list)
     reports_pruned: int = 0
+    series_pruned: int = 0
 
 
 class Maintenance:
@@ -69,12 +71,16 @@ class Maintenance:
         except Exception:
             self._log.exception("storage maintenance failed")
             return
-        if result is not None and (result.created or result.dropped or result.reports_pruned):
+        if result is not None and (
+            result.created or result.dropped or result.reports_pruned or result.series_pruned
+        ):
             self._log.info(
-                "storage maintenance: %d partitions created, %d dropped, %d reports pruned",
+                "storage maintenance: %d partitions created, %d dropped, %d reports pruned, "
+                "%d series pruned",
                 len(result.created),
                 len(result.dropped),
                 result.reports_pruned,
+                result.series_pruned,
             )
 
     async def _run(self, conn: asyncpg.Connection) -> MaintenanceResult:
@@ -97,6 +103,8 @@ class Maintenance:
             result.reports_pruned += deleted
             if deleted < _PRUNE_BATCH:
                 break
+        # After the partitions past retention are gone: their samples no longer hold series.
+        result.series_pruned = await series_gc.prune_series(conn, now, self._cfg.retention_days)
         return result
 
 

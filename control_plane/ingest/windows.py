@@ -120,6 +120,34 @@ class SeriesWindows:
             w.trim(cutoff, max_points)
         return added
 
+    def merge(
+        self, ref: SeriesRef, times: Sequence[float], values: Sequence[float], now: float
+    ) -> int:
+        """Merge one series' stored points (``times`` ascending, e.g. a back-fill from the
+        database) with what the window already holds, in one pass rather than one insert each.
+        A point already held at the same instant is kept (it came from ingest, at least as
+        recent). Points older than the window are skipped; returns how many were added."""
+        cutoff = now - self.window_seconds
+        lo = bisect_left(times, cutoff)
+        if lo >= len(times):
+            return 0
+        w = self._windows.get(ref.series_id)
+        if w is None:
+            w = self._create(ref)
+        held_t = w.ts[w.head :]
+        held_v = w.values[w.head :]
+        new_t = array("d", times[lo:])
+        new_v = array("d", values[lo:])
+        if not held_t:
+            merged_t, merged_v, added = new_t, new_v, len(new_t)
+        elif new_t[-1] < held_t[0]:
+            merged_t, merged_v, added = new_t + held_t, new_v + held_v, len(new_t)
+        else:
+            merged_t, merged_v, added = _merge_points(held_t, held_v, new_t, new_v)
+        w.ts, w.values, w.head = merged_t, merged_v, 0
+        w.trim(cutoff, self.max_points)
+        return added
+
     def evict(self, now: float) -> int:
         """Drop points that left the window, and series left with none; returns series
         dropped. Bounds memory for series that stopped reporting."""
@@ -172,3 +200,35 @@ class SeriesWindows:
         self._windows[ref.series_id] = w
         self._by_name.setdefault(ref.name, {})[ref.series_id] = w
         return w
+
+
+def _merge_points(
+    held_t: array[float], held_v: array[float], new_t: array[float], new_v: array[float]
+) -> tuple[array[float], array[float], int]:
+    """Both inputs ascending; on equal instants the held point wins."""
+    out_t = array("d")
+    out_v = array("d")
+    i = j = added = 0
+    nh, nn = len(held_t), len(new_t)
+    while i < nh and j < nn:
+        a, b = held_t[i], new_t[j]
+        if a < b:
+            out_t.append(a)
+            out_v.append(held_v[i])
+            i += 1
+        elif b < a:
+            out_t.append(b)
+            out_v.append(new_v[j])
+            j += 1
+            added += 1
+        else:
+            out_t.append(a)
+            out_v.append(held_v[i])
+            i += 1
+            j += 1
+    out_t.extend(held_t[i:])
+    out_v.extend(held_v[i:])
+    out_t.extend(new_t[j:])
+    out_v.extend(new_v[j:])
+    added += nn - j
+    return out_t, out_v, added
