@@ -20,6 +20,11 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.run-installed
 
+# Peers the benchmarks compare against (SAQ, cashews, aiocache, Locust): not needed by the tests.
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.dev-installed
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
 run: $(VENV)/.run-installed
 	$(BIN)/haetae up
 
@@ -33,7 +38,7 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy haetae agent control_plane
 
-bench: $(VENV)/.dev-installed
+bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/ingest_throughput.py
 	$(BIN)/python benchmarks/agent_footprint.py
 

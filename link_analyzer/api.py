@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from control_plane.appkeys import CONFIG, METRICS, REDIS
 from control_plane.auth.middleware import forbidden, require_principal
 from control_plane.auth.principal import Scope, TokenKind
+from haetae.cache import InvalidationError
 from haetae.web.bodies import json_response, read_json
 from haetae.web.problem import ProblemError, invalid
 from link_analyzer.errors import (
@@ -184,7 +185,7 @@ async def cache_delete(request: web.Request) -> web.Response:
         raise invalid("path.url_hash", "a URL hash is 32 lower-case hex characters")
     try:
         deleted = await service.cache.invalidate(url_hash)
-    except RedisError as exc:
+    except (RedisError, InvalidationError) as exc:
         raise ProblemError(
             503, "Cache unavailable", detail=str(exc), type_="cache-unavailable"
         ) from exc

@@ -1,25 +1,68 @@
-"""The analysis cache: page metadata by URL key, AI analyses by content hash, kept apart.
+"""The analysis cache on ``haetae.cache``: page metadata by URL key, AI analyses by content hash.
 
-:class:`AnalysisCache` is the interface the pipeline uses. :class:`RedisAnalysisCache` implements
-it on Redis directly for now; when ``haetae.cache`` (the multi-layer L1/L2 cache) lands, an
-implementation on top of it replaces this one without touching the pipeline. A cache failure
-degrades to a miss (logged and counted), never to a failed analysis.
+Both live in one :class:`~haetae.cache.LayeredCache` of their own (cache name ``link_analyzer``):
+a bounded in-process L1 (W-TinyLFU) in front of the Redis L2 (auto-pipelined, under a circuit
+breaker), each entry with its own TTL (metadata: the platform's, analysis: ``analysis_ttl_s``).
+The keys are ``la:meta:{url_key}``, ``la:ai:{content_hash}`` and ``la:short:{url_key}`` (in
+Redis: ``haetae:cache:v:la:...``).
+
+Invalidation goes through the cache's durable invalidation stream (:class:`InvalidationBus`):
+``invalidate(url_key)`` deletes from the L2, appends the keys to the stream and waits (bounded)
+until every connected L1 -- this process's, the other control planes' and every ``haetae
+worker``'s -- has dropped them. A metadata write that replaces a value (a forced refresh) is
+published the same way (L1s only), so no process keeps serving the old page from its L1.
+
+A cache failure degrades to a miss (logged and counted), never to a failed analysis. Hit/miss
+counts per kind (metadata, analysis, short link) are summed fleet-wide in one Redis hash, written
+off the lookup path by one flusher task; the layered stats (L1/L2/loader, breaker) are reported
+per process and per connected node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any, Protocol
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from haetae.cache import (
+    CachePolicy,
+    CacheStats,
+    InvalidationBus,
+    InvalidationError,
+    L1Cache,
+    Layer,
+    LayeredCache,
+    Outcome,
+    RedisL2,
+)
+from haetae.resilience import BreakerConfig, CircuitBreaker
+from link_analyzer.config import CacheConfig
 from link_analyzer.keys import CacheKeys
 
+CACHE_NAME = "link_analyzer"
+NAMESPACE = "la"
 _LAYERS = ("metadata", "analysis", "short_link")
+# The invalidation stream is shared with the control plane's cache: trim it as that one does.
+_STREAM_MAXLEN = 100_000
+# Metadata keys this process just looked up and missed: a write to one of them fills a gap
+# (no L1 elsewhere can hold it); a write to any other key replaces a value and is published.
+_MISSED_MAX = 10_000
+
+
+def metadata_key(url_key: str) -> str:
+    return f"{NAMESPACE}:meta:{url_key}"
+
+
+def analysis_key(content_hash: str) -> str:
+    return f"{NAMESPACE}:ai:{content_hash}"
+
+
+def short_link_key(url_key: str) -> str:
+    return f"{NAMESPACE}:short:{url_key}"
 
 
 class AnalysisCache(Protocol):
@@ -35,64 +78,174 @@ class AnalysisCache(Protocol):
     async def stats(self) -> dict[str, Any]: ...
 
 
-class RedisAnalysisCache:
+def follower_client(redis: Any) -> aioredis.Redis | None:
+    """A client of its own for the invalidation follower (its blocking reads stay out of the
+    shared pool, and need a socket timeout above the 500 ms block); None for a cluster client."""
+    pool = getattr(redis, "connection_pool", None)
+    if pool is None or not hasattr(pool, "connection_kwargs"):
+        return None
+    kwargs = dict(pool.connection_kwargs)
+    kwargs["socket_timeout"] = max(5.0, kwargs.get("socket_timeout") or 0.0)
+    return aioredis.Redis.from_pool(
+        aioredis.ConnectionPool(connection_class=pool.connection_class, max_connections=4, **kwargs)
+    )
+
+
+class LayeredAnalysisCache:
     def __init__(
         self,
+        cache: LayeredCache,
         redis: aioredis.Redis,
         *,
+        bus: InvalidationBus | None = None,
+        invalidate_timeout_s: float = 2.0,
         keys: CacheKeys | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
+        self.cache = cache
+        self.bus = bus
         self.redis = redis
+        self.invalidate_timeout_s = invalidate_timeout_s
         self.keys = keys or CacheKeys()
         self.log = logger or logging.getLogger("haetae.link_analyzer.cache")
-        self.errors = 0
+        self._errors = 0
+        self._missed: OrderedDict[str, None] = OrderedDict()
         # Hit/miss counts waiting to be written: a lookup only bumps these; one flusher task
         # sends whatever has gathered as one pipeline, again and again until nothing is left,
         # so at most one counter round trip is in flight, off every lookup's path.
         self._pending: Counter[str] = Counter()
         self._flusher: asyncio.Task[None] | None = None
+        self._started = False
+
+    @classmethod
+    def build(
+        cls,
+        redis: aioredis.Redis,
+        config: CacheConfig | None = None,
+        *,
+        registry: Any = None,
+        follow: bool = True,
+    ) -> LayeredAnalysisCache:
+        """The L1, the L2 on ``redis`` and (``follow``) an invalidation follower.
+
+        ``registry``: export the layered stats as Prometheus metrics there (only where no other
+        cache exports into the same registry: the metric names are shared by every cache)."""
+        cfg = config or CacheConfig()
+        timeout_s = cfg.l2_timeout_ms / 1000
+        breaker = CircuitBreaker(
+            f"{CACHE_NAME}-cache-l2",
+            BreakerConfig(
+                timeout_s=timeout_s,
+                slow_call_duration_s=timeout_s / 2,
+                slow_call_rate_threshold=1.0,
+                wait_in_open_s=1.0,
+            ),
+        )
+        # TTLs are per entry; nothing is served past its TTL (no stale window), and a miss is
+        # not remembered (the pipeline fills the gap itself).
+        policy = CachePolicy(ttl_s=cfg.analysis_ttl_s, stale_ttl_s=0.0, negative_ttl_s=0.0)
+        layered = LayeredCache(
+            L1Cache(cfg.l1_max_entries, cfg.l1_max_bytes),
+            RedisL2(redis),
+            policy=policy,
+            breaker=breaker,
+            stats=CacheStats(CACHE_NAME, registry),
+        )
+        bus = None
+        follower = follower_client(redis) if follow else None
+        if follower is not None:
+            bus = InvalidationBus(follower, layered, maxlen=_STREAM_MAXLEN)
+        return cls(layered, redis, bus=bus, invalidate_timeout_s=cfg.invalidate_timeout_s)
+
+    async def start(self) -> None:
+        """Follow the invalidation stream (without it the L1 would miss other processes'
+        invalidations); returns once positioned, or after 2 s if Redis is unreachable."""
+        if self.bus is not None and not self._started:
+            self._started = True
+            await self.bus.start()
 
     async def aclose(self) -> None:
-        """Write the counts still pending (call before closing the Redis client)."""
+        """Write the counts still pending, stop following (call before closing Redis)."""
         await self.flush()
+        if self.bus is not None:
+            if self._started:
+                await self.bus.stop()
+            await self.bus.client.aclose()
+        await self.cache.aclose()
+        if self.cache.l2 is not None:
+            await self.cache.l2.pipeline.aclose()
 
+    @property
+    def errors(self) -> int:
+        """Cache failures seen by this process (each one was served as a miss)."""
+        return self._errors + self.cache.stats.counts[Layer.L2, Outcome.ERROR]
+
+    # -- the pipeline's interface --------------------------------------------------------------
     async def get_metadata(self, url_key: str) -> dict[str, Any] | None:
-        return await self._get_json("metadata", self.keys.metadata(url_key))
+        key = metadata_key(url_key)
+        value = await self._get("metadata", key)
+        if value is None:
+            self._missed[key] = None
+            if len(self._missed) > _MISSED_MAX:
+                self._missed.popitem(last=False)
+        return value if isinstance(value, dict) else None
 
     async def put_metadata(self, url_key: str, page: dict[str, Any], ttl_s: float) -> None:
-        await self._set("metadata", self.keys.metadata(url_key), orjson.dumps(page), ttl_s)
+        key = metadata_key(url_key)
+        replaced = key not in self._missed
+        self._missed.pop(key, None)
+        await self.cache.set(key, page, ttl_s=ttl_s)
+        if replaced and self.bus is not None:
+            # Not a gap just found empty: a replacement (refresh). Other L1s drop their copy.
+            try:
+                await self.bus.invalidate([key], layers=("l1",))
+            except InvalidationError as exc:
+                self._failed("publish refresh", exc)
 
     async def get_analysis(self, content_hash: str) -> dict[str, Any] | None:
-        return await self._get_json("analysis", self.keys.analysis(content_hash))
+        value = await self._get("analysis", analysis_key(content_hash))
+        return value if isinstance(value, dict) else None
 
     async def put_analysis(self, content_hash: str, value: dict[str, Any], ttl_s: float) -> None:
-        await self._set("analysis", self.keys.analysis(content_hash), orjson.dumps(value), ttl_s)
+        await self.cache.set(analysis_key(content_hash), value, ttl_s=ttl_s)
 
     async def get_short_link(self, url_key: str) -> str | None:
-        raw = await self._get("short_link", self.keys.short_link(url_key))
-        return raw.decode() if raw is not None else None
+        value = await self._get("short_link", short_link_key(url_key))
+        return value if isinstance(value, str) else None
 
     async def put_short_link(self, url_key: str, target: str, ttl_s: float) -> None:
-        await self._set("short_link", self.keys.short_link(url_key), target.encode(), ttl_s)
+        await self.cache.set(short_link_key(url_key), target, ttl_s=ttl_s)
 
     async def invalidate(self, url_key: str) -> bool:
-        """Forget a URL: its metadata and the analysis of its content. Idempotent; the two
-        keys live in different cluster slots, so this is two deletes, not one script."""
+        """Forget a URL in every process: its metadata, short link and the analysis of its
+        content. True if anything was cached. Raises ``RedisError``/``InvalidationError``."""
         page = await self.get_metadata(url_key)
-        keys = [self.keys.metadata(url_key), self.keys.short_link(url_key)]
+        keys = [metadata_key(url_key), short_link_key(url_key)]
         content_hash = (page or {}).get("content_hash")
         if isinstance(content_hash, str):
-            keys.append(self.keys.analysis(content_hash))
+            keys.append(analysis_key(content_hash))
+        found = any(k in self.cache.l1 for k in keys)
         try:
-            deleted = 0
-            for key in keys:
-                deleted += int(await self.redis.delete(key))
+            if self.cache.l2 is not None:
+                found = await self.cache.l2.delete(keys) > 0 or found
+            if self.bus is not None:
+                result = await self.bus.invalidate_and_wait(
+                    keys, timeout_s=self.invalidate_timeout_s
+                )
+                if result is not None and result.pending:
+                    self.log.warning(
+                        "invalidation of %s not confirmed by %s within %g s",
+                        url_key,
+                        result.pending,
+                        self.invalidate_timeout_s,
+                    )
+            else:
+                self.cache.apply_invalidation(keys)
             await self.redis.hincrby(self.keys.stats, "invalidations", 1)
-        except RedisError as exc:
+        except (RedisError, InvalidationError) as exc:
             self._failed("invalidate", exc)
             raise
-        return deleted > 0
+        return found
 
     async def stats(self) -> dict[str, Any]:
         await self.flush()
@@ -111,21 +264,38 @@ class RedisAnalysisCache:
                 "misses": misses,
                 "hit_rate": round(hits / total, 4) if total else None,
             }
+        nodes: dict[str, Any] = {}
+        if self.bus is not None:
+            try:
+                nodes = {
+                    node: snap
+                    for node, snap in (await self.bus.node_stats()).items()
+                    if snap.get("cache") == CACHE_NAME
+                }
+            except RedisError as exc:
+                self._failed("node stats", exc)
         return {
-            "backend": "redis",
+            "backend": "haetae.cache",
+            # Fleet-wide, per kind of entry.
             "layers": layers,
             "invalidations": counts.get("invalidations", 0),
+            # This process's L1/L2/loader counters, and every connected process's.
+            "layered": self.cache.stats.snapshot(),
+            "node": self.bus.node_id if self.bus is not None else None,
+            "following_invalidations": bool(self.bus is not None and self.bus.connected),
+            "nodes": nodes,
             "errors_this_process": self.errors,
         }
 
-    async def _get(self, layer: str, key: str) -> bytes | None:
+    # -- internals -----------------------------------------------------------------------------
+    async def _get(self, layer: str, key: str) -> Any:
         try:
-            raw = await self.redis.get(key)
-        except RedisError as exc:
+            value = await self.cache.get(key)
+        except Exception as exc:  # the layered cache degrades L2 trouble itself; belt and braces
             self._failed(f"get {layer}", exc)
             return None
-        self._count(f"{layer}_hits" if raw is not None else f"{layer}_misses")
-        return raw.encode() if isinstance(raw, str) else raw
+        self._count(f"{layer}_hits" if value is not None else f"{layer}_misses")
+        return value
 
     def _count(self, field: str) -> None:
         self._pending[field] += 1
@@ -159,23 +329,6 @@ class RedisAnalysisCache:
             # as other errors, and nothing else would see them.
             self._failed("count hits", exc)
 
-    async def _get_json(self, layer: str, key: str) -> dict[str, Any] | None:
-        raw = await self._get(layer, key)
-        if raw is None:
-            return None
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            self.log.warning("dropping a corrupt cache entry %s", key)
-            return None
-        return value if isinstance(value, dict) else None
-
-    async def _set(self, layer: str, key: str, value: bytes, ttl_s: float) -> None:
-        try:
-            await self.redis.set(key, value, px=max(1, int(ttl_s * 1000)))
-        except RedisError as exc:
-            self._failed(f"set {layer}", exc)
-
     def _failed(self, what: str, exc: Exception) -> None:
-        self.errors += 1
+        self._errors += 1
         self.log.warning("analysis cache %s failed: %s", what, exc)

@@ -33,6 +33,9 @@ class FetchConfig(StrictModel):
     max_connections: int = Field(200, ge=1)
     # Images of one item sent to the model with its text (one call per item).
     max_media_items: int = Field(4, ge=0, le=16)
+    # Images whose decoded size (width x height, read from the header) is over this, or whose
+    # header cannot be read, are not sent to the model.
+    max_image_pixels: int = Field(25_000_000, ge=1)
     # Networks exempt from the SSRF guard. Leave empty in production; a local demo origin
     # may need ["127.0.0.0/8"].
     allow_networks: list[str] = Field(default_factory=list)
@@ -51,6 +54,13 @@ class CacheConfig(StrictModel):
     # AI analyses are keyed by content hash: unchanged content is never analysed twice.
     analysis_ttl_s: float = Field(7 * 86400.0, gt=0)
     short_link_ttl_s: float = Field(86400.0, gt=0)
+    # On haetae.cache: an in-process L1 (bounded) in front of the Redis L2.
+    l1_max_entries: int = Field(20_000, ge=1)
+    l1_max_bytes: int = Field(64 * 1024 * 1024, ge=4096)
+    # Each L2 call is cut off after this (a slow Redis degrades to misses, never to errors).
+    l2_timeout_ms: float = Field(500.0, gt=0)
+    # DELETE /api/v1/cache/{url_hash} waits this long for every process's L1 to drop the entry.
+    invalidate_timeout_s: float = Field(2.0, gt=0, le=60)
 
     @field_validator("ttl_s")
     @classmethod
@@ -75,6 +85,23 @@ class QueueConfig(StrictModel):
     backoff_max_s: float = Field(60.0, gt=0)
     result_ttl_s: float = Field(86400.0, gt=0)
     worker_concurrency: int = Field(32, ge=1)
+    # ``haetae worker`` serves its own /metrics and /health here (loopback only); None: off,
+    # 0: any free port.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int | None = Field(8344, ge=0, le=65535)
+
+    @field_validator("worker_metrics_host")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        if value == "localhost":
+            return value
+        try:
+            loopback = ipaddress.ip_address(value).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError("the worker's metrics listen on a loopback address only")
+        return value
 
 
 class GeminiConfig(StrictModel):
@@ -95,6 +122,10 @@ class GeminiConfig(StrictModel):
     batch_max_items: int = Field(100, ge=1)
     batch_max_wait_s: float = Field(2.0, ge=0)
     batch_poll_s: float = Field(10.0, gt=0)
+    # A batch not done this long after submission fails its jobs (retryably). A job waiting on
+    # a batch keeps its queue lease by heartbeats and its queue.job_timeout_s does not run
+    # while it waits: this deadline bounds the wait instead.
+    batch_deadline_s: float = Field(3600.0, gt=0, le=86400)
 
 
 class LinkAnalyzerConfig(StrictModel):

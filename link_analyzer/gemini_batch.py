@@ -4,15 +4,26 @@ A worker's low-priority jobs hand their item to :class:`GeminiBatcher` instead o
 ``generateContent``. Items arriving within ``max_wait_s`` of the first (or until ``max_items``)
 become one batch with inlined requests (``client.aio.batches.create``), polled with
 ``batches.get`` until it ends; each inlined response is mapped back to its item by the
-``metadata.key`` it was sent with, and the waiting job gets its answer. The job keeps its queue
-lease (heartbeats) while it waits, so ``queue.job_timeout_s`` bounds the wait.
+``metadata.key`` it was sent with, and the waiting job gets its answer.
+
+Inside a worker's job (:func:`link_analyzer.worker.current_job`):
+
+* the job keeps its queue lease by heartbeats while it waits, and its ``queue.job_timeout_s``
+  does not run meanwhile: the wait is bounded by ``deadline_s`` instead (a batch not done by then
+  fails its items retryably; the job gets back the time it had left once the answer is in);
+* a batch holds at most as many items as the worker has slots: once every slot of the worker
+  waits on a batch no further item can arrive, so the open batch is submitted at once rather
+  than after ``max_wait_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -25,6 +36,10 @@ from link_analyzer.gemini import (
     parse_response,
 )
 from link_analyzer.ledger import Usage
+from link_analyzer.worker import JobContext, current_job
+
+if TYPE_CHECKING:
+    from link_analyzer.metrics import LinkAnalyzerMetrics
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,9 @@ class BatchSettings:
     poll_s: float = 10.0
     # Consecutive failed polls (5xx, network) before the batch's jobs are failed.
     max_failed_polls: int = 5
+    # A batch not finished this long after its submission fails its items (retryably); a job
+    # waiting on one is not cut by its own timeout before that (plus max_wait_s).
+    deadline_s: float = 3600.0
 
 
 @dataclass
@@ -51,8 +69,10 @@ class GeminiBatcher:
         settings: BatchSettings | None = None,
         *,
         logger: logging.Logger | None = None,
+        metrics: LinkAnalyzerMetrics | None = None,
     ) -> None:
         self.gemini = gemini
+        self.metrics = metrics
         self.settings = settings or BatchSettings()
         self.log = logger or logging.getLogger("haetae.link_analyzer.gemini_batch")
         self._open: list[_Pending] = []
@@ -66,12 +86,27 @@ class GeminiBatcher:
         # Marks a failure as seen even when its job was cancelled and nobody awaits it.
         pending.answer.add_done_callback(_retrieve)
         self._open.append(pending)
-        if len(self._open) >= self.settings.max_items:
-            self._submit()
-        elif self._timer is None:
-            self._timer = loop.call_later(self.settings.max_wait_s, self._submit)
-        # A cancelled job (timeout, lost lease) leaves its batch running for the others.
-        return await asyncio.shield(pending.answer)
+        job = current_job()
+        if job is not None:
+            job.worker.batch_waiting += 1
+        if self.metrics is not None:
+            self.metrics.batch_waiting.inc()
+        try:
+            if len(self._open) >= self.settings.max_items or _slots_exhausted(job):
+                self._submit()
+            elif self._timer is None:
+                self._timer = loop.call_later(self.settings.max_wait_s, self._submit)
+            if job is None:
+                return await asyncio.shield(pending.answer)
+            # The wait for the batch does not count against the job's own timeout.
+            with job.deadline_extended(self.settings.deadline_s + self.settings.max_wait_s + 5):
+                # A cancelled job (timeout, lost lease) leaves its batch running for the others.
+                return await asyncio.shield(pending.answer)
+        finally:
+            if job is not None:
+                job.worker.batch_waiting -= 1
+            if self.metrics is not None:
+                self.metrics.batch_waiting.dec()
 
     def _submit(self) -> None:
         if self._timer is not None:
@@ -125,8 +160,15 @@ class GeminiBatcher:
             self.batches_submitted += 1
             self.log.info("submitted Gemini batch %s (%d items)", job.name, len(items))
             failed_polls = 0
+            deadline = time.monotonic() + self.settings.deadline_s
             while not job.done:
-                await asyncio.sleep(self.settings.poll_s)
+                if time.monotonic() >= deadline:
+                    raise GeminiError(
+                        f"Gemini batch {job.name} not done within {self.settings.deadline_s:g} s"
+                    )
+                await asyncio.sleep(
+                    min(self.settings.poll_s, max(0.0, deadline - time.monotonic()))
+                )
                 assert job.name is not None
                 try:
                     job = await aio.batches.get(name=job.name)
@@ -178,6 +220,18 @@ class GeminiBatcher:
             task.cancel()
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+
+
+def batch_wait(at_most_s: float) -> contextlib.AbstractContextManager[None]:
+    """Inside a worker's job: a wait for a batched answer (someone else's, under the analysis
+    lease) that the job's own timeout does not count; elsewhere a no-op."""
+    job = current_job()
+    return job.deadline_extended(at_most_s) if job is not None else contextlib.nullcontext()
+
+
+def _slots_exhausted(job: JobContext | None) -> bool:
+    """Every slot of the job's worker waits on a batch: no other item can join this one."""
+    return job is not None and job.worker.batch_waiting >= job.worker.concurrency
 
 
 def _retrieve(answer: asyncio.Future[tuple[Analysis, Usage]]) -> None:

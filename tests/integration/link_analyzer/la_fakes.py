@@ -5,6 +5,8 @@ pages, and a Gemini speaking generateContent, both aiohttp apps on loopback."""
 from __future__ import annotations
 
 import asyncio
+import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +75,124 @@ YOUTUBE_WATCH = """<html><head><title>Rick Astley - Never Gonna Give You Up - Yo
 <meta property="og:type" content="video.other">
 <link rel="alternate" type="application/json+oembed" href="https://www.youtube.com/oembed?format=json&amp;url=https%3A%2F%2Fwww.youtube.com%2Fwatch%3Fv%3DdQw4w9WgXcQ">
 </head><body></body></html>"""
+
+
+# Naver's mobile blog page (m.blog.naver.com/{blogId}/{logNo}), SmartEditor ONE markup, trimmed:
+# the post inline in the body (the desktop page is a frameset around an iframe), images lazy
+# (``src`` a blurred placeholder, ``data-lazy-src`` the original), chrome and comments around it
+# carrying nicks and dates of their own.
+NAVER_MOBILE_POST = """<!DOCTYPE html>
+<html lang="ko">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1.0,maximum-scale=1.0,minimum-scale=1.0,user-scalable=no">
+<title>제주도 3박 4일 여행 코스 총정리 : 네이버 블로그</title>
+<meta property="og:title" content="제주도 3박 4일 여행 코스 총정리">
+<meta property="og:image" content="https://blogthumb.pstatic.net/MjAyNjExMjBfMTIz/MDAxNzAwMDAwMDAwMDAw.jpg?type=w2">
+<meta property="og:description" content="첫째 날은 공항 근처 용두암에서 시작해 애월 해안도로를 따라 카페 거리까지 이동했습니다. 둘째 날은 성산일출봉...">
+<meta property="og:url" content="https://blog.naver.com/jejutrip_log/223456789012">
+<meta property="og:type" content="article">
+<meta property="og:site_name" content="네이버 블로그 | 바람따라 제주">
+<meta property="naverblog:nickname" content="바람따라">
+<meta property="naverblog:profile_image" content="https://blogpfthumb-phinf.pstatic.net/profile.jpg">
+<link rel="canonical" href="https://m.blog.naver.com/jejutrip_log/223456789012">
+<script type="text/javascript">var blogId = 'jejutrip_log'; var logNo = '223456789012'; var gnb_option = {};</script>
+<link rel="stylesheet" type="text/css" href="https://ssl.pstatic.net/blogimgs/mobile/css/postview.css">
+</head>
+<body class="se_body">
+<div id="_header" class="header_wrap"><a href="/jejutrip_log" class="blog_title">바람따라 제주</a><button class="btn_menu">메뉴</button></div>
+<div class="post_ct" id="viewTypeSelector">
+  <div class="se-viewer se-theme-default" lang="ko-KR">
+    <div class="se-component se-documentTitle se-l-default">
+      <div class="se-component-content">
+        <div class="se-title-text"><p class="se-text-paragraph"><span class="se-fs- se-ff-">제주도 3박 4일 여행 코스 총정리</span></p></div>
+        <div class="blog_authorArea">
+          <div class="blog_author"><strong class="ell"><span class="nick"><a href="/jejutrip_log">바람따라</a></span></strong>
+          <button class="btn_follow"><span>이웃추가</span></button></div>
+          <p class="blog_date">2026. 11. 20. 14:05</p>
+        </div>
+      </div>
+    </div>
+    <div class="se-main-container">
+      <div class="se-component se-text se-l-default"><div class="se-component-content"><div class="se-section se-section-text"><div class="se-module se-module-text">
+        <p class="se-text-paragraph se-text-paragraph-align-"><span>첫째 날은 공항 근처 용두암에서 시작해 애월 해안도로를 따라 카페 거리까지 이동했습니다.</span></p>
+        <p class="se-text-paragraph se-text-paragraph-align-"><span>해 질 무렵 </span><b><span>한담 해변 산책로</span></b><span>는 꼭 걸어 보세요.</span></p>
+      </div></div></div></div>
+      <div class="se-component se-image se-l-default"><div class="se-component-content"><div class="se-section se-section-image"><div class="se-module se-module-image">
+        <a class="se-module-image-link __se_image_link __se_link" data-linktype="img" data-linkdata='{"id":"SE-1","src":"https://postfiles.pstatic.net/MjAyNjExMjBfMjAw/IMG_2041.jpg?type=w773","originalWidth":"4032","originalHeight":"3024"}'>
+          <img src="https://postfiles.pstatic.net/MjAyNjExMjBfMjAw/IMG_2041.jpg?type=w80_blur" data-lazy-src="https://postfiles.pstatic.net/MjAyNjExMjBfMjAw/IMG_2041.jpg?type=w773" data-width="773" data-height="580" alt="" class="se-image-resource egjs-visible">
+        </a>
+      </div></div></div></div>
+      <div class="se-component se-text se-l-default"><div class="se-component-content"><div class="se-section se-section-text"><div class="se-module se-module-text">
+        <p class="se-text-paragraph"><span>둘째 날은 성산일출봉 일출을 보고 우도로 건너가 땅콩 아이스크림을 먹었어요.</span></p>
+        <p class="se-text-paragraph"><span>&#8203;</span></p>
+      </div></div></div></div>
+      <div class="se-component se-sticker se-l-default"><div class="se-component-content"><div class="se-section se-section-sticker"><div class="se-module se-module-sticker">
+        <img src="https://storep-phinf.pstatic.net/ogq_sticker/original_8.png?type=p100_100" class="se-sticker-image" alt="">
+      </div></div></div></div>
+      <div class="se-component se-image se-l-default"><div class="se-component-content"><div class="se-section se-section-image"><div class="se-module se-module-image">
+        <img src="https://postfiles.pstatic.net/MjAyNjExMjBfMjAx/IMG_2077.jpg?type=w80_blur" data-lazy-src="https://postfiles.pstatic.net/MjAyNjExMjBfMjAx/IMG_2077.jpg?type=w773" class="se-image-resource" alt="">
+      </div></div></div></div>
+      <div class="se-component se-text se-l-default"><div class="se-component-content"><div class="se-section se-section-text"><div class="se-module se-module-text">
+        <p class="se-text-paragraph"><span>셋째 날은 비가 와서 박물관 투어, 마지막 날은 동문시장에서 기념품을 샀습니다.</span></p>
+      </div></div></div></div>
+      <script>window.__SE_VIEWER__ = {"lazy": true};</script>
+    </div>
+  </div>
+</div>
+<div class="comment_area">
+  <ul class="u_cbox_list">
+    <li class="u_cbox_comment"><span class="u_cbox_nick nick">여행조아</span><span class="u_cbox_date blog_date">2026. 11. 21. 09:12</span><span class="u_cbox_contents">저도 다음 달에 가요! 참고할게요</span></li>
+  </ul>
+</div>
+<div class="footer"><a href="https://m.naver.com">NAVER</a><p>Copyright © NAVER Corp.</p></div>
+</body>
+</html>"""
+
+# The desktop blog page: a frameset whose post is loaded in the mainFrame iframe.
+NAVER_DESKTOP_FRAMESET = """<html><head><title>제주도 3박 4일 여행 코스 총정리 : 네이버 블로그</title>
+<meta property="og:title" content="제주도 3박 4일 여행 코스 총정리"></head>
+<body><div id="whole-border"><div id="whole-body"><div id="mainFrame-container">
+<iframe id="mainFrame" name="mainFrame" src="/PostView.naver?blogId=jejutrip_log&logNo=223456789012&redirect=Dlog&widgetTypeCall=true&directAccess=false" scrolling="auto" frameborder="0" title="본문 영역"></iframe>
+</div></div></div></body></html>"""
+
+
+def png(width: int, height: int) -> bytes:
+    """A PNG's signature and IHDR (then filler): enough for a header reader."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", zlib.crc32(chunk[4:])) + b"\0" * 2048
+
+
+def jpeg(width: int, height: int) -> bytes:
+    """SOI, an APP0 (JFIF) segment, then a baseline SOF0 frame header."""
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"
+    sof0 = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, height, width, 3) + b"\x01\x22\0" * 3
+    return b"\xff\xd8" + app0 + sof0 + b"\0" * 1024
+
+
+# Crafted images: small, a decompression bomb (tiny file, 50,000 x 50,000 pixels, 2.5 Gpx), a
+# JPEG whose frame header claims 30,000 x 20,000, and bytes labelled JPEG that are nothing.
+IMAGES: dict[str, tuple[bytes, str]] = {
+    "small.png": (png(800, 600), "image/png"),
+    "bomb.png": (png(50_000, 50_000), "image/png"),
+    "huge.jpg": (jpeg(30_000, 20_000), "image/jpeg"),
+    "photo.jpg": (jpeg(4032, 3024), "image/jpeg"),
+    "garbage.jpg": (b"<html>not an image</html>" + b"\0" * 100, "image/jpeg"),
+    # An origin that mislabels its PNG as JPEG: the bytes decide.
+    "mislabelled.jpg": (png(320, 240), "image/jpeg"),
+}
+
+GALLERY = """<html lang="ko"><head><title>사진 모음 - 예시갤러리</title>
+<meta property="og:title" content="가을 단풍 사진 모음">
+<meta property="og:description" content="설악산과 내장산의 가을 단풍을 담은 사진 다섯 장입니다. 원본 크기 그대로 올렸습니다.">
+<meta property="og:image" content="/img/bomb.png">
+<meta property="og:image" content="/img/small.png">
+<meta property="og:image" content="/img/huge.jpg">
+<meta property="og:image" content="/img/garbage.jpg">
+<meta property="og:image" content="/img/mislabelled.jpg">
+<meta property="og:image" content="/img/photo.jpg">
+</head><body><p>사진 모음</p></body></html>"""
 
 
 @dataclass
@@ -164,9 +284,20 @@ def build_origin_app(origin: Origin) -> web.Application:
             origin.in_flight -= 1
         return web.Response(text=YOUTUBE_WATCH, content_type="text/html")
 
+    async def naver_mobile(request: web.Request) -> web.Response:
+        return await html(request, NAVER_MOBILE_POST)
+
+    async def naver_desktop(request: web.Request) -> web.Response:
+        return await html(request, NAVER_DESKTOP_FRAMESET)
+
     async def image(request: web.Request) -> web.Response:
         await count(request)
-        return web.Response(body=b"\x89PNG\r\n\x1a\n" + b"\0" * 2048, content_type="image/png")
+        name = request.match_info["name"]
+        body, ctype = IMAGES.get(name, (png(64, 48), "image/png"))
+        return web.Response(body=body, content_type=ctype)
+
+    async def gallery(request: web.Request) -> web.Response:
+        return await html(request, GALLERY)
 
     app = web.Application()
     app.router.add_get("/article", article)
@@ -185,6 +316,9 @@ def build_origin_app(origin: Origin) -> web.Application:
     app.router.add_get("/limited", limited)
     app.router.add_get("/gate/{i}", gate)
     app.router.add_get("/img/{name}", image)
+    app.router.add_get("/gallery", gallery)
+    app.router.add_get("/m-blog/{blog_id}/{log_no}", naver_mobile)
+    app.router.add_get("/blog/{blog_id}/{log_no}", naver_desktop)
     return app
 
 

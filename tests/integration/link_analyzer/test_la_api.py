@@ -75,6 +75,11 @@ async def test_sync_analysis_then_cache_stats_and_delete(
 
     stats = await (await client.get("/api/v1/cache/stats", headers=admin)).json()
     assert stats["cache"]["layers"]["metadata"]["hits"] == 1
+    # The layered (haetae.cache) view: the second request was an L1 hit, no Redis round trip.
+    layered = stats["cache"]["layered"]
+    assert layered["cache"] == "link_analyzer" and layered["layers"]["l1"]["hits"] >= 2
+    assert stats["cache"]["following_invalidations"] is True
+    assert stats["cache"]["node"] in stats["cache"]["nodes"]
     assert stats["ai"]["enabled"] is True and stats["ai"]["cost_today"]["calls"] == 1
 
     exposition = await (await client.get("/metrics")).text()
