@@ -1,10 +1,15 @@
 """The control plane's cache: a LayeredCache on the configured Redis, following the invalidation
-stream, plus the warm-up jobs the admin API starts (``cache_ctx`` opens and closes it all)."""
+stream, plus the warm-up jobs the admin API starts (``cache_ctx`` opens and closes it all).
+
+The cache's lookup counters are also ingested as series of the agent id ``control-plane``
+(``haetae_cache_requests_total{cache,layer,outcome}``, every ``SELF_REPORT_INTERVAL_S`` while they
+change), the same series agents report for theirs, so alert rules read them alike."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from control_plane.appkeys import CACHE, CONFIG, METRICS
+from control_plane.appkeys import CACHE, CONFIG, INGESTOR, METRICS
+from control_plane.ingest.decode import Report, Sample, labels_key
 from haetae.cache import (
     CacheConfig,
     CachePolicy,
@@ -33,7 +39,12 @@ from haetae.resilience import BreakerConfig, CircuitBreaker
 if TYPE_CHECKING:
     from control_plane.config import CdnConfig
 
+log = logging.getLogger(__name__)
+
 _MAX_FINISHED_JOBS = 100
+SELF_AGENT_ID = "control-plane"
+SELF_REPORT_INTERVAL_S = 10.0
+REQUESTS = "haetae_cache_requests_total"
 
 
 @dataclass
@@ -157,6 +168,41 @@ def build_purger(cfg: CdnConfig) -> CdnPurger | None:
     return None
 
 
+def stats_samples(stats: CacheStats, ts: float) -> list[Sample]:
+    """``haetae_cache_requests_total{cache,layer,outcome}`` as the Prometheus collector of
+    haetae.cache.stats exports it (L1 hits and misses; every L2 and loader outcome)."""
+    counts: list[tuple[str, str, int]] = []
+    if stats.l1 is not None:
+        counts += [("l1", "hit", stats.l1.hits), ("l1", "miss", stats.l1.misses)]
+    counts += [(layer.value, outcome.value, n) for (layer, outcome), n in stats.counts.items()]
+    samples = []
+    for layer, outcome, n in counts:
+        labels = {"cache": stats.name, "layer": layer, "outcome": outcome}
+        samples.append(Sample(REQUESTS, labels, labels_key(labels), ts, float(n)))
+    return samples
+
+
+async def self_report(app: web.Application, interval_s: float = SELF_REPORT_INTERVAL_S) -> None:
+    """Ingest this process's cache counters every ``interval_s`` while they change."""
+    last: list[float] | None = None
+    while True:
+        await asyncio.sleep(interval_s)
+        ingestor = app.get(INGESTOR)
+        if ingestor is None:  # an app built without ingest (some tests)
+            continue
+        samples = stats_samples(app[CACHE].cache.stats, time.time())
+        values = [s.value for s in samples]
+        if values == last:
+            continue
+        report = Report(SELF_AGENT_ID, uuid.uuid4(), None, time.time(), samples)
+        try:
+            await ingestor.submit(report)
+        except Exception as exc:  # ingest unavailable or overloaded: try again next time
+            log.debug("self-report of cache stats failed: %r", exc)
+            continue
+        last = values
+
+
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     cfg = config.cache
@@ -167,6 +213,10 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     if service.bus is not None:
         await service.bus.start()
     app[CACHE] = service
+    reporter = asyncio.get_running_loop().create_task(self_report(app))
     yield
+    reporter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reporter
     with contextlib.suppress(Exception):
         await service.aclose()

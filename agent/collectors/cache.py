@@ -2,6 +2,11 @@
 
 Not in the by-name table: it exists only when the ``cache`` section is enabled, and is built
 from the running cache rather than from config (``agent.cache_host`` adds it to the runner).
+
+``haetae_cache_requests_total{cache,layer,outcome}`` is the series every haetae cache exports
+(haetae.cache.stats' Prometheus collector: the control plane's own, an app's through the app
+scrape) and what the default CacheHitRatioDrop rule reads; ``haetae_cache_hits_total`` /
+``haetae_cache_misses_total{layer}`` are the per-agent summary ``GET /admin/cache/stats`` shows.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ EVICTIONS = "haetae_cache_evictions_total"
 BYTES = "haetae_cache_bytes"
 ENTRIES = "haetae_cache_entries"
 BREAKER_OPEN = "haetae_cache_l2_breaker_open"
+REQUESTS = "haetae_cache_requests_total"
 
 
 class CacheCollector(Collector):
@@ -37,9 +43,14 @@ class CacheCollector(Collector):
         # Reads plain counters only: CacheStats.snapshot() keeps a window history of its own.
         stats, l1 = self.stats, self.stats.l1
         samples: list[Sample] = []
+        name = stats.name
         if l1 is not None:
             l1_layer = {"layer": "l1"}
             samples += [
+                Sample(REQUESTS, {"cache": name, "layer": "l1", "outcome": "hit"}, float(l1.hits)),
+                Sample(
+                    REQUESTS, {"cache": name, "layer": "l1", "outcome": "miss"}, float(l1.misses)
+                ),
                 Sample(HITS, l1_layer, float(l1.hits)),
                 Sample(MISSES, l1_layer, float(l1.misses)),
                 Sample(BYTES, l1_layer, float(l1.bytes)),
@@ -53,6 +64,8 @@ class CacheCollector(Collector):
         for (layer, outcome), n in stats.counts.items():
             if layer.value != "l2":
                 continue
+            labels = {"cache": name, "layer": "l2", "outcome": outcome.value}
+            samples.append(Sample(REQUESTS, labels, float(n)))
             if outcome.value in ("hit", "stale", "negative"):
                 hits += n
             else:

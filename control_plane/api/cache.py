@@ -1,5 +1,6 @@
-"""Admin API for the cache: stats per layer and host, invalidation that waits for every L1,
-warm-up jobs with visible progress."""
+"""Admin API for the cache: stats per layer and host (with the hottest keys per namespace),
+invalidation that waits for every L1, warm-up jobs with visible progress (keys, a named set, or
+the hot keys of a namespace)."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def agent_cache_stats(windows: SeriesWindows, now: float, window_s: float) -> di
 
     def layer_of(agent_id: str, labels: Any) -> dict[str, Any] | None:
         layer = labels.get("layer")
-        if not layer:
+        if not layer or "cache" in labels:
+            # A named cache's series (an app's haetae.cache through the scrape): see caches.
             return None
         return agents.setdefault(agent_id, {}).setdefault(layer, {})
 
@@ -98,6 +100,45 @@ def agent_cache_stats(windows: SeriesWindows, now: float, window_s: float) -> di
     return agents
 
 
+_REQUESTS = "haetae_cache_requests_total"
+_HIT_OUTCOMES = frozenset({"hit", "stale", "negative"})
+
+
+def reported_caches(windows: SeriesWindows, now: float, window_s: float) -> dict[str, Any]:
+    """Per agent, cache and layer, from ``haetae_cache_requests_total{cache,layer,outcome}`` (the
+    series the CacheHitRatioDrop rule reads): lookups, hits and the hit ratio, in total and over
+    the last ``window_s`` seconds. The control plane's own cache is agent ``control-plane``."""
+    start = now - window_s
+    lookback = max(window_s, windows.window_seconds)
+    out: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    for ref in windows.select(_REQUESTS):
+        latest = windows.latest(ref.series_id, now, lookback)
+        cache, layer = ref.labels.get("cache", ""), ref.labels.get("layer", "")
+        if latest is None or not layer:
+            continue
+        data = (
+            out.setdefault(ref.agent_id, {})
+            .setdefault(cache, {})
+            .setdefault(layer, {"lookups": 0, "hits": 0, "window_lookups": 0, "window_hits": 0})
+        )
+        base = windows.latest(ref.series_id, start, lookback)
+        pts = ([base] if base is not None else []) + windows.points(ref.series_id, start, now)
+        hit = ref.labels.get("outcome") in _HIT_OUTCOMES
+        for field_, value in (("lookups", latest[1]), ("window_lookups", _increase(pts))):
+            data[field_] += int(value)
+            if hit:
+                data[field_.replace("lookups", "hits")] += int(value)
+    for caches in out.values():
+        for layers in caches.values():
+            for data in layers.values():
+                n, w = data["lookups"], data.pop("window_lookups")
+                w_hits = data.pop("window_hits")
+                data["hit_ratio"] = data["hits"] / n if n else None
+                data["window_s"] = window_s
+                data["window_hit_ratio"] = w_hits / w if w else None
+    return out
+
+
 def _window_param(request: web.Request, default: float) -> float:
     raw = request.query.get("window_s")
     if raw is None:
@@ -108,6 +149,20 @@ def _window_param(request: web.Request, default: float) -> float:
         value = -1.0
     if not 0 < value <= 86_400:
         raise invalid("query.window_s", "a number of seconds in (0, 86400]")
+    return value
+
+
+_MAX_HOT = 1000
+
+
+def _hot_param(request: web.Request) -> int:
+    raw = request.query.get("hot", "10")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= _MAX_HOT:
+        raise invalid("query.hot", f"an integer in [0, {_MAX_HOT}]")
     return value
 
 
@@ -122,10 +177,12 @@ def _unavailable(detail: str) -> ProblemError:
 
 
 async def cache_stats(request: web.Request) -> web.Response:
-    """This process's cache, every connected L1 (from their heartbeats), totals, and under
-    ``agents`` each agent-hosted L1 as its reports carried it."""
+    """This process's cache, every connected L1 (from their heartbeats), totals, under
+    ``agents`` each agent-hosted L1 as its reports carried it, and under ``reported`` every
+    cache's lookup series in the ingest windows (what the hit-ratio alert reads). ``hot_keys``
+    (in ``local`` and each host) lists the ``?hot=N`` (default 10) hottest keys per namespace."""
     service = request.app[CACHE]
-    local = service.cache.stats.snapshot()
+    local = service.cache.stats.snapshot(hot_keys=_hot_param(request))
     nodes: dict[str, Any] = {}
     if service.bus is not None:
         local["node"] = service.bus.node_id
@@ -148,8 +205,12 @@ async def cache_stats(request: web.Request) -> web.Response:
         n = int(t["hits"] or 0) + int(t["misses"] or 0)
         t["hit_ratio"] = (int(t["hits"] or 0) / n) if n else None
     window_s = _window_param(request, service.config.stats_window_s)
-    agents = agent_cache_stats(request.app[INGESTOR].windows, time.time(), window_s)
-    return json_response({"local": local, "hosts": nodes, "totals": totals, "agents": agents})
+    windows, now = request.app[INGESTOR].windows, time.time()
+    agents = agent_cache_stats(windows, now, window_s)
+    caches = reported_caches(windows, now, window_s)
+    return json_response(
+        {"local": local, "hosts": nodes, "totals": totals, "agents": agents, "reported": caches}
+    )
 
 
 async def invalidate(request: web.Request) -> web.Response:
@@ -218,11 +279,21 @@ async def invalidate(request: web.Request) -> web.Response:
 
 
 async def start_warmup(request: web.Request) -> web.Response:
+    """Keys (``keys``), a configured set (``set``) or, with ``{"source": "hot", "namespace": ns,
+    "limit": n}``, the ``n`` hottest keys of ``ns`` from this process's stats."""
     service = request.app[CACHE]
-    body = _object(await read_json(request), {"keys", "set"})
-    if ("keys" in body) == ("set" in body):
+    body = _object(await read_json(request), {"keys", "set", "source", "namespace", "limit"})
+    if "source" in body:
+        if body["source"] != "hot":
+            raise invalid("source", "the only source is 'hot' (or give keys or set)")
+        if "keys" in body or "set" in body:
+            raise invalid("source", "give one of keys, set or source")
+        keys, source = _hot_keys(service, body)
+    elif "namespace" in body or "limit" in body:
+        raise invalid("namespace", "namespace and limit go with source 'hot'")
+    elif ("keys" in body) == ("set" in body):
         raise invalid("keys", "give either keys or set")
-    if "set" in body:
+    elif "set" in body:
         name = body["set"]
         if not isinstance(name, str) or name not in service.config.warmup_sets:
             known = ", ".join(sorted(service.config.warmup_sets)) or "none configured"
@@ -242,6 +313,22 @@ async def start_warmup(request: web.Request) -> web.Response:
     return json_response(
         job.view(), status=202, headers={"Location": f"/admin/cache/warmup/{job.id}"}
     )
+
+
+def _hot_keys(service: Any, body: dict[str, Any]) -> tuple[list[str], str]:
+    namespace = body.get("namespace")
+    if not isinstance(namespace, str) or not namespace:
+        raise invalid("namespace", "expected a non-empty string")
+    if service.cache.loader_for(f"{namespace}:") is None:
+        namespaces = ", ".join(service.cache.namespaces) or "none registered"
+        raise invalid("namespace", f"no loader for this namespace (loaders: {namespaces})")
+    limit = body.get("limit", 100)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= _MAX_ITEMS:
+        raise invalid("limit", f"an integer in [1, {_MAX_ITEMS}]")
+    keys = [key for key, _ in service.cache.stats.hot.top(namespace, limit)]
+    if not keys:
+        raise invalid("namespace", "no hot keys recorded for this namespace yet")
+    return keys, f"hot:{namespace}"
 
 
 async def warmup_status(request: web.Request) -> web.Response:

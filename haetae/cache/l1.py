@@ -1,9 +1,25 @@
 """The in-process L1: bounded by entries and bytes, W-TinyLFU admission and eviction (as in
 Caffeine), per-key TTL, tags.
 
-Layout: a small LRU *window* (1 % of the entries) takes every new key; what falls out of it is a
-candidate for the *main* space (segmented LRU: probation + protected, 80 % protected). A candidate
-enters main only if the frequency sketch says it is used more often than main's eviction victim.
+Layout: a small LRU *window* (1 % of the entries at first) takes every new key; what falls out of
+it is a candidate for the *main* space (segmented LRU: probation + protected, 85 % of main
+protected at first). A candidate enters main only if the frequency sketch says it is used more
+often than main's eviction victim; a candidate that is itself frequent (>= 6) but not more so
+than the victim gets in with probability 1/128, so an attacker cannot pin a victim by flooding
+its sketch counters (Caffeine's hash-flooding jitter). A hit in probation promotes the entry to
+protected.
+
+The window/protected split adapts as Caffeine's does (``BoundedLocalCache.climb``): after each
+sample of lookups the hit rate is compared with the previous sample's; if it improved the split
+keeps moving the same way, otherwise it turns around. Steps start at 6.25 % of the entries (the
+first one shrinks the window), decay by 0.98 per sample and restart at full size when the hit
+rate jumps by >= 5 pt (the workload changed); at most 1000 entries move per step. Recency-biased
+workloads (a moving hot set) grow the window towards LRU; frequency-biased ones (Zipf) keep it
+small. Two measured departures from Caffeine (benchmarks/cache_l1.py, docs/performance.md): the
+sample is 40 x ``max_entries`` lookups, not 10 x (at 10 x a sample's hit rate has a standard
+error of ~0.5 pt at 1000 entries, more than one step changes it on Zipf, so the climber walked at
+random and lost 0.5-1.5 pt there), and protected starts at 85 % of main, not 80 %. Climbing runs
+on the write path, once per sample: the hit path is unchanged.
 
 Housekeeping is incremental and bounded: expired entries go on timer buckets (one per second of
 expiry) that each write sweeps a few keys of; reads check expiry themselves. Nothing walks the
@@ -13,6 +29,7 @@ whole cache on the event loop except explicit prefix invalidation and ``clear``.
 from __future__ import annotations
 
 import enum
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -27,6 +44,18 @@ ENTRY_OVERHEAD = 120
 _SWEEP_BUDGET = 32
 
 _WINDOW, _PROBATION, _PROTECTED = 0, 1, 2
+
+# Caffeine's constants (BoundedLocalCache): hill-climber step, its decay per sample, the hit-rate
+# change that restarts the climb, the most entries moved between regions per adjustment, and the
+# candidate frequency from which admission gets random jitter. Sample length and initial
+# protected share are ours (see the module docstring).
+CLIMB_STEP_PERCENT = 0.0625
+CLIMB_STEP_DECAY = 0.98
+CLIMB_RESTART_THRESHOLD = 0.05
+CLIMB_SAMPLE_FACTOR = 40
+PROTECTED_SHARE = 0.85
+_TRANSFER_MAX = 1000
+_ADMIT_JITTER_FREQUENCY = 6
 
 
 class EvictionReason(enum.StrEnum):
@@ -89,6 +118,8 @@ class L1Cache:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_evict: Callable[[str, EvictionReason], None] | None = None,
+        adaptive: bool = True,
+        sample_factor: int = CLIMB_SAMPLE_FACTOR,
     ) -> None:
         if max_entries < 1 or max_bytes < 1:
             raise ValueError("max_entries and max_bytes must be positive")
@@ -98,7 +129,17 @@ class L1Cache:
         self._on_evict = on_evict
         self._window_max = max(1, max_entries // 100)
         self._main_max = max(1, max_entries - self._window_max)
-        self._protected_max = max(1, int(self._main_max * 0.8))
+        self._protected_max = max(1, int(self._main_max * PROTECTED_SHARE))
+        # Hill climber (see the module docstring): sample period, current step (signed: the
+        # first move shrinks the window), previous sample's hit rate, counters at sample start.
+        # ``adaptive=False`` keeps the initial split (benchmarks compare both).
+        self._sample_period = sample_factor * max_entries
+        self._climb_step = -CLIMB_STEP_PERCENT * max_entries
+        self._prev_hit_rate = 0.0
+        self._sample_hits = 0
+        self._sample_misses = 0
+        self._climb_at = self._sample_period if adaptive else float("inf")
+        self._rng = random.Random()
         self._data: dict[str, Entry] = {}
         self._window: OrderedDict[str, Entry] = OrderedDict()
         self._probation: OrderedDict[str, Entry] = OrderedDict()
@@ -216,6 +257,8 @@ class L1Cache:
                 self._sweep_from = b
         self._sketch.increment(key)
         self._maintain()
+        if self.hits + self.misses >= self._climb_at:
+            self.climb()
         self.sweep_expired(_SWEEP_BUDGET, now)
         return True
 
@@ -282,6 +325,91 @@ class L1Cache:
         return removed
 
     # -- policy --------------------------------------------------------------------------------
+    @property
+    def window_max(self) -> int:
+        """Entries the admission window may hold now (adapted by :meth:`climb`)."""
+        return self._window_max
+
+    def climb(self) -> int:
+        """One hill-climbing step once a full sample of lookups was seen; returns the signed
+        number of entries the window's quota changed by (0: no change, or sample incomplete)."""
+        hits = self.hits - self._sample_hits
+        misses = self.misses - self._sample_misses
+        requests = hits + misses
+        if requests < self._sample_period:
+            self._climb_at = self.hits + self.misses + self._sample_period - requests
+            return 0
+        self._sample_hits = self.hits
+        self._sample_misses = self.misses
+        self._climb_at = self.hits + self.misses + self._sample_period
+        if len(self._data) < self.max_entries // 2:
+            # Not full enough for the split to matter (Caffeine waits for its sketch to exist).
+            self._prev_hit_rate = 0.0
+            return 0
+        hit_rate = hits / requests
+        change = hit_rate - self._prev_hit_rate
+        amount = self._climb_step if change >= 0 else -self._climb_step
+        if abs(change) >= CLIMB_RESTART_THRESHOLD:
+            self._climb_step = CLIMB_STEP_PERCENT * self.max_entries * (1 if amount >= 0 else -1)
+        else:
+            self._climb_step = CLIMB_STEP_DECAY * amount
+        self._prev_hit_rate = hit_rate
+        adjustment = int(amount)
+        if adjustment > 0:
+            return self._increase_window(adjustment)
+        if adjustment < 0:
+            return -self._decrease_window(-adjustment)
+        return 0
+
+    def _increase_window(self, quota: int) -> int:
+        quota = min(quota, self._protected_max - 1, _TRANSFER_MAX)
+        if quota <= 0:
+            return 0
+        self._protected_max -= quota
+        self._window_max += quota
+        self._demote_protected()
+        # Main's coldest entries become the window's newest (Caffeine moves them the same way),
+        # so main shrinks with its quota without evicting anything; a quota main cannot fill
+        # (main not full yet) is given back.
+        window, probation, protected = self._window, self._probation, self._protected
+        moved = 0
+        while moved < quota:
+            seg = probation or protected
+            if not seg:
+                break
+            _, e = seg.popitem(last=False)
+            e.segment = _WINDOW
+            window[e.key] = e
+            moved += 1
+        self._protected_max += quota - moved
+        self._window_max -= quota - moved
+        self._main_max = max(1, self.max_entries - self._window_max)
+        return moved
+
+    def _decrease_window(self, quota: int) -> int:
+        quota = min(quota, self._window_max - 1, _TRANSFER_MAX)
+        if quota <= 0:
+            return 0
+        self._protected_max += quota
+        self._window_max -= quota
+        self._main_max = max(1, self.max_entries - self._window_max)
+        # The window's oldest entries go to probation without an admission contest.
+        window, probation = self._window, self._probation
+        moved = 0
+        while moved < quota and len(window) > self._window_max:
+            _, e = window.popitem(last=False)
+            e.segment = _PROBATION
+            probation[e.key] = e
+            moved += 1
+        return quota
+
+    def _demote_protected(self) -> None:
+        protected, probation = self._protected, self._probation
+        while len(protected) > self._protected_max:
+            _, demoted = protected.popitem(last=False)
+            demoted.segment = _PROBATION
+            probation[demoted.key] = demoted
+
     def _promote(self, e: Entry) -> None:
         del self._probation[e.key]
         e.segment = _PROTECTED
@@ -301,7 +429,10 @@ class L1Cache:
                 continue
             victims = self._probation or self._protected
             victim = victims[next(iter(victims))]
-            if self._sketch.frequency(cand.key) > self._sketch.frequency(victim.key):
+            cand_freq = self._sketch.frequency(cand.key)
+            if cand_freq > self._sketch.frequency(victim.key) or (
+                cand_freq >= _ADMIT_JITTER_FREQUENCY and self._rng.random() < 1 / 128
+            ):
                 self._remove(victim, EvictionReason.SIZE)
                 self._probation[cand.key] = cand
             else:

@@ -21,8 +21,10 @@ from typing import Any, TypeVar
 from haetae.cache import serde
 from haetae.cache.l1 import L1Cache
 from haetae.cache.l2 import RedisL2
-from haetae.cache.stats import CacheStats, Layer, Outcome
+from haetae.cache.stats import HIT_SAMPLE, CacheStats, Layer, Outcome
 from haetae.resilience import BreakerConfig, CircuitBreaker
+
+_HIT_SAMPLE_MASK = HIT_SAMPLE - 1  # HIT_SAMPLE is a power of two
 
 T = TypeVar("T")
 log = logging.getLogger("haetae.cache")
@@ -78,6 +80,8 @@ class LayeredCache:
         self.stats = stats or CacheStats()
         self.stats.l1 = l1
         self.stats.breaker = self.breaker
+        # Hot keys: every L1 miss, and one hit in HIT_SAMPLE (by the L1's own hit counter).
+        self._hot = self.stats.hot
         self._wall = wall_clock
         self._l1_clock = l1._clock
         self._inflight: dict[str, asyncio.Task[_Result]] = {}
@@ -102,8 +106,11 @@ class LayeredCache:
 
     # -- reads ---------------------------------------------------------------------------------
     async def get(self, key: str, loader: Loader | None = None, default: Any = None) -> Any:
-        e = self.l1.get_entry(key)
+        l1 = self.l1
+        e = l1.get_entry(key)
         if e is not None:
+            if not l1.hits & _HIT_SAMPLE_MASK:
+                self._hot.record(key, HIT_SAMPLE)
             fresh_until = e.fresh_until
             if fresh_until is not None and self._l1_clock() >= fresh_until:
                 self.stats.l1_stale += 1
@@ -112,6 +119,7 @@ class LayeredCache:
                 self.stats.l1_negative += 1
                 return default
             return e.value
+        self._hot.record(key)
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._fetch(key, loader, True))

@@ -4,6 +4,9 @@ Prometheus registry by a collector that reads them at scrape time.
 ``Counter.labels(...).inc()`` costs about a microsecond; an L1 hit must cost less than that in
 total, so hits and misses are ints here and become Prometheus samples only when scraped. Slow
 layers (L2, the loader) also feed latency histograms, where a microsecond does not matter.
+
+:class:`HotKeys` keeps the hottest keys per namespace (Space-Saving top-k, fed with every L1
+miss and one L1 hit in ``HIT_SAMPLE``), for the stats API and as a warm-up source.
 """
 
 from __future__ import annotations
@@ -37,6 +40,79 @@ class Outcome(enum.StrEnum):
     ERROR = "error"
 
 
+# One L1 hit in this many is fed to HotKeys (weighted by it): a decrement on the hit path.
+HIT_SAMPLE = 16
+
+
+class HotKeys:
+    """The ``capacity`` most frequent keys of each namespace (the part before the first ``:``;
+    keys without one count under ``""``), by the Space-Saving algorithm: a key not tracked
+    replaces the least counted one and inherits its count (an overestimate bounded by it), so
+    memory is ``capacity`` keys per namespace whatever the key space. Counts are halved every
+    ``decay_every`` recorded lookups, so the list follows what is hot now. At most
+    ``max_namespaces`` namespaces are tracked (a new one beyond is ignored)."""
+
+    def __init__(
+        self, capacity: int = 64, *, max_namespaces: int = 64, decay_every: int = 100_000
+    ) -> None:
+        if capacity < 1 or max_namespaces < 1 or decay_every < 1:
+            raise ValueError("capacity, max_namespaces and decay_every must be positive")
+        self.capacity = capacity
+        self.max_namespaces = max_namespaces
+        self.decay_every = decay_every
+        self._counts: dict[str, dict[str, float]] = {}
+        self._recorded = 0
+
+    def record(self, key: str, weight: float = 1.0) -> None:
+        namespace, sep, _ = key.partition(":")
+        if not sep:
+            namespace = ""
+        counts = self._counts.get(namespace)
+        if counts is None:
+            if len(self._counts) >= self.max_namespaces:
+                return
+            counts = self._counts[namespace] = {}
+        n = counts.get(key)
+        if n is not None:
+            counts[key] = n + weight
+        elif len(counts) < self.capacity:
+            counts[key] = weight
+        else:
+            victim = min(counts, key=counts.__getitem__)
+            counts[key] = counts.pop(victim) + weight
+        self._recorded += 1
+        if self._recorded >= self.decay_every:
+            self._decay()
+
+    def _decay(self) -> None:
+        self._recorded = 0
+        for counts in self._counts.values():
+            for k in list(counts):
+                n = counts[k] / 2
+                if n < 1:
+                    del counts[k]
+                else:
+                    counts[k] = n
+
+    def namespaces(self) -> list[str]:
+        return sorted(self._counts)
+
+    def top(self, namespace: str, n: int = 10) -> list[tuple[str, float]]:
+        """The ``n`` hottest keys of ``namespace`` with their (estimated) lookup counts."""
+        counts = self._counts.get(namespace, {})
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+    def snapshot(self, n: int = 10) -> dict[str, list[dict[str, Any]]]:
+        return {
+            ns: [{"key": k, "count": round(c)} for k, c in self.top(ns, n)]
+            for ns in self.namespaces()
+        }
+
+    def clear(self) -> None:
+        self._counts.clear()
+        self._recorded = 0
+
+
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
 
@@ -58,6 +134,7 @@ class CacheStats:
         }
         self.l1_stale = 0
         self.l1_negative = 0
+        self.hot = HotKeys()
         self._window_s = window_s
         self._history: deque[tuple[float, int, int]] = deque()
         self.latency = Histogram(
@@ -79,8 +156,9 @@ class CacheStats:
     def observe(self, layer: Layer, seconds: float) -> None:
         self._latency_children[layer].observe(seconds)
 
-    def snapshot(self, now: float | None = None) -> dict[str, Any]:
-        """Everything the API shows: per layer hits, misses, ratios (total and over the window)."""
+    def snapshot(self, now: float | None = None, *, hot_keys: int = 10) -> dict[str, Any]:
+        """Everything the API shows: per layer hits, misses, ratios (total and over the window),
+        and the ``hot_keys`` hottest keys per namespace."""
         now = time.monotonic() if now is None else now
         l1 = self.l1
         l1_hits = l1.hits if l1 else 0
@@ -112,7 +190,7 @@ class CacheStats:
             layers[layer.value] = data
         if self.breaker is not None:
             layers["l2"]["breaker"] = self.breaker.snapshot()
-        return {"cache": self.name, "layers": layers}
+        return {"cache": self.name, "layers": layers, "hot_keys": self.hot.snapshot(hot_keys)}
 
 
 def _ratio(hits: int, misses: int) -> float | None:

@@ -122,6 +122,14 @@ async def test_agent_serves_its_l1_follows_invalidations_and_reports_stats(
     assert _samples(report, "haetae_cache_l2_breaker_open") == {"layer=l2": 0}
     evictions = _samples(report, "haetae_cache_evictions_total")
     assert set(evictions) == {f"layer=l1,reason={r.value}" for r in EvictionReason}
+    # The series every haetae cache exports, which the CacheHitRatioDrop rule reads.
+    requests = _samples(report, "haetae_cache_requests_total")
+    (l1_hit,) = [k for k in requests if k.endswith("layer=l1,outcome=hit")]
+    assert l1_hit.startswith("cache=") and requests[l1_hit] == hits["layer=l1"]
+    assert {k.split(",", 1)[1] for k in requests} >= {
+        "layer=l1,outcome=miss",
+        "layer=l2,outcome=hit",
+    }
 
 
 async def test_agent_starts_with_redis_down_and_keeps_serving(

@@ -60,6 +60,23 @@ SERIES: dict[str, tuple[str, dict[str, str], Values]] = {
     "r2": ("cache_hit_ratio", {"agent": "a2"}, [0.5 + 0.01 * (i % 7) for i in range(N)]),
     "h1": ("demo_cache_hits_total", {"agent": "a1"}, _counter(0, [90, 95, 85])),
     "m1": ("demo_cache_misses_total", {"agent": "a1"}, _counter(0, [10, 5, 30])),
+    # What the default CacheHitRatioDrop reads: per agent, cache and layer.
+    **{
+        f"q{i}": (
+            "haetae_cache_requests_total",
+            {"agent": "a1", "cache": "demo", "layer": layer, "outcome": outcome},
+            _counter(0, incs),
+        )
+        for i, (layer, outcome, incs) in enumerate(
+            (
+                ("l1", "hit", [90, 95, 85]),
+                ("l1", "miss", [10, 5, 30]),
+                ("l2", "stale", [1, 2, 0]),
+                ("l2", "miss", [3, 1, 4]),
+                ("loader", "hit", [2, 2, 2]),
+            )
+        )
+    },
     "i1": ("agent_info", {"agent": "a1", "team": "web"}, [1.0] * N),
     "i2": ("agent_info", {"agent": "a2", "team": "db"}, [2.0] * N),
     **{
@@ -197,7 +214,9 @@ def test_evaluator_matches_prometheus(tmp_path: Path) -> None:
     exprs = list(EXPRS)
     rules = load_rules_dir(Path(__file__).resolve().parents[3] / "rules")
     # The acceptance rule, as a 0/1 answer so that it has a value either way.
-    exprs += [r.expr_text.replace("<=", "<= bool") for r in rules if "demo_cache" in r.expr_text]
+    acceptance = [r.expr_text for r in rules if r.name == "CacheHitRatioDrop"]
+    assert len(acceptance) == 1 and "haetae_cache_requests_total" in acceptance[0]
+    exprs += [e.replace("<", "< bool") for e in acceptance]  # its one comparison
     exprs += [r.expr_text.split(" > ")[0] for r in rules if "histogram_quantile" in r.expr_text]
     theirs = _promtool_results(tmp_path, exprs)
     compared = 0
@@ -209,7 +228,7 @@ def test_evaluator_matches_prometheus(tmp_path: Path) -> None:
             for key, value in want.items():
                 assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), (expr, t, key)
             compared += len(want)
-    assert compared >= 387  # samples compared, over every case
+    assert compared >= 391  # samples compared, over every case
 
 
 def test_rule_files_and_export_pass_promtool_check(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ control plane's invalidations, and GET /admin/cache/stats shows its L1 from the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 
 from agent import Agent, AgentConfig
-from control_plane.api.cache import agent_cache_stats
+from control_plane.api.cache import agent_cache_stats, reported_caches
+from control_plane.appkeys import CACHE, INGESTOR
 from control_plane.auth import TokenKind
 from control_plane.auth.middleware import TOKEN_STORE
+from control_plane.cache_ctx import SELF_AGENT_ID, self_report
 from control_plane.ingest.windows import SeriesRef, SeriesWindows
 from haetae.cache import EvictionReason
 
@@ -112,3 +115,63 @@ def test_window_hit_ratio_counts_increases_and_restarts() -> None:
     assert a["window_hit_ratio"] == 36 / 46
     assert "misses" not in stats["b"]["l1"]
     assert stats["b"]["l1"]["hit_ratio"] == 1.0
+
+
+def test_reported_caches_read_the_requests_series_and_skip_them_in_the_agent_view() -> None:
+    windows = SeriesWindows(window_seconds=3600, max_points=100)
+    name = "haetae_cache_requests_total"
+    hit = _ref(1, "a", name, cache="demo", layer="l1", outcome="hit")
+    miss = _ref(2, "a", name, cache="demo", layer="l1", outcome="miss")
+    stale = _ref(3, "a", name, cache="demo", layer="l2", outcome="stale")
+    error = _ref(4, "a", name, cache="demo", layer="l2", outcome="error")
+    # A named cache's sizes (an app's haetae.cache scraped): not the agent-hosted L1's.
+    demo_entries = _ref(5, "a", "haetae_cache_entries", cache="demo", layer="l1")
+    windows.add(
+        [
+            (hit, 900, 50),
+            (miss, 900, 50),
+            (hit, 990, 80),
+            (miss, 990, 60),
+            (stale, 990, 3),
+            (error, 990, 1),
+            (demo_entries, 990, 7),
+        ],
+        now=1000,
+    )
+    caches = reported_caches(windows, now=1000, window_s=60)
+    l1 = caches["a"]["demo"]["l1"]
+    assert l1["lookups"] == 140 and l1["hits"] == 80 and l1["hit_ratio"] == 80 / 140
+    assert l1["window_hit_ratio"] == 30 / 40
+    l2 = caches["a"]["demo"]["l2"]
+    assert l2["lookups"] == 4 and l2["hits"] == 3
+    assert agent_cache_stats(windows, now=1000, window_s=60) == {}
+
+
+async def test_the_control_planes_cache_is_ingested_as_series(cache_plane: CachePlane) -> None:
+    """Its counters become haetae_cache_requests_total{cache="control_plane"} of agent
+    ``control-plane`` in the ingest windows (what the rules read), shown under ``reported``."""
+    service = cache_plane.app[CACHE]
+
+    async def page(key: str) -> str:
+        return key
+
+    service.register_loader("page", page)
+    await service.cache.get("page:a")
+    await service.cache.get("page:a")
+    reporter = asyncio.create_task(self_report(cache_plane.app, interval_s=0.05))
+    try:
+        windows = cache_plane.app[INGESTOR].windows
+        async with asyncio.timeout(10):
+            for _ in iter(lambda: not windows.select("haetae_cache_requests_total"), False):
+                await asyncio.sleep(0.05)
+    finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+    refs = windows.select("haetae_cache_requests_total")
+    assert {r.agent_id for r in refs} == {SELF_AGENT_ID}
+    labels = {(r.labels["layer"], r.labels["outcome"]) for r in refs}
+    assert {("l1", "hit"), ("l1", "miss"), ("l2", "miss"), ("loader", "hit")} <= labels
+    resp = await cache_plane.client.get("/admin/cache/stats", headers=cache_plane.admin())
+    l1 = (await resp.json())["reported"][SELF_AGENT_ID]["control_plane"]["l1"]
+    assert l1["lookups"] == 2 and l1["hits"] == 1
