@@ -192,7 +192,10 @@ async def cache_stats(request: web.Request) -> web.Response:
             nodes = {}
         nodes[service.bus.node_id] = local
     totals: dict[str, dict[str, int | float | None]] = {}
-    for snap in nodes.values() or [local]:
+    # Totals are this cache's (other named caches, e.g. the link analyzer's, share the bus and
+    # are listed under hosts with their own name, but do not add into these totals).
+    same_cache = [snap for snap in nodes.values() if snap.get("cache") == local["cache"]]
+    for snap in same_cache or [local]:
         for layer, data in snap["layers"].items():
             t = totals.setdefault(layer, {"hits": 0, "misses": 0})
             if layer == "l1":

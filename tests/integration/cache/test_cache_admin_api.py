@@ -156,3 +156,24 @@ async def test_warmup_rejects_bad_input(cache_plane: CachePlane, body: Any, fiel
     )
     problem = await assert_problem(resp, 400)
     assert problem["field"] == field
+
+
+async def test_totals_add_up_only_this_cache_not_other_named_caches_on_the_bus(
+    cache_plane: CachePlane, make_cache: MakeCache
+) -> None:
+    # Another named cache (the link analyzer's, say) shares the bus: it is listed under hosts
+    # with its own name, but its lookups must not inflate the control plane cache's totals.
+    service = cache_plane.app[CACHE]
+    service.register_loader("page", page)
+    other = await make_cache()  # stats name "default"
+    assert other.l2 is not None
+    for _ in range(5):
+        await other.get("page:o", page)
+    async with InvalidationBus(other.l2.client, other, node_id="other-cache", block_ms=100):
+        await service.cache.get("page:x")
+        await service.cache.get("page:x")
+        resp = await cache_plane.client.get("/admin/cache/stats", headers=cache_plane.admin())
+        body = await resp.json()
+    assert body["hosts"]["other-cache"]["cache"] == "default"
+    assert body["hosts"]["other-cache"]["layers"]["l1"]["hits"] == 4
+    assert body["totals"]["l1"] == {"hits": 1, "misses": 1, "hit_ratio": 0.5}
