@@ -71,6 +71,20 @@ class AgentCacheConfig(StrictModel):
     l2_timeout_ms: float = Field(50.0, gt=0)
 
 
+class PushConfig(StrictModel):
+    """``POST /v1/push`` on the agent's HTTP server: the app pushes samples that are reported
+    at once (an urgent report) instead of waiting for the next collection."""
+
+    enabled: bool = True
+    # Unset: like /metrics and /health, open to whoever reaches http.host (loopback by default).
+    token: SecretStr | None = None
+    max_bytes: int = Field(1024 * 1024, ge=1024)
+    # Pushed samples waiting for a report; past it a push is answered 429.
+    max_samples: int = Field(10_000, ge=1)
+    # Urgent reports are at least this far apart; pushes meanwhile share the next one.
+    min_interval_s: float = Field(0.1, ge=0.0, le=60.0)
+
+
 KNOWN_COLLECTORS = ("host", "process", "app", "health")
 
 
@@ -87,6 +101,7 @@ class AgentConfig(StrictModel):
     health: HealthProbe = HealthProbe()
     spool: SpoolConfig = SpoolConfig()
     cache: AgentCacheConfig = AgentCacheConfig()
+    push: PushConfig = PushConfig()
 
     @model_validator(mode="after")
     def _known_collectors(self) -> AgentConfig:

@@ -32,6 +32,8 @@ def encode_report(*, report_id: str, seq: int, cycle: Cycle) -> bytes:
             for c in cycle.collectors
         ],
     }
+    if cycle.urgent:
+        doc["urgent"] = True
     return zlib.compress(orjson.dumps(doc), _GZIP_LEVEL, _GZIP_WBITS)
 
 

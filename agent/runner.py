@@ -32,6 +32,8 @@ class Cycle:
     collected_at: float  # unix seconds at the start of the cycle
     samples: list[Sample]
     collectors: list[CollectorRun]
+    # Pushed samples sent at once (agent.push): the control plane commits it without batching.
+    urgent: bool = False
 
 
 class Runner:

@@ -17,6 +17,9 @@ from agent.client import ControlPlaneClient
 from agent.collectors import build_collectors
 from agent.fsutil import ensure_private_dir
 from agent.http.client import HttpClient
+from agent.http.server import BodyHandler
+from agent.push import PATH as PUSH_PATH
+from agent.push import Push
 from agent.reporter import Reporter, last_spooled_seq
 from agent.runner import Cycle, Runner
 from agent.server import HttpServer, build_routes
@@ -61,6 +64,7 @@ class Agent:
         self._reporter: Reporter | None = None
         self._server: HttpServer | None = None
         self._cache: AgentCache | None = None
+        self._push: Push | None = None
         self._cycles = Counter(
             "haetae_agent_cycles", "Collection cycles run.", registry=self.registry
         )
@@ -137,12 +141,33 @@ class Agent:
             registry=self.registry,
         )
         self._reporter = Reporter(client=client, spool=spool, seq=seq, registry=self.registry)
-        server = HttpServer(build_routes(self.registry, self.health), cfg.http.host, cfg.http.port)
+        post_routes: dict[str, BodyHandler] = {}
+        if cfg.push.enabled:
+            token = cfg.push.token.get_secret_value() if cfg.push.token is not None else None
+            self._push = Push(
+                self._reporter.submit,
+                self.registry,
+                token=token,
+                min_interval_s=cfg.push.min_interval_s,
+                max_samples=cfg.push.max_samples,
+            )
+            post_routes[PUSH_PATH] = self._push.handle
+        server = HttpServer(
+            build_routes(self.registry, self.health),
+            cfg.http.host,
+            cfg.http.port,
+            post_routes=post_routes,
+            max_body=cfg.push.max_bytes,
+        )
         await server.start()
         self._stack.push_async_callback(server.stop)
         self._server = server
         self._reporter.start()
         self._stack.push_async_callback(self._stop_reporter)
+        if self._push is not None:
+            # Closed first (callbacks run last-in first-out): what is buffered is spooled
+            # before the reporter's final flush; pushes after this are answered 503.
+            self._stack.push_async_callback(self._push.close)
         self._log.info(
             "agent %s: serving http://%s:%s, reporting to %s every %g s",
             cfg.agent_id,
@@ -191,6 +216,9 @@ class Agent:
         start = time.perf_counter()
         try:
             cycle = await self._runner.run_cycle()
+            if self._push is not None and self._push.pending:
+                # Pushed samples no urgent report has taken yet go with this one.
+                cycle.samples.extend(self._push.take())
             await self._reporter.submit(cycle)
         except Exception:  # a bug here must cost one report, not the agent
             self._log.exception("collection cycle failed")
@@ -210,6 +238,11 @@ class Agent:
     def cache(self) -> AgentCache | None:
         """The agent-hosted L1 (None unless the ``cache`` section is enabled)."""
         return self._cache
+
+    @property
+    def push(self) -> Push | None:
+        """The ``POST /v1/push`` endpoint's state (None when ``push.enabled`` is false)."""
+        return self._push
 
     @property
     def spool(self) -> Spool:

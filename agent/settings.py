@@ -96,6 +96,15 @@ class AgentCacheConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PushConfig:
+    enabled: bool
+    token: Secret | None
+    max_bytes: int
+    max_samples: int
+    min_interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class AgentSettings:
     agent_id: str
     labels: dict[str, str]
@@ -109,6 +118,7 @@ class AgentSettings:
     health: HealthProbe
     spool: SpoolConfig
     cache: AgentCacheConfig
+    push: PushConfig
 
 
 def from_config(config: Any) -> AgentSettings:

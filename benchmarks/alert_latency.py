@@ -6,11 +6,15 @@ answer to `POST /demo/state`) to the webhook notification arriving at one local 
 firing (0 -> 1) and resolved (1 -> 0), over N trials.
 
 - Haetae: control plane (embedded Postgres + Redis under a temp dir), agent at a 1 s interval,
-  route group_wait 0 s, group_interval 1 s, webhook channel to the receiver.
+  route group_wait 0 s, group_interval 1 s, webhook channel to the receiver. The demo app pushes
+  each change to the agent's `POST /v1/push` (it sends it on at once in an urgent report); the
+  1 s collection runs as well. `--no-push` measures the pull path alone.
 - Prometheus + Alertmanager (Debian `prometheus`, `prometheus-alertmanager`): scrape and
   evaluation every 1 s, group_wait 0s, group_interval 1s, webhook receiver; clustering off.
+  Prometheus has no push path (the Pushgateway is scraped too): it sees the change at its next
+  scrape.
 
-    .venv/bin/python benchmarks/alert_latency.py [--trials 20]
+    .venv/bin/python benchmarks/alert_latency.py [--trials 20] [--no-push]
 
 A peer whose binaries are missing is skipped and said so.
 """
@@ -137,10 +141,10 @@ class Procs:
                     p.wait()
 
 
-def start_haetae(procs: Procs, tmp: Path, hook: str, demo_port: int) -> None:
+def start_haetae(procs: Procs, tmp: Path, hook: str, demo_port: int, agent_port: int) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HAETAE_")}
     cli = [sys.executable, "-m", "haetae.cli"]
-    cp_port, agent_port = free_port(), free_port()
+    cp_port = free_port()
     rules = tmp / "haetae-rules"
     rules.mkdir()
     (rules / "bench.yml").write_text(
@@ -272,17 +276,19 @@ def start_prometheus(procs: Procs, tmp: Path, hook: str, demo_port: int) -> bool
     return True
 
 
-def run(trials: int, timeout_s: float) -> dict[tuple[str, str], list[float]]:
+def run(trials: int, timeout_s: float, *, push: bool) -> dict[tuple[str, str], list[float]]:
     tmp = Path(tempfile.mkdtemp(prefix="haetae-alert-latency-"))
     receiver = Receiver()
     server, hook_port = receiver.serve()
     hook = f"http://127.0.0.1:{hook_port}"
     procs = Procs(tmp)
-    demo_port = free_port()
+    demo_port, agent_port = free_port(), free_port()
     demo = f"http://127.0.0.1:{demo_port}"
     results: dict[tuple[str, str], list[float]] = {}
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HAETAE_")}
+        if push:
+            env["HAETAE_DEMO_PUSH_URL"] = f"http://127.0.0.1:{agent_port}/v1/push"
         procs.start(
             "demo-app",
             [sys.executable, "-m", "haetae.cli", "demo-app", "--port", str(demo_port)],
@@ -290,7 +296,7 @@ def run(trials: int, timeout_s: float) -> dict[tuple[str, str], list[float]]:
         )
         wait_http(f"{demo}/health")
         post_json(f"{demo}/demo/state", {"value": 0})
-        start_haetae(procs, tmp, hook, demo_port)
+        start_haetae(procs, tmp, hook, demo_port, agent_port)
         systems = [HAETAE]
         if start_prometheus(procs, tmp, hook, demo_port):
             systems.append(PROMETHEUS)
@@ -335,8 +341,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=10.0, help="per flip, seconds")
+    parser.add_argument(
+        "--no-push",
+        action="store_true",
+        help="the demo app does not push to Haetae's agent: both systems pull every 1 s",
+    )
     args = parser.parse_args()
-    results = run(args.trials, args.timeout)
+    results = run(args.trials, args.timeout, push=not args.no_push)
+    path = "pull only" if args.no_push else "push (+ 1 s pull)"
+    print(f"\nHaetae path: {path}; Prometheus + Alertmanager: pull (it has no push path)")
     print(f"\n{'system':26}{'status':10}{'n':>4}{'p50 s':>8}{'p95 s':>8}{'max s':>8}{'lost':>6}")
     for (system, status), values in sorted(results.items()):
         ok = [v for v in values if v != float("inf")]

@@ -223,7 +223,8 @@ def run_up(opts: UpOptions) -> int:
         demo = Child(
             "demo-app",
             ["demo-app", "--host", opts.host, "--port", str(opts.demo_port)],
-            base_env,
+            # State changes are pushed to the agent at once (docs/operations.md).
+            base_env | {"HAETAE_DEMO_PUSH_URL": f"http://{opts.host}:{opts.agent_port}/v1/push"},
             log_path=logs_dir / "demo-app.log",
         )
         worker = Child(

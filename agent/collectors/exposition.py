@@ -113,6 +113,11 @@ def parse_reference(text: str) -> tuple[list[Sample], int]:
     return out, refused
 
 
+def acceptable_series(name: str, labels: dict[str, str]) -> bool:
+    """Would the control plane accept a sample of this name and label set?"""
+    return _acceptable(name, labels)
+
+
 def _acceptable(name: str, labels: dict[str, str]) -> bool:
     if len(name) > MAX_NAME_LEN or not _NAME.fullmatch(name) or len(labels) > MAX_LABELS:
         return False

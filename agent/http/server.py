@@ -1,8 +1,10 @@
-"""A small HTTP/1.1 server for the agent's own GET endpoints (/metrics, /health) on loopback.
+"""A small HTTP/1.1 server for the agent's own endpoints on loopback: GET /metrics and /health,
+and POST routes such as /v1/push.
 
 h11 parses requests and frames answers; this module accepts connections, routes by path, keeps
 connections alive between scrapes, and bounds what a client can make it hold: request heads are
-capped by h11, request bodies are refused, idle connections are closed.
+capped by h11, request bodies are refused except on POST routes (capped at ``max_body``), idle
+connections are closed.
 """
 
 from __future__ import annotations
@@ -11,26 +13,53 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
 
 import h11
+import orjson
 
 # (status, content type, body, extra headers)
 Answer = tuple[int, str, bytes, dict[str, str]]
 Handler = Callable[[], Answer | Awaitable[Answer]]
 
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a POST handler gets: header names are lower-case."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+BodyHandler = Callable[[Request], Answer | Awaitable[Answer]]
+
 _IDLE_S = 60.0  # a keep-alive connection with no request for this long is closed
 _READ_S = 10.0  # a started request must arrive within this
 _MAX_HEAD = 16 * 1024
+_MAX_BODY = 1024 * 1024
 
 _log = logging.getLogger("haetae.agent.http")
 
 
 class HttpServer:
-    """Serves ``routes`` (path -> handler, GET and HEAD) on ``host:port``; port 0 picks a free
-    one (see ``port``)."""
+    """Serves ``routes`` (path -> handler, GET and HEAD) and ``post_routes`` (path -> handler
+    of the request, bodies up to ``max_body`` bytes) on ``host:port``; port 0 picks a free one
+    (see ``port``)."""
 
-    def __init__(self, routes: dict[str, Handler], host: str, port: int) -> None:
+    def __init__(
+        self,
+        routes: dict[str, Handler],
+        host: str,
+        port: int,
+        *,
+        post_routes: dict[str, BodyHandler] | None = None,
+        max_body: int = _MAX_BODY,
+    ) -> None:
         self._routes = routes
+        self._post_routes = dict(post_routes or {})
+        self._max_body = max_body
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -77,10 +106,11 @@ class HttpServer:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
         while True:
-            request = await self._next_request(conn, reader, writer)
-            if request is None:
+            got = await self._next_request(conn, reader, writer)
+            if got is None:
                 return
-            await self._answer(conn, request, writer)
+            request, body = got
+            await self._answer(conn, request, body, writer)
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
                 return
             try:
@@ -90,8 +120,10 @@ class HttpServer:
 
     async def _next_request(
         self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> h11.Request | None:
+    ) -> tuple[h11.Request, bytes] | None:
         request: h11.Request | None = None
+        accepts_body = False
+        body = bytearray()
         timeout = _IDLE_S
         while True:
             try:
@@ -107,32 +139,54 @@ class HttpServer:
             if isinstance(event, h11.Request):
                 request = event
                 timeout = _READ_S
+                accepts_body = event.method == b"POST" and _path(event) in self._post_routes
+                if accepts_body and _content_length(event) > self._max_body:
+                    await self._send_error(conn, writer, 413, "request body too large")
+                    return None
                 continue
             if isinstance(event, h11.Data):
-                await self._send_error(conn, writer, 413, "request bodies are not accepted")
-                return None
-            if isinstance(event, h11.EndOfMessage):
-                return request
+                if not accepts_body:
+                    await self._send_error(conn, writer, 413, "request bodies are not accepted")
+                    return None
+                body += event.data
+                if len(body) > self._max_body:
+                    await self._send_error(conn, writer, 413, "request body too large")
+                    return None
+                continue
+            if isinstance(event, h11.EndOfMessage) and request is not None:
+                return request, bytes(body)
             return None  # ConnectionClosed or PAUSED
 
     async def _answer(
-        self, conn: h11.Connection, request: h11.Request, writer: asyncio.StreamWriter
+        self,
+        conn: h11.Connection,
+        request: h11.Request,
+        payload: bytes,
+        writer: asyncio.StreamWriter,
     ) -> None:
         method = request.method
-        path = request.target.split(b"?", 1)[0].decode("latin-1")
+        path = _path(request)
         handler = self._routes.get(path)
-        if handler is None:
+        poster = self._post_routes.get(path)
+        call: Callable[[], Answer | Awaitable[Answer]] | None = None
+        if handler is not None and method in (b"GET", b"HEAD"):
+            call = handler
+        elif poster is not None and method == b"POST":
+            fields = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+            req = Request(path, fields, payload)
+            call = lambda: poster(req)  # noqa: E731
+        if handler is None and poster is None:
             status, ctype, body, extra = 404, "text/plain; charset=utf-8", b"not found\n", {}
-        elif method not in (b"GET", b"HEAD"):
+        elif call is None:
             status, ctype, body, extra = (
                 405,
                 "text/plain; charset=utf-8",
                 b"method not allowed\n",
-                {"Allow": "GET, HEAD"},
+                {"Allow": "GET, HEAD" if handler is not None else "POST"},
             )
         else:
             try:
-                result = handler()
+                result = call()
                 if not isinstance(result, tuple):
                     result = await result
                 status, ctype, body, extra = result
@@ -158,14 +212,20 @@ class HttpServer:
     ) -> None:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        body = f"{message}\n".encode()
+        try:
+            title = HTTPStatus(status).phrase
+        except ValueError:
+            title = "Error"
+        body = orjson.dumps(
+            {"type": "about:blank", "title": title, "status": status, "detail": message}
+        )
         try:
             data = (
                 conn.send(
                     h11.Response(
                         status_code=status,
                         headers=[
-                            ("Content-Type", "text/plain; charset=utf-8"),
+                            ("Content-Type", "application/problem+json"),
                             ("Content-Length", str(len(body))),
                             ("Connection", "close"),
                         ],
@@ -179,3 +239,17 @@ class HttpServer:
             return
         writer.write(data)
         await writer.drain()
+
+
+def _path(request: h11.Request) -> str:
+    return request.target.split(b"?", 1)[0].decode("latin-1")
+
+
+def _content_length(request: h11.Request) -> int:
+    for name, value in request.headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0

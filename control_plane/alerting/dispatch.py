@@ -25,11 +25,25 @@ SELECT event_id, at, fingerprint, labels, annotations, previous, state, flapping
 FROM alert_events WHERE NOT notified ORDER BY event_id LIMIT $1 FOR UPDATE SKIP LOCKED
 """
 # DO UPDATE (not DO NOTHING) so that the row is locked against a concurrent flush deleting it.
+# A change to an existing group brings its next flush forward: at once if the group's last send
+# is group_interval old (group_interval is a minimum spacing between sends, not a tick), else at
+# last send + group_interval; a group never sent yet keeps its group_wait.
 _GROUP = """
 INSERT INTO notify_groups (group_key, receiver, group_labels, group_interval_s,
                            repeat_interval_s, next_flush_at, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (group_key) DO UPDATE SET receiver = EXCLUDED.receiver
+ON CONFLICT (group_key) DO UPDATE SET
+    receiver = EXCLUDED.receiver,
+    next_flush_at = LEAST(
+        notify_groups.next_flush_at,
+        GREATEST(
+            $7,
+            COALESCE(
+                notify_groups.last_sent_at + make_interval(secs => notify_groups.group_interval_s),
+                notify_groups.created_at + make_interval(secs => $8::float8)
+            )
+        )
+    )
 """
 _FIRING = """
 INSERT INTO notify_group_alerts (group_key, fingerprint, labels, annotations, state, flapping,
@@ -89,6 +103,7 @@ async def dispatch_events(
                 route.repeat_interval_s,
                 first_flush,
                 when,
+                route.group_wait_s,
             )
             if kind == "firing":
                 if route.escalation_policy is not None:

@@ -1,11 +1,15 @@
 """Notification groups -> outbox (PostgreSQL): grouping timers, dedup and silences.
 
-A group is flushed ``group_wait`` after its first alert, then every ``group_interval``. A flush
-sends (one outbox row per destination of the receiver) when the set of firing alerts changed
-since the last send or alerts resolved, or when ``repeat_interval`` passed with alerts still
-firing; otherwise it is deduplicated away. Silenced alerts are left out at flush time, as in
-Alertmanager. Groups are claimed with ``FOR UPDATE SKIP LOCKED``: with several control planes
-each group is flushed by exactly one of them.
+A group is flushed ``group_wait`` after its first alert. After that ``group_interval`` is the
+minimum spacing between two sends of the group, not a tick: a change (an alert firing or
+resolving, filed by :mod:`dispatch`) is flushed at once if the group's last send is at least
+``group_interval`` old, else at last send + ``group_interval``. Without changes a group is
+re-checked every ``group_interval`` (for ``repeat_interval``, silences that ended, inhibitions
+that lifted). A flush sends (one outbox row per destination of the receiver) when the set of
+firing alerts changed since the last send or alerts resolved, or when ``repeat_interval`` passed
+with alerts still firing; otherwise it is deduplicated away. Silenced alerts are left out at
+flush time, as in Alertmanager. Groups are claimed with ``FOR UPDATE SKIP LOCKED``: with several
+control planes each group is flushed by exactly one of them.
 """
 
 from __future__ import annotations

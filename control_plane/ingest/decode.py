@@ -62,6 +62,8 @@ class Report:
     collected_at: float
     samples: list[Sample]
     collectors: list[CollectorStatus] = field(default_factory=list)
+    # Pushed samples the agent sent at once: committed without waiting to batch (writer).
+    urgent: bool = False
 
 
 def labels_key(labels: dict[str, str]) -> str:
@@ -102,7 +104,10 @@ def decode_report(body: bytes, agent_id: str, *, now: float, cfg: IngestConfig) 
         )
     samples = _samples(raw_samples, collected_at, latest)
     collectors = _collectors(doc.get("collectors"))
-    return Report(agent_id, report_id, seq, collected_at, samples, collectors)
+    urgent = doc.get("urgent", False)
+    if not isinstance(urgent, bool):
+        raise invalid("urgent", "urgent must be true or false")
+    return Report(agent_id, report_id, seq, collected_at, samples, collectors, urgent)
 
 
 def _samples(raw: list[Any], default_ts: float, latest: float) -> list[Sample]:

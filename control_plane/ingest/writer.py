@@ -161,7 +161,8 @@ class Ingestor:
         self._pending_samples += n
         self._metrics.ingest_pending_samples.set(self._pending_samples)
         self._wake.set()
-        if self._pending_samples >= self._cfg.flush_max_samples:
+        if report.urgent or self._pending_samples >= self._cfg.flush_max_samples:
+            # An urgent report (pushed samples) is committed without lingering for a batch.
             self._full.set()
         return await future
 

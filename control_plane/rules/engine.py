@@ -88,6 +88,8 @@ class RuleEngine:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.passes = 0
+        # Awaited before the first background pass (the windows' back-fill: ingest/backfill.py).
+        self.gate: Callable[[], Awaitable[object]] | None = None
 
     async def __aenter__(self) -> RuleEngine:
         await self.ruleset.load()
@@ -134,6 +136,8 @@ class RuleEngine:
     # -- the loop ------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        if self.gate is not None:
+            await self.gate()
         last = 0.0
         while True:
             with contextlib.suppress(TimeoutError):

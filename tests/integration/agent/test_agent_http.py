@@ -13,7 +13,7 @@ from agent_peers import Serve
 from aiohttp import web
 
 from agent.http.client import BodyTooLarge, HttpClient, HttpError
-from agent.http.server import Answer, HttpServer
+from agent.http.server import Answer, HttpServer, Request
 
 
 @pytest.fixture
@@ -285,3 +285,33 @@ async def test_server_stop_closes_idle_connections(
         await srv.stop()  # the idle keep-alive connection must not hold the stop up
         assert await reader.read() == b""
     writer.close()
+
+
+async def test_server_post_routes_take_bounded_bodies(client: HttpClient) -> None:
+    seen: list[Request] = []
+
+    def take(request: Request) -> Answer:
+        seen.append(request)
+        return 202, "application/json", b"{}", {}
+
+    srv = HttpServer({}, "127.0.0.1", 0, post_routes={"/in": take}, max_body=1000)
+    await srv.start()
+    try:
+        base = f"http://127.0.0.1:{srv.port}"
+        resp = await client.request(
+            "POST", f"{base}/in?x=1", body=b"a 1\n", headers={"X-Test": "yes"}, timeout_s=2
+        )
+        assert resp.status == 202
+        assert (seen[0].path, seen[0].body, seen[0].headers["x-test"]) == ("/in", b"a 1\n", "yes")
+        resp = await client.request("GET", f"{base}/in", timeout_s=2)
+        assert (resp.status, resp.headers["allow"]) == (405, "POST")
+        raw = await _raw(
+            srv.port or 0, b"POST /in HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n"
+        )
+        assert raw.startswith(b"HTTP/1.1 413") and b"application/problem+json" in raw
+        chunked = b"POST /in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunked += b"".join(b"200\r\n" + b"a" * 512 + b"\r\n" for _ in range(3)) + b"0\r\n\r\n"
+        assert (await _raw(srv.port or 0, chunked)).startswith(b"HTTP/1.1 413")
+        assert len(seen) == 1
+    finally:
+        await srv.stop()

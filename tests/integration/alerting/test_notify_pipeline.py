@@ -83,24 +83,39 @@ async def test_grouping_timers_dedup_and_repeat(
         assert first.headers["Idempotency-Key"]
         assert await at(20) == []  # not due
         assert await at(70) == []  # due, nothing changed: deduplicated
+        # group_interval is a minimum spacing between sends, not a tick: the last send was
+        # 65 s ago, so a resolution goes out at once...
         await record_transition(pool, T0 + 75, alert("X", "a1"), "firing", "resolved")
-        assert await at(75) == []  # waits for group_interval
-        assert await at(130) == [Outcome.SENT]
+        assert await at(75) == [Outcome.SENT]
         update = peer.received[1].body
         assert update["status"] == "firing"
         assert {a["labels"]["agent"]: a["status"] for a in update["alerts"]} == {
             "a1": "resolved",
             "a2": "firing",
         }
-        assert await at(190) == []
-        assert await at(430) == [Outcome.SENT]  # repeat_interval after the last send
-        assert [a["labels"]["agent"] for a in peer.received[2].body["alerts"]] == ["a2"]
-        await record_transition(pool, T0 + 431, alert("X", "a2"), "firing", "resolved")
-        assert await at(490) == [Outcome.SENT]
-        assert peer.received[3].body["status"] == "resolved"
-        assert await at(550) == []
+        # ...while a change within group_interval of the last send waits for its end.
+        await record_transition(pool, T0 + 80, alert("X", "a3"), "pending", "firing")
+        assert await at(80) == []
+        assert await at(134) == []
+        assert await at(135) == [Outcome.SENT]
+        assert sorted(a["labels"]["agent"] for a in peer.received[2].body["alerts"]) == [
+            "a2",
+            "a3",
+        ]
+        assert await at(200) == []  # re-checked, nothing changed: deduplicated
+        assert await at(435) == [Outcome.SENT]  # repeat_interval after the last send
+        assert sorted(a["labels"]["agent"] for a in peer.received[3].body["alerts"]) == [
+            "a2",
+            "a3",
+        ]
+        await record_transition(pool, T0 + 440, alert("X", "a2"), "firing", "resolved")
+        await record_transition(pool, T0 + 440, alert("X", "a3"), "firing", "resolved")
+        assert await at(440) == []  # 5 s after the repeat: waits for group_interval
+        assert await at(495) == [Outcome.SENT]
+        assert peer.received[4].body["status"] == "resolved"
+        assert await at(560) == []
         assert await pool.fetchval("SELECT count(*) FROM notify_groups") == 0
-    assert len(peer.received) == 4
+    assert len(peer.received) == 5
 
 
 async def test_silenced_alerts_are_left_out(pool: asyncpg.Pool, peer: Peer, peer_url: str) -> None:

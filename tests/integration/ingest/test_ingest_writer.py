@@ -260,3 +260,16 @@ async def test_backpressure_and_shutdown(
     assert await count(pool, "samples") == 40
     with pytest.raises(IngestUnavailable):
         await ing.submit(make_report())
+
+
+async def test_an_urgent_report_is_committed_without_lingering(
+    pool: asyncpg.Pool, make_ingestor: IngestorFactory
+) -> None:
+    await add_agents(pool, "web-1")
+    async with make_ingestor(flush_interval_s=5.0) as ing:
+        urgent = make_report(n=1)
+        urgent.urgent = True
+        started = time.monotonic()
+        assert await asyncio.wait_for(ing.submit(urgent), 4.0) == SubmitResult(1, False)
+        assert time.monotonic() - started < 2.0  # not the 5 s linger
+        assert await count(pool, "samples") == 1

@@ -27,7 +27,7 @@ def _mirror_pairs() -> list[tuple[type[BaseModel], type]]:
 
 def test_every_config_field_has_its_mirror() -> None:
     pairs = _mirror_pairs()
-    assert len(pairs) == 8
+    assert len(pairs) == 9
     for model, mirror in pairs:
         assert dataclasses.is_dataclass(mirror), mirror
         assert [f.name for f in dataclasses.fields(mirror)] == list(model.model_fields), model
@@ -54,6 +54,7 @@ def test_round_trip_keeps_every_value(tmp_path: Path) -> None:
             "max_entries": 10,
             "ttl_s": 5,
         },
+        push={"token": "push-s3cret", "min_interval_s": 0.25},
     )
     settings = rt.from_config(config)
     assert rt.from_config(settings) is settings
@@ -69,6 +70,9 @@ def test_round_trip_keeps_every_value(tmp_path: Path) -> None:
     url = back.cache.redis_url
     assert url is not None and url.get_secret_value() == "redis://:pw@127.0.0.1:6379/0"
     assert "pw@" not in repr(back)
+    push = back.push.token
+    assert push is not None and push.get_secret_value() == "push-s3cret"
+    assert back.push.min_interval_s == 0.25 and "push-s3cret" not in repr(back)
     for model, _ in _mirror_pairs()[1:]:
         name = next(n for n, i in AgentConfig.model_fields.items() if i.annotation is model)
         assert dataclasses.asdict(getattr(back, name)).keys() == model.model_fields.keys()

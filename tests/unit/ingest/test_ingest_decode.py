@@ -85,6 +85,11 @@ def test_empty_samples_and_unknown_top_level_keys_are_fine() -> None:
     assert r.samples == []
 
 
+def test_urgent_is_optional_and_boolean() -> None:
+    assert decode(report()).urgent is False
+    assert decode(report(urgent=True)).urgent is True
+
+
 def test_a_sample_at_the_future_skew_limit_is_accepted() -> None:
     assert decode(report(samples=[sample(ts=NOW + 600)])).samples[0].ts == NOW + 600
 
@@ -98,6 +103,7 @@ BAD: list[tuple[str, Any, str]] = [
     ("report_id not uuid", report(report_id="abc"), "report_id"),
     ("report_id number", report(report_id=5), "report_id"),
     ("seq negative", report(seq=-1), "seq"),
+    ("urgent not boolean", report(urgent="yes"), "urgent"),
     ("seq string", report(seq="1"), "seq"),
     ("seq bool", report(seq=True), "seq"),
     ("seq float", report(seq=1.5), "seq"),
