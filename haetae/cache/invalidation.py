@@ -22,7 +22,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from haetae.cache import keys as ck
+from haetae.cache import resp
 from haetae.cache.l2 import RedisClient
 from haetae.cache.layered import LayeredCache
 
@@ -118,6 +119,9 @@ class InvalidationBus:
         self.applied_entries = 0
         self.flushes = 0
         self._task: asyncio.Task[None] | None = None
+        # The follower's own lean connection (standalone Redis): its XREAD BLOCK, acks and
+        # heartbeats skip redis-py's per-call overhead; None: redis-py (Cluster, TLS...).
+        self._stream: resp.FastPipeline | None = None
         self._stopping = False
         self._last_beat = 0.0
         self._ready = asyncio.Event()
@@ -134,10 +138,9 @@ class InvalidationBus:
         """Apply to L2 and the local L1, append to the stream; the entry id (None: L2 only)."""
         layers = frozenset(layers)
         inv = Invalidation(tuple(keys), tuple(tags), tuple(prefixes))
-        l2 = self.cache.l2
+        l2 = self.cache.l2 if "l2" in layers else None
         try:
-            if "l2" in layers and l2 is not None:
-                await l2.delete(inv.keys)
+            if l2 is not None:
                 tagged = await l2.delete_tags(inv.tags)
                 for prefix in inv.prefixes:
                     await l2.delete_prefix(prefix)
@@ -147,9 +150,10 @@ class InvalidationBus:
                         tuple(dict.fromkeys(inv.keys + tuple(tagged))), inv.tags, inv.prefixes
                     )
             if "l1" not in layers:
+                if l2 is not None:
+                    await l2.delete(keys)
                 return None
-            self.cache.apply_invalidation(inv.keys, inv.tags, inv.prefixes)
-            entry_id = await self.client.eval(
+            append = (
                 _APPEND,
                 2,
                 ck.INVALIDATION_STREAM,
@@ -158,9 +162,34 @@ class InvalidationBus:
                 self.maxlen,
                 *inv.args(self.node_id),
             )
+            fast = self._fast_path()
+            if fast is not None:
+                # One round trip: the L2 DEL and the append go out in one write on the L2's
+                # connection to the same server, which runs them in order, so no L1 can read
+                # the entry before the values are gone from L2. The local L1 is cleared first,
+                # in the same step as queueing the DEL: any later local miss reads L2 after it.
+                self.cache.apply_invalidation(inv.keys, inv.tags, inv.prefixes)
+                futs: list[Awaitable[Any]] = []
+                if l2 is not None and keys:
+                    futs.append(fast.execute("DEL", *(ck.value_key(k) for k in keys)))
+                futs.append(fast.execute("EVAL", *append))
+                entry_id = (await asyncio.gather(*futs))[-1]
+            else:
+                if l2 is not None:
+                    await l2.delete(keys)
+                self.cache.apply_invalidation(inv.keys, inv.tags, inv.prefixes)
+                entry_id = await self.client.eval(*append)  # type: ignore[arg-type]
         except RedisError as exc:
             raise InvalidationError(f"cannot record the invalidation: {exc}") from exc
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    def _fast_path(self) -> resp.FastPipeline | None:
+        """The L2's lean connection, when it reaches the same Redis as the stream's client."""
+        l2 = self.cache.l2
+        pipeline = l2.pipeline if l2 is not None else None
+        if isinstance(pipeline, resp.FastPipeline) and pipeline.serves(self.client):
+            return pipeline
+        return None
 
     async def invalidate_and_wait(
         self,
@@ -247,6 +276,9 @@ class InvalidationBus:
                 log.warning(
                     "the invalidation follower did not stop within 1 s (in %s)", _where(task)
                 )
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.aclose()
         with contextlib.suppress(RedisError, OSError):
             await self.client.zrem(ck.NODES, self.node_id)
             await self.client.hdel(ck.APPLIED, self.node_id)
@@ -271,6 +303,9 @@ class InvalidationBus:
                 if self.connected:
                     log.warning("invalidation stream lost (%r); will catch up", exc)
                 self.connected = False
+                stream, self._stream = self._stream, None
+                if stream is not None:
+                    await stream.aclose()  # its state is unknown (a timed-out XREAD in flight)
                 if not self._stopping:
                     await asyncio.sleep(self.retry_s)
 
@@ -283,39 +318,72 @@ class InvalidationBus:
             await self._heartbeat(force=True)
         self.connected = True
         self._ready.set()
+        ack = False
+        if self._stream is None and resp.supports(self.client):
+            self._stream = resp.FastPipeline(self.client, command_timeout_s=limit)
         while not self._stopping:
             assert self.last_id is not None
-            async with asyncio.timeout(limit):
-                resp: Any = await self.client.xread(
-                    {ck.INVALIDATION_STREAM: self.last_id}, count=1000, block=self.block_ms
-                )
-            entries = resp[0][1] if resp else []
-            if entries:
-                first_seq = int(entries[0][1].get(b"n", 0))
-                if first_seq > self.last_seq + 1:
-                    n = self.cache.flush_l1()
-                    self.flushes += 1
-                    log.warning(
-                        "L1 fell behind the invalidation stream's retention (entries %d..%d "
-                        "trimmed); flushed %d entries",
-                        self.last_seq + 1,
-                        first_seq - 1,
-                        n,
+            # One round trip per batch: the ack of the batch just applied and a heartbeat when
+            # one is due travel in front of the next XREAD BLOCK, so the follower is waiting
+            # on the stream again right away (no ack/heartbeat round trips between reads).
+            commands = self._heartbeat_commands()
+            if ack:
+                commands.append(("HSET", ck.APPLIED, self.node_id, self.last_id))
+            stream = self._stream
+            if stream is not None:
+                futs = [stream.execute(*c) for c in commands]
+                futs.append(
+                    stream.execute(
+                        "XREAD", "COUNT", 1000, "BLOCK", self.block_ms,
+                        "STREAMS", ck.INVALIDATION_STREAM, self.last_id,
                     )
-                own = self.node_id.encode()
-                for _entry_id, fields in entries:
-                    if fields.get(b"o") == own:
-                        continue  # applied locally before it was appended
-                    inv = Invalidation.from_fields(fields)
-                    self.cache.apply_invalidation(inv.keys, inv.tags, inv.prefixes)
-                    self.applied_entries += 1
-                self.last_seq = int(entries[-1][1].get(b"n", self.last_seq))
-                last = entries[-1][0]
-                self.last_id = last.decode() if isinstance(last, bytes) else last
+                )  # fmt: skip
                 async with asyncio.timeout(limit):
-                    await self.client.hset(ck.APPLIED, self.node_id, self.last_id)
-            async with asyncio.timeout(limit):
-                await self._heartbeat()
+                    raw = (await asyncio.gather(*futs))[-1]
+                entries: Any = (
+                    [
+                        (eid, dict(zip(f[::2], f[1::2], strict=True)))
+                        for eid, f in raw[0][1]
+                        if f is not None
+                    ]
+                    if raw
+                    else []
+                )
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for c in commands:
+                    pipe.execute_command(*c)
+                pipe.xread({ck.INVALIDATION_STREAM: self.last_id}, count=1000, block=self.block_ms)
+                async with asyncio.timeout(limit):
+                    replies: Any = await pipe.execute()
+                entries = replies[-1][0][1] if replies[-1] else []
+            ack = False
+            if entries:
+                self._apply(entries)
+                ack = True
+
+    def _apply(self, entries: Any) -> None:
+        first_seq = int(entries[0][1].get(b"n", 0))
+        if first_seq > self.last_seq + 1:
+            n = self.cache.flush_l1()
+            self.flushes += 1
+            log.warning(
+                "L1 fell behind the invalidation stream's retention (entries %d..%d "
+                "trimmed); flushed %d entries",
+                self.last_seq + 1,
+                first_seq - 1,
+                n,
+            )
+        own = self.node_id.encode()
+        for _entry_id, fields in entries:
+            if fields.get(b"o") == own:
+                continue  # applied locally before it was appended
+            inv = Invalidation.from_fields(fields)
+            self.cache.apply_invalidation(inv.keys, inv.tags, inv.prefixes)
+            self.applied_entries += 1
+        self.last_seq = int(entries[-1][1].get(b"n", self.last_seq))
+        last = entries[-1][0]
+        self.last_id = last.decode() if isinstance(last, bytes) else last
 
     async def _position(self) -> None:
         if self.last_id is None:
@@ -339,21 +407,34 @@ class InvalidationBus:
         await self.client.hset(ck.APPLIED, self.node_id, self.last_id)
 
     async def _heartbeat(self, *, force: bool = False) -> None:
+        commands = self._heartbeat_commands(force=force)
+        if commands:
+            pipe = self.client.pipeline(transaction=False)
+            for c in commands:
+                pipe.execute_command(*c)
+            await pipe.execute()
+
+    def _heartbeat_commands(self, *, force: bool = False) -> list[tuple[Any, ...]]:
+        """The heartbeat's commands when one is due (else none)."""
         now = time.time()
         if not force and now - self._last_beat < self.heartbeat_s:
-            return
+            return []
         self._last_beat = now
         snapshot = self.cache.stats.snapshot()
         snapshot["node"] = self.node_id
         snapshot["last_applied"] = self.last_id
-        await self.client.zadd(ck.NODES, {self.node_id: now})
-        await self.client.set(
-            ck.node_stats_key(self.node_id),
-            orjson.dumps(snapshot),
-            ex=max(1, int(self.node_stale_after_s * 3)),
-        )
-        # Forget nodes that stopped heartbeating long ago (crashed without stop()).
-        await self.client.zremrangebyscore(ck.NODES, "-inf", now - 60 * self.node_stale_after_s)
+        return [
+            ("ZADD", ck.NODES, now, self.node_id),
+            (
+                "SET",
+                ck.node_stats_key(self.node_id),
+                orjson.dumps(snapshot),
+                "EX",
+                max(1, int(self.node_stale_after_s * 3)),
+            ),
+            # Forget nodes that stopped heartbeating long ago (crashed without stop()).
+            ("ZREMRANGEBYSCORE", ck.NODES, "-inf", now - 60 * self.node_stale_after_s),
+        ]
 
 
 def _where(task: asyncio.Task[None]) -> str:

@@ -2,14 +2,20 @@
 
 Commands issued in the same event-loop tick are sent as one pipeline (like ioredis'
 ``enableAutoPipelining``): 100 tasks each awaiting a GET cost one round trip, not 100. Batches
-are capped so one slow batch does not hold everything; several batches may be in flight at once
-on separate pooled connections.
+are capped so one slow batch does not hold everything.
+
+On a standalone Redis reached over TCP or a unix socket, the pipelined commands bypass
+redis-py and travel on one lean RESP connection (:mod:`haetae.cache.resp`), with the GETs of one
+tick merged into an MGET; on a Redis Cluster (MOVED/ASK handling) or an unusual connection (TLS,
+credential providers) they go through redis-py's pipeline (:class:`AutoPipeline`), where several
+batches may be in flight at once on separate pooled connections. This class' other calls
+(SMEMBERS, SCAN, EVAL, PING) use the redis-py client.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,6 +23,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from haetae.cache import keys as ck
+from haetae.cache import resp
 
 CLUSTER_SCHEME = "redis+cluster"
 
@@ -50,6 +57,9 @@ class AutoPipeline:
             self._scheduled = True
             loop.call_soon(self._flush)
         return fut
+
+    def get(self, key: str) -> asyncio.Future[Any]:
+        return self.execute("GET", key)
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -96,18 +106,29 @@ class AutoPipeline:
 class RedisL2:
     """Raw-bytes L2 operations on the cache's keyspace (serialisation is the caller's)."""
 
-    def __init__(self, client: RedisClient, *, max_batch: int = 256) -> None:
+    def __init__(
+        self, client: RedisClient, *, max_batch: int = 256, fast_path: bool | None = None
+    ) -> None:
+        """``fast_path``: None picks the lean RESP connection whenever the client allows it."""
         self.client = client
         self.is_cluster = isinstance(client, RedisCluster)
-        self.pipeline = AutoPipeline(client, max_batch=max_batch)
+        if fast_path is None:
+            fast_path = not self.is_cluster and resp.supports(client)
+        elif fast_path and (self.is_cluster or not resp.supports(client)):
+            raise ValueError("the RESP fast path needs a standalone redis.asyncio.Redis client")
+        self.pipeline: AutoPipeline | resp.FastPipeline = (
+            resp.FastPipeline(client, max_batch=max_batch)
+            if fast_path
+            else AutoPipeline(client, max_batch=max_batch)
+        )
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisL2:
         return cls(client_from_url(url, **kwargs))
 
-    async def get(self, key: str) -> bytes | None:
-        result: bytes | None = await self.pipeline.execute("GET", ck.value_key(key))
-        return result
+    def get(self, key: str) -> Awaitable[bytes | None]:
+        """Await it: a future (no coroutine per call on the hot path)."""
+        return self.pipeline.get(ck.value_key(key))
 
     async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         futs = [self.pipeline.execute("GET", ck.value_key(k)) for k in keys]

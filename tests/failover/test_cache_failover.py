@@ -49,7 +49,8 @@ async def cache(own_redis: EmbeddedRedis) -> AsyncIterator[LayeredCache]:
     c = LayeredCache(L1Cache(50), RedisL2(client), policy=CachePolicy(ttl_s=60), breaker=breaker())
     yield c
     await c.aclose()
-    await client.aclose()
+    assert c.l2 is not None
+    await c.l2.aclose()  # its own connection too (the RESP fast path), and the client
 
 
 async def origin(key: str) -> str:
@@ -183,4 +184,5 @@ async def test_invalidation_follower_recovers_after_a_restart(
             assert "k:2" not in other.l1
     finally:
         await other.aclose()
-        await other_client.aclose()
+        assert other.l2 is not None
+        await other.l2.aclose()

@@ -46,6 +46,7 @@ def test_public_face_matches_all() -> None:
             "l2",
             "l3",
             "layered",
+            "resp",
             "serde",
             "sketch",
             "stats",
