@@ -11,18 +11,28 @@ loopback), nothing cached at the start of each measurement.
   URL, same page), all started at once. Goal: Gemini calls == distinct contents. Peer: the same
   pipeline with the analysis cache and the fleet lease switched off, i.e. one call per request.
 
+* ``--workers 1 2``: the same N analyses through the queue, run by that many ``haetae worker``
+  processes (``run_worker_processes``), each with N/workers job slots; latency from the moment
+  the N jobs are enqueued (all at once) to each job's completion, both on the Redis clock.
+
     python benchmarks/link_analyzer_pipeline.py [--n 100] [--latency 0.5] [--hosts 100]
                                                 [--seq 10] [--requests 200] [--repeat 0.4]
+                                                [--workers 1 2] [--skip-dedup] [--uvloop]
+                                                [--sdk-httpx]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing as mp
+import os
 import random
+import signal
 import time
 from typing import Any
 
+import psutil
 from link_analyzer_fakes import (
     analyzer_config,
     redis_client,
@@ -32,8 +42,11 @@ from link_analyzer_fakes import (
     table,
 )
 
+from link_analyzer.queue import JobStatus, Priority
+from link_analyzer.runner import run_worker_processes
 from link_analyzer.service import LinkAnalyzerService
 from link_analyzer.ssrf import AddressPolicy
+from link_analyzer.urls import canonicalize
 
 LOOPBACK = AddressPolicy.allowing(["127.0.0.0/8"])
 
@@ -62,6 +75,29 @@ class NoLease:
         return None
 
 
+def sdk_over_httpx() -> None:
+    """The analyzer before: the SDK sending through an ``httpx.AsyncClient`` (``--sdk-httpx``),
+    to compare with the aiohttp session it uses now in one sitting."""
+    import httpx
+    from google import genai
+    from google.genai import types
+
+    from link_analyzer.gemini import GeminiAnalyzer
+
+    def build(self: GeminiAnalyzer) -> genai.Client:
+        s = self.settings
+        options = types.HttpOptions(
+            api_version=s.api_version,
+            base_url=s.base_url,
+            timeout=int(s.timeout_s * 1000),
+            retry_options=types.HttpRetryOptions(attempts=1),
+            httpx_async_client=httpx.AsyncClient(timeout=s.timeout_s),
+        )
+        return genai.Client(api_key=s.api_key, http_options=options)
+
+    GeminiAnalyzer._build = build  # type: ignore[method-assign]
+
+
 async def _timed(service: LinkAnalyzerService, url: str) -> float:
     t0 = time.perf_counter()
     report = await service.analyzer.analyze(url)
@@ -79,11 +115,11 @@ async def concurrency(url: str, args: argparse.Namespace) -> list[list[Any]]:
             t0 = time.perf_counter()
             seq = [await _timed(service, up.url(10**5 + i, host=i)) for i in range(args.seq)]
             seq_total = (time.perf_counter() - t0) * args.n / args.seq
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             each = await asyncio.gather(
                 *(_timed(service, up.url(i, host=i)) for i in range(args.n))
             )
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     await client.aclose()
     s, c = summary_ms(seq), summary_ms(each)
     bound = 1.2 * args.latency
@@ -91,12 +127,103 @@ async def concurrency(url: str, args: argparse.Namespace) -> list[list[Any]]:
         f"concurrency: {args.n} uncached analyses, origin latency L={args.latency * 1000:g} ms, "
         f"{args.hosts} hosts; slowest {max(each) * 1000:.0f} ms, bound 1.2 L = "
         f"{bound * 1000:.0f} ms: {'PASS' if max(each) <= bound else 'FAIL'}; "
-        f"sequential/concurrent wall ratio {seq_total / wall:.1f}x"
+        f"sequential/concurrent wall ratio {seq_total / wall:.1f}x; "
+        f"CPU {cpu * 1000 / args.n:.1f} ms per analysis (one event loop)"
     )
     return [
         [f"sequential ({args.seq}, scaled to {args.n})", seq_total, s["p50"], s["p95"], s["max"]],
         [f"concurrent ({args.n} at once)", wall, c["p50"], c["p95"], c["max"]],
     ]
+
+
+async def _wait_done(service: LinkAnalyzerService, ids: list[str], t0_ms: int) -> list[float]:
+    """Seconds from ``t0_ms`` (Redis clock) to each job's completion (its ``updated_ms`` when
+    done, on the same clock). Polled every 100 ms with one pipelined HGET per pending job, so
+    neither the poll period nor the poller's CPU (this process shares the cores with the
+    workers) shapes the figures."""
+    pending, done = list(ids), {}
+    while pending:
+        await asyncio.sleep(0.1)
+        pipe = service.redis.pipeline(transaction=False)
+        for jid in pending:
+            pipe.hget(service.queue.keys.job(jid), "status")
+        states = await pipe.execute()
+        still = []
+        for jid, raw in zip(pending, states, strict=True):
+            state = raw.decode() if isinstance(raw, bytes) else raw
+            if state != JobStatus.DONE:
+                assert state in (JobStatus.QUEUED, JobStatus.ACTIVE), (jid, state)
+                still.append(jid)
+                continue
+            view = await service.queue.status(jid)
+            assert view is not None and view.result is not None
+            assert view.result["ai"]["status"] == "done", view.result["ai"]
+            done[jid] = (view.updated_ms - t0_ms) / 1000
+            assert view.attempts == 1, (jid, view.attempts, view.error)
+        pending = still
+    return [done[j] for j in ids]
+
+
+async def concurrency_workers(url: str, args: argparse.Namespace, workers: int) -> list[Any]:
+    """The same N analyses through the queue, run by ``workers`` worker processes
+    (``haetae worker --processes``: ``run_worker_processes``), each taking at most N/workers
+    jobs at once; all N jobs enqueued at once, as ``POST /api/v1/analyze/async`` does."""
+    client = redis_client(url, blocking=True)
+    await client.flushdb()
+    async with remote_fakes(origin_latency=args.latency, hosts=args.hosts) as up:
+        per_worker = -(-args.n // workers)
+        cfg = analyzer_config(
+            up.gemini_url, queue={"worker_concurrency": per_worker, "worker_metrics_port": None}
+        )
+        ctx = mp.get_context("spawn")
+        fleet = ctx.Process(target=run_worker_processes, args=(cfg, url, workers))
+        fleet.start()
+        try:
+            async with LinkAnalyzerService(cfg, client, policy=LOOPBACK) as service:
+                q = cfg.queue
+
+                async def enqueue(target: str) -> str:
+                    got = await service.queue.enqueue(
+                        canonicalize(target).key,
+                        {"url": target},
+                        priority=Priority.HIGH,
+                        max_attempts=q.max_attempts,
+                        timeout_s=q.job_timeout_s,
+                    )
+                    return got.job_id
+
+                async def redis_ms() -> int:
+                    sec, usec = await client.time()
+                    return int(sec) * 1000 + int(usec) // 1000
+
+                # Warm-up: every worker process imports, connects and answers a few. One job at
+                # a time: idle workers wait on BLPOP, which Redis serves in turn.
+                for i in range(3 * workers):
+                    await _wait_done(service, [await enqueue(up.url(10**6 + i))], 0)
+                procs = psutil.Process(fleet.pid).children(recursive=True)
+                cpu0 = sum(sum(p.cpu_times()[:2]) for p in procs)
+                t0_ms = await redis_ms()
+                t0 = time.perf_counter()
+                ids = await asyncio.gather(*(enqueue(up.url(i, host=i)) for i in range(args.n)))
+                each = await _wait_done(service, list(ids), t0_ms)
+                wall = time.perf_counter() - t0
+                cpu = sum(sum(p.cpu_times()[:2]) for p in procs) - cpu0
+        finally:
+            if fleet.pid is not None:
+                os.kill(fleet.pid, signal.SIGTERM)
+            await asyncio.get_running_loop().run_in_executor(None, fleet.join, 30)
+            if fleet.is_alive():
+                fleet.kill()
+    await client.aclose()
+    c = summary_ms(each)
+    bound = 1.2 * args.latency
+    print(
+        f"queued, {workers} worker process(es) x {per_worker} slots: slowest "
+        f"{max(each) * 1000:.0f} ms, bound {bound * 1000:.0f} ms: "
+        f"{'PASS' if max(each) <= bound else 'FAIL'}; workers' CPU {cpu * 1000 / args.n:.1f} ms "
+        "per analysis"
+    )
+    return [f"queued, {workers} worker process(es)", wall, c["p50"], c["p95"], c["max"]]
 
 
 async def dedup(
@@ -128,9 +255,13 @@ async def dedup(
 
 async def main(args: argparse.Namespace) -> None:
     with redis_url() as url:
-        rows = await concurrency(url, args)
-        print(table(["mode", "wall s", "p50 ms", "p95 ms", "max ms"], rows))
-        print()
+        rows = [] if args.skip_in_process else await concurrency(url, args)
+        rows += [await concurrency_workers(url, args, w) for w in args.workers]
+        if rows:
+            print(table(["mode", "wall s", "p50 ms", "p95 ms", "max ms"], rows))
+            print()
+        if args.skip_dedup:
+            return
         runs = [
             ("naive (no analysis cache, no lease)", True, True),
             ("link_analyzer, default pool (control plane before)", False, False),
@@ -162,4 +293,33 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--repeat", type=float, default=0.4)
     parser.add_argument("--dedup-latency", type=float, default=0.05)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also run the N analyses through the queue with this many worker processes "
+        "(e.g. --workers 1 2)",
+    )
+    parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--skip-dedup", action="store_true")
+    parser.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="run this process on uvloop (pip install -e '.[speedups]'; worker processes keep "
+        "asyncio's loop, hiredis is used everywhere once installed)",
+    )
+    parser.add_argument(
+        "--sdk-httpx",
+        action="store_true",
+        help="in-process analyses with the SDK over httpx, as before (the comparison baseline)",
+    )
+    parsed = parser.parse_args()
+    if parsed.sdk_httpx:
+        sdk_over_httpx()
+    if parsed.uvloop:
+        import uvloop
+
+        uvloop.run(main(parsed))
+    else:
+        asyncio.run(main(parsed))

@@ -127,7 +127,7 @@ def _exec_lean_agent(config: object) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     from control_plane.config import load_config
     from haetae.logs import setup_logging
-    from link_analyzer.runner import run_worker
+    from link_analyzer.runner import run_worker, run_worker_processes
 
     config = load_config(args.config)
     setup_logging(
@@ -136,7 +136,26 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if config.redis.url is None:
         print("haetae: the link-analysis worker needs HAETAE_REDIS_URL", file=sys.stderr)
         return 2
-    asyncio.run(run_worker(config.link_analyzer, config.redis.url.get_secret_value()))
+    la = config.link_analyzer
+    overrides: dict[str, object] = {}
+    if args.metrics_port is not None:
+        # -1 turns the worker's /metrics off; 0 picks a free port.
+        overrides["worker_metrics_port"] = None if args.metrics_port < 0 else args.metrics_port
+    if args.concurrency is not None:
+        overrides["worker_concurrency"] = args.concurrency
+    if overrides:
+        queue = type(la.queue).model_validate({**la.queue.model_dump(), **overrides})
+        la = la.model_copy(update={"queue": queue})
+    if args.processes > 1:
+        # One event loop per process: concurrent analyses spread over the cores.
+        return run_worker_processes(
+            la,
+            config.redis.url.get_secret_value(),
+            args.processes,
+            log_level=config.logging.level,
+            json_logs=config.logging.json_format,
+        )
+    asyncio.run(run_worker(la, config.redis.url.get_secret_value()))
     return 0
 
 
@@ -241,6 +260,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Uses the control-plane config (redis, link_analyzer).",
     )
     wk.add_argument("--config", type=Path, help="control-plane YAML config file")
+    wk.add_argument(
+        "--metrics-port",
+        type=int,
+        help="loopback port of the worker's own /metrics and /health "
+        "(default link_analyzer.queue.worker_metrics_port, 8344; 0: any free port; -1: off)",
+    )
+    wk.add_argument(
+        "--concurrency", type=int, help="jobs run at once (default queue.worker_concurrency)"
+    )
+    wk.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes on the same queue, one event loop each (default 1; with a fixed "
+        "--metrics-port, process i serves /metrics on that port + i)",
+    )
     wk.set_defaults(func=cmd_worker)
 
     demo = sub.add_parser("demo-app", help="run the demo app that `up` watches")

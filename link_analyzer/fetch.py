@@ -141,8 +141,9 @@ class Fetcher:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def fetch_html(self, url: str) -> FetchResult:
-        return await self._fetch(url, self.limits.html_max_bytes, stop_at_head_end=True)
+    async def fetch_html(self, url: str, *, whole: bool = False) -> FetchResult:
+        """``whole``: read the body too (up to the cap), for pages whose content is in it."""
+        return await self._fetch(url, self.limits.html_max_bytes, stop_at_head_end=not whole)
 
     async def fetch_json(self, url: str, max_bytes: int = 64 * 1024) -> FetchResult:
         return await self._fetch(url, max_bytes, stop_at_head_end=False)

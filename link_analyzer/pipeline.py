@@ -9,6 +9,7 @@ given content at a time (``singleflight.AnalysisLease``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -21,7 +22,7 @@ from redis.exceptions import RedisError
 
 from link_analyzer.cache import AnalysisCache
 from link_analyzer.config import LinkAnalyzerConfig
-from link_analyzer.errors import AnalysisBusy, AnalyzerError
+from link_analyzer.errors import AnalysisBusy, AnalyzerError, FetchError
 from link_analyzer.extract import (
     Metadata,
     assess,
@@ -30,10 +31,11 @@ from link_analyzer.extract import (
     oembed_endpoint,
     parse_oembed,
 )
+from link_analyzer.extract.imagesize import check_image
 from link_analyzer.extract.oembed import MAX_OEMBED_BYTES
-from link_analyzer.fetch import Fetcher, FetchResult
+from link_analyzer.fetch import Fetcher
 from link_analyzer.gemini import AnalysisInput, GeminiAnalyzer, MediaPart
-from link_analyzer.gemini_batch import GeminiBatcher
+from link_analyzer.gemini_batch import GeminiBatcher, batch_wait
 from link_analyzer.ledger import CostLedger
 from link_analyzer.metrics import LinkAnalyzerMetrics, Result
 from link_analyzer.platforms import Platform
@@ -140,7 +142,10 @@ class LinkAnalyzer:
         }
 
     async def _fetch_page(self, canon: CanonicalUrl) -> dict[str, Any]:
-        fetched = await self.fetcher.fetch_html(canon.url)
+        # A Naver blog post is in the mobile page's body, not in its head.
+        fetched = await self.fetcher.fetch_html(
+            canon.url, whole=canon.platform is Platform.NAVER_BLOG
+        )
         meta = await extract_page(fetched)
         meta = await self._with_oembed(canon, meta)
         quality = assess(meta, fetched.final_url, min_text_chars=self.config.min_text_chars)
@@ -182,8 +187,11 @@ class LinkAnalyzer:
         lease_ttl = self.config.gemini.timeout_s + self.config.fetch.total_timeout_s
         batch = batch and self.batcher is not None
         if batch:
-            # A batch answers within the job's timeout, not a call's.
-            lease_ttl = max(lease_ttl, self.config.queue.job_timeout_s)
+            # A batch answers within its own deadline, not a call's (nor the job's timeout).
+            g = self.config.gemini
+            lease_ttl = max(
+                lease_ttl, self.config.queue.job_timeout_s, g.batch_deadline_s + g.batch_max_wait_s
+            )
         deadline = time.monotonic() + lease_ttl
         while True:
             token = await self.lease.acquire(digest, lease_ttl)
@@ -202,7 +210,9 @@ class LinkAnalyzer:
             # to lapse, if it died, and take over).
             if time.monotonic() >= deadline:
                 raise AnalysisBusy(digest)
-            await asyncio.sleep(0.05)
+            # Waiting on a batched answer does not count against this job's timeout either.
+            with batch_wait(lease_ttl) if batch else contextlib.nullcontext():
+                await asyncio.sleep(0.05)
             cached = await self.cache.get_analysis(digest)
             if cached is not None:
                 return cached, True
@@ -221,12 +231,14 @@ class LinkAnalyzer:
             text=page.get("text", ""),
             media=media,
         )
-        if batch and self.batcher is not None:
-            analysis, usage = await self.batcher.analyze(item)
-        else:
-            analysis, usage = await self.gemini.analyze(item)
-        self.metrics.gemini_tokens.labels("prompt").inc(usage.prompt_tokens)
-        self.metrics.gemini_tokens.labels("output").inc(usage.output_tokens)
+        try:
+            if batch and self.batcher is not None:
+                analysis, usage = await self.batcher.analyze(item)
+            else:
+                analysis, usage = await self.gemini.analyze(item)
+        except AnalyzerError:
+            self.metrics.gemini_failed(batch=batch and self.batcher is not None)
+            raise
         cost: int | None = None
         if self.ledger is not None:
             try:
@@ -234,6 +246,7 @@ class LinkAnalyzer:
             except RedisError as exc:
                 # The answer is paid for already; losing its ledger line beats losing it.
                 self.log.error("cost ledger write failed for %s: %s", canon.key, exc)
+        self.metrics.gemini_call(usage, cost)
         return {
             "status": StageStatus.DONE,
             "analysis": analysis.model_dump(),
@@ -249,14 +262,25 @@ class LinkAnalyzer:
         }
 
     async def _fetch_media(self, urls: list[str]) -> tuple[MediaPart, ...]:
-        """Images in parallel under the same guard; ones that fail or are cut are left out."""
+        """Images in parallel under the same guard; ones that fail or are cut are left out,
+        and so are ones whose header is unreadable or whose decoded size is over the pixel cap
+        (read from the header only: nothing is decoded here)."""
         results = await self.fetcher.fetch_many(urls, media=True)
         parts: list[MediaPart] = []
-        for got in results:
-            if isinstance(got, FetchResult) and not got.truncated:
+        for url, got in zip(urls, results, strict=True):
+            if isinstance(got, FetchError):
+                self.metrics.fetch_failed(got, kind="media")
+            elif not got.truncated:
                 mime = got.content_type.split(";")[0].strip().lower()
                 if mime in _IMAGE_TYPES:
-                    parts.append(MediaPart(got.body, mime))
+                    size, skip = check_image(got.body, self.config.fetch.max_image_pixels)
+                    if skip is not None:
+                        self.metrics.images_skipped.labels(skip.value).inc()
+                        self.log.info("image %s left out: %s (%s)", url[:200], skip.value, size)
+                        continue
+                    assert size is not None
+                    # The bytes decide the type (origins mislabel images).
+                    parts.append(MediaPart(got.body, size.mime_type))
         return tuple(parts)
 
 

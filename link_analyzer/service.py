@@ -12,7 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from link_analyzer.cache import RedisAnalysisCache
+from link_analyzer.cache import LayeredAnalysisCache
 from link_analyzer.config import LinkAnalyzerConfig
 from link_analyzer.fetch import Fetcher, FetchLimits
 from link_analyzer.gemini import GeminiAnalyzer, GeminiSettings
@@ -52,6 +52,7 @@ class LinkAnalyzerService:
         policy: AddressPolicy | None = None,
         env: Mapping[str, str] | None = None,
         metrics: LinkAnalyzerMetrics | None = None,
+        cache_metrics: bool = False,
     ) -> None:
         self.config = config
         self.redis = redis
@@ -71,7 +72,11 @@ class LinkAnalyzerService:
             ),
             policy or AddressPolicy.allowing(f.allow_networks),
         )
-        self.cache = RedisAnalysisCache(redis)
+        # cache_metrics: export the layered cache's stats into our registry (a worker's own;
+        # the control plane's registry already has its own cache's, under the same names).
+        self.cache = LayeredAnalysisCache.build(
+            redis, config.cache, registry=self.metrics.registry if cache_metrics else None
+        )
         settings = gemini_settings(config, env)
         self.gemini = GeminiAnalyzer(settings) if settings else None
         g = config.gemini
@@ -82,7 +87,9 @@ class LinkAnalyzerService:
                     max_items=g.batch_max_items,
                     max_wait_s=g.batch_max_wait_s,
                     poll_s=g.batch_poll_s,
+                    deadline_s=g.batch_deadline_s,
                 ),
+                metrics=self.metrics,
             )
             if self.gemini is not None and g.batch_enabled
             else None
@@ -123,6 +130,7 @@ class LinkAnalyzerService:
         )
 
     async def __aenter__(self) -> LinkAnalyzerService:
+        await self.cache.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

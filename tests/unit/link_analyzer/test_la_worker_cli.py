@@ -34,3 +34,17 @@ def test_worker_options(
     assert seen["queue"].worker_metrics_port == port
     assert seen["queue"].worker_concurrency == concurrency
     assert seen["redis_url"] == "redis://127.0.0.1:1/0"
+
+
+def test_worker_processes_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_run_worker_processes(config: Any, redis_url: str, processes: int, **_: Any) -> int:
+        seen["processes"] = processes
+        seen["concurrency"] = config.queue.worker_concurrency
+        return 0
+
+    monkeypatch.setattr(link_analyzer.runner, "run_worker_processes", fake_run_worker_processes)
+    monkeypatch.setenv("HAETAE_REDIS_URL", "redis://127.0.0.1:1/0")
+    assert main(["worker", "--processes", "3", "--concurrency", "50"]) == 0
+    assert seen == {"processes": 3, "concurrency": 50}
