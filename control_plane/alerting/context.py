@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 
 from control_plane.alerting.incident_context import RecentSeries
 from control_plane.alerting.links import LinkSigner, load_link_key
 from control_plane.alerting.service import Notifier
-from control_plane.appkeys import CONFIG, POOL
+from control_plane.appkeys import CONFIG, METRICS, POOL
 from control_plane.rules.context import ALERTING_METRICS, RULE_ENGINE
 from control_plane.rules.engine import RuleEngine
 
@@ -28,9 +29,19 @@ async def notify_ctx(app: web.Application) -> AsyncIterator[None]:
         base_url=cfg.external_url or f"http://{http.host}:{http.port}",
         ttl_s=cfg.link_ttl_s,
     )
+    pg = app[CONFIG].postgres
+    assert pg.dsn is not None
+    dsn = pg.dsn.get_secret_value()
+
+    async def listen() -> asyncpg.Connection:
+        # Cross-replica wake-ups: a connection of its own, outside the pool.
+        return await asyncpg.connect(dsn, timeout=pg.connect_timeout_s)
+
     notifier = Notifier(
         app[POOL],
         cfg.notify,
+        listen=listen,
+        registry=app[METRICS].registry,
         on_outcome=lambda o: counter.labels(o.value).inc(),
         signer=signer,
         context_sources=[RecentSeries(lambda rule: _metric_names(engine, rule))],

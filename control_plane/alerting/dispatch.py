@@ -6,20 +6,24 @@ the transaction that marks the events notified: a crash loses nothing and files 
 A firing alert on a route with an escalation policy opens the group's incident (one open
 incident per group).
 One dispatcher runs at a time across control planes (a transaction-level advisory lock), so an
-alert's transitions are filed in order.
+alert's transitions are filed in order. Each group change is announced (``NOTIFY``, see
+:mod:`wakeups`) with the group's next flush, so whichever control plane flushes it wakes then.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import asyncpg
 
+from control_plane.alerting import wakeups
 from control_plane.alerting.incidents import open_incident
 from control_plane.alerting.routing import Route, route_for
 
 _DISPATCH_LOCK = 0x4AE7_0002
+# Distinct flush times announced per pass at most (the earliest; the poll finds the others).
+_ANNOUNCE = 64
 _TAKE = """
 SELECT event_id, at, fingerprint, labels, annotations, previous, state, flapping, value
 FROM alert_events WHERE NOT notified ORDER BY event_id LIMIT $1 FOR UPDATE SKIP LOCKED
@@ -44,6 +48,7 @@ ON CONFLICT (group_key) DO UPDATE SET
             )
         )
     )
+RETURNING next_flush_at
 """
 _FIRING = """
 INSERT INTO notify_group_alerts (group_key, fingerprint, labels, annotations, state, flapping,
@@ -75,17 +80,26 @@ def notified_state(previous: str, state: str) -> str | None:
 
 
 async def dispatch_events(
-    pool: asyncpg.Pool, routes: Sequence[Route], now: float, *, limit: int = 500
+    pool: asyncpg.Pool,
+    routes: Sequence[Route],
+    now: float,
+    *,
+    limit: int = 500,
+    on_busy: Callable[[], None] | None = None,
 ) -> int:
     """File up to ``limit`` new transitions into their groups; returns how many were taken
-    (0 also when another control plane is dispatching right now)."""
+    (0 also when another control plane is dispatching right now: then ``on_busy`` is called,
+    as transitions committed after that dispatcher looked are left for a later pass)."""
     when = dt.datetime.fromtimestamp(now, dt.UTC)
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _DISPATCH_LOCK):
+            if on_busy is not None:
+                on_busy()
             return 0
         rows = await conn.fetch(_TAKE, limit)
         if not rows:
             return 0
+        flushes: set[dt.datetime] = set()
         for r in rows:
             kind = notified_state(r["previous"], r["state"])
             labels = r["labels"]
@@ -94,7 +108,7 @@ async def dispatch_events(
                 continue
             key, group_labels = route.group(labels)
             first_flush = when + dt.timedelta(seconds=route.group_wait_s)
-            await conn.execute(
+            next_flush = await conn.fetchval(
                 _GROUP,
                 key,
                 route.receiver,
@@ -105,6 +119,7 @@ async def dispatch_events(
                 when,
                 route.group_wait_s,
             )
+            flushes.add(next_flush)
             if kind == "firing":
                 if route.escalation_policy is not None:
                     title = r["annotations"].get("summary") or labels.get("alertname", key)
@@ -135,4 +150,6 @@ async def dispatch_events(
             "UPDATE alert_events SET notified = true WHERE event_id = ANY($1::bigint[])",
             [r["event_id"] for r in rows],
         )
+        for at in sorted(flushes)[:_ANNOUNCE]:
+            await wakeups.notify(conn, wakeups.GROUP, at=at.timestamp())
         return len(rows)

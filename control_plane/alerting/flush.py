@@ -9,7 +9,9 @@ that lifted). A flush sends (one outbox row per destination of the receiver) whe
 firing alerts changed since the last send or alerts resolved, or when ``repeat_interval`` passed
 with alerts still firing; otherwise it is deduplicated away. Silenced alerts are left out at
 flush time, as in Alertmanager. Groups are claimed with ``FOR UPDATE SKIP LOCKED``: with several
-control planes each group is flushed by exactly one of them.
+control planes each group is flushed by exactly one of them. The outbox rows are announced to
+every control plane's senders (``NOTIFY``, :mod:`wakeups`); the periodic re-checks are left to
+the poll (not latency-critical, and announcing them would wake every replica per group).
 """
 
 from __future__ import annotations

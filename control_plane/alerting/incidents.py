@@ -6,7 +6,8 @@ next; after the last level the policy repeats ``repeat`` times. Acknowledging st
 (or arms ``ack_timeout_s``, after which it escalates again); resolving stops it and tells every
 receiver already notified. The timer is ``incidents.next_escalation_at``: due incidents are
 claimed with ``FOR UPDATE SKIP LOCKED``, so after a crash (or on another control plane)
-escalation resumes at the stored level, once.
+escalation resumes at the stored level, once. Setting a timer announces its due time to every
+control plane (``NOTIFY``, :mod:`wakeups`), which wake then instead of waiting for their poll.
 
 A level's targets are receivers (channels), people (``user:<id>``) and on-call schedules
 (``schedule:<id>``, resolved to whoever is on call when the level fires, so a handoff between
@@ -24,6 +25,7 @@ from typing import Any, cast
 
 import asyncpg
 
+from control_plane.alerting import wakeups
 from control_plane.alerting.outbox import enqueue
 from control_plane.alerting.payload import GroupAlert, Notification, build_notification
 from control_plane.config import EscalationPolicyConfig
@@ -95,6 +97,7 @@ async def open_incident(
     )
     if incident_id is not None:
         await record(conn, incident_id, "opened", actor, now, {"policy": policy})
+        await wakeups.notify(conn, wakeups.TIMER, at=now if escalate_at is None else escalate_at)
     return incident_id
 
 
@@ -192,6 +195,8 @@ async def _escalate(
         repeats,
         None if last else _ts(now + step.wait_s),
     )
+    if not last:
+        await wakeups.notify(conn, wakeups.TIMER, at=now + step.wait_s)
 
 
 async def acknowledge(
@@ -212,6 +217,8 @@ async def acknowledge(
             actor,
             None if timeout is None else _ts(now + timeout),
         )
+        if timeout is not None:
+            await wakeups.notify(conn, wakeups.TIMER, at=now + timeout)
         await record(conn, incident_id, "acknowledged", actor, now)
         await _cancel_delayed_pages(conn, incident_id)
 
@@ -463,6 +470,7 @@ async def _page_target(
                 target,
                 _ts(now + delay),
             )
+            await wakeups.notify(conn, wakeups.TIMER, at=now + delay)
             continue
         await _page(
             conn, incident_id, level, user, contact, target, note, destinations, now, via_schedule

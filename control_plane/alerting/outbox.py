@@ -6,6 +6,7 @@ import datetime as dt
 
 import asyncpg
 
+from control_plane.alerting import wakeups
 from control_plane.alerting.payload import Notification
 
 _ENQUEUE = """
@@ -33,6 +34,8 @@ async def enqueue(
         when,
     )
     await conn.execute(_ENQUEUE, destination, group_key, note, idempotency_key, when)
+    # Senders on every control plane: this destination has a message (at commit).
+    await wakeups.notify(conn, wakeups.OUTBOX, destination=destination)
 
 
 async def prune_history(pool: asyncpg.Pool, now: float, days: float) -> int:

@@ -22,6 +22,7 @@ from enum import StrEnum
 
 import asyncpg
 
+from control_plane.alerting import wakeups
 from control_plane.alerting.channels.base import (
     Channel,
     PermanentSendError,
@@ -205,3 +206,10 @@ class OutboxSender:
             dest,
             dt.datetime.fromtimestamp(until, dt.UTC),
         )
+        # Whoever sends next (any control plane) wakes when the pause ends, if there is more.
+        if await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM notify_outbox WHERE destination = $1"
+            " AND status = 'pending')",
+            dest,
+        ):
+            await wakeups.notify(conn, wakeups.OUTBOX, destination=dest, at=until)

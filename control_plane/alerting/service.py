@@ -1,7 +1,9 @@
-"""The notification pipeline's loop: dispatch transitions into groups, flush due groups into
-the outbox, send the outbox; every ``tick_s`` and whenever the rule engine records
-transitions. Every stage claims its work in PostgreSQL, so any number of control planes can run
-it and each notification is still sent once."""
+"""The notification pipeline's loops: dispatch transitions into groups, flush due groups into
+the outbox, run escalation timers (the pipeline loop); send the outbox (the sender loop). Each
+runs every ``tick_s`` (the poll, a safety net), whenever the rule engine records transitions,
+and, given a LISTEN connection, whenever another control plane announces work (``NOTIFY``,
+:mod:`wakeups`): at once, or at the work's due time. Every stage claims its work in PostgreSQL,
+so any number of control planes can run it and each notification is still sent once."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 import asyncpg
+from prometheus_client import CollectorRegistry
 
+from control_plane.alerting import wakeups
 from control_plane.alerting.channels.alimtalk import AlimTalkChannel
 from control_plane.alerting.channels.base import Channel
 from control_plane.alerting.channels.email import EmailChannel
@@ -33,6 +37,9 @@ from control_plane.alerting.sender import OutboxSender, Outcome
 from control_plane.config import NotifyConfig
 
 _PRUNE_EVERY_S = 3600.0
+# Another control plane holds the dispatch lock: look again this soon (its pass is short, and
+# transitions committed after it looked are left to us).
+_DISPATCH_BUSY_RETRY_S = 0.02
 
 
 def build_channels(cfg: NotifyConfig) -> dict[str, Channel]:
@@ -88,8 +95,12 @@ class Notifier:
         signer: LinkSigner | None = None,
         context_sources: Sequence[ContextSource] = (),
         background: bool = True,
+        listen: wakeups.Connect | None = None,
+        registry: CollectorRegistry | None = None,
         log: logging.Logger | None = None,
     ) -> None:
+        """``listen`` opens the dedicated LISTEN connection for cross-replica wake-ups (None:
+        polling only); ``registry`` takes the listener's metrics."""
         # Without the background loop only run_once() does work (timeline tests drive it).
         self._background = background
         self._pool = pool
@@ -132,11 +143,29 @@ class Notifier:
         )
         self._last_prune = 0.0
         self._wake = asyncio.Event()
+        self._send_wake = asyncio.Event()
+        # Wake-ups due later (a group's next flush, an escalation timer, a destination's pause).
+        self._alarm = wakeups.Alarm(self.wake)
+        self._send_alarm = wakeups.Alarm(self.wake_senders)
+        self.listener = (
+            wakeups.WakeListener(
+                listen,
+                self._on_wakeup,
+                on_resync=self.wake,
+                metrics=wakeups.WakeupMetrics(registry),
+                log=self._log,
+            )
+            if listen is not None and background
+            else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Notifier:
         if self._background:
             self._tasks.append(asyncio.create_task(self._run_pipeline(), name="notify-pipeline"))
+            self._tasks.append(asyncio.create_task(self._run_senders(), name="notify-senders"))
+            if self.listener is not None:
+                self._tasks.append(asyncio.create_task(self.listener.run(), name="notify-listen"))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -145,20 +174,49 @@ class Notifier:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        pending = set(self._tasks)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+            # Python 3.11's asyncio.wait_for swallows a cancellation that arrives just as the
+            # awaited event is set (a wake-up at close): the loop went on; cancel it again.
+            for task in pending:
+                task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if not task.cancelled() and task.exception() is not None:
+                self._log.error(
+                    "notification task %s failed", task.get_name(), exc_info=task.exception()
+                )
         self._tasks.clear()
+        self._alarm.cancel()
+        self._send_alarm.cancel()
         for channel in self.channels.values():
             await channel.close()
 
     def wake(self, *_: object) -> None:
         self._wake.set()
 
+    def wake_senders(self) -> None:
+        self._send_wake.set()
+
+    def _on_wakeup(self, wakeup: wakeups.Wakeup) -> None:
+        delay = 0.0 if wakeup.at is None else wakeup.at - self._clock()
+        if wakeup.kind == wakeups.OUTBOX:
+            if wakeup.destination in self.channels:  # else not ours to send
+                self._send_alarm.after(delay)
+        elif wakeup.kind in (wakeups.GROUP, wakeups.TIMER):
+            self._alarm.after(delay)
+
+    def _dispatch_busy(self) -> None:
+        self._alarm.after(_DISPATCH_BUSY_RETRY_S)
+
     async def run_once(self) -> list[Outcome]:
         """Dispatch, flush and send everything due now; the outcomes of the sends."""
-        now = self._clock()
-        while await dispatch_events(self._pool, self.routes, now):
+        await self._prepare(self._clock())
+        return await self._send_due(self._clock())
+
+    async def _prepare(self, now: float) -> None:
+        """Dispatch, flush, escalate: everything up to the outbox."""
+        while await dispatch_events(self._pool, self.routes, now, on_busy=self._dispatch_busy):
             pass
         link = self.signer.url if self.signer is not None else None
         while await flush_due(
@@ -177,7 +235,6 @@ class Notifier:
         if now - self._last_prune >= _PRUNE_EVERY_S:
             self._last_prune = now
             await prune_history(self._pool, now, self._cfg.history_days)
-        return await self._send_due(now)
 
     async def _send_due(self, now: float) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -197,8 +254,21 @@ class Notifier:
                 await asyncio.wait_for(self._wake.wait(), self._cfg.tick_s)
             self._wake.clear()
             try:
-                await self.run_once()
+                await self._prepare(self._clock())
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 self._log.warning("notification pass failed; retrying: %s", exc)
             except Exception:  # pragma: no cover - a bug; keep the loop alive
                 self._log.exception("notification pass failed")
+            self.wake_senders()
+
+    async def _run_senders(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._send_wake.wait(), self._cfg.tick_s)
+            self._send_wake.clear()
+            try:
+                await self._send_due(self._clock())
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                self._log.warning("notification sending failed; retrying: %s", exc)
+            except Exception:  # pragma: no cover - a bug; keep the loop alive
+                self._log.exception("notification sending failed")
