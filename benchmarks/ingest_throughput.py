@@ -16,7 +16,7 @@ previous one is acknowledged (so the figure is capacity, not a configured rate):
 One warm-up round (creating the series) is excluded from the timing of each mode.
 
     python benchmarks/ingest_throughput.py [--dsn DSN] [--agents 50] [--series 1000]
-                                           [--reports 10] [--http]
+                                           [--reports 10] [--http] [--replicate]
 
 Without ``--dsn`` / ``HAETAE_BENCH_POSTGRES_DSN`` an embedded PostgreSQL is started in a
 temporary directory. A scratch database is created for the run and dropped afterwards.
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import gzip
 import multiprocessing as mp
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from pathlib import Path
@@ -54,6 +56,8 @@ from control_plane.config import (  # noqa: E402
 )
 from control_plane.ingest import Ingestor, decode_report  # noqa: E402
 from control_plane.ingest.gc_policy import ingest_gc_policy  # noqa: E402
+from control_plane.ingest.replicate import SampleReplicator  # noqa: E402
+from control_plane.ingest.windows import SeriesWindows  # noqa: E402
 from control_plane.maintenance import Maintenance  # noqa: E402
 from control_plane.store import apply_migrations, create_pool  # noqa: E402
 from control_plane.telemetry import ControlPlaneMetrics  # noqa: E402
@@ -140,13 +144,46 @@ async def count_samples(pool: asyncpg.Pool) -> int:
 # -- mode 1: decode + submit -------------------------------------------------------------
 
 
-async def run_ingestor(pool: asyncpg.Pool, args: argparse.Namespace, start: float) -> Result:
+async def run_ingestor(
+    pool: asyncpg.Pool,
+    args: argparse.Namespace,
+    start: float,
+    *,
+    redis_url: str | None = None,
+    peer: bool = False,
+) -> Result:
+    """With ``redis_url`` the commits are also published to a replication stream
+    (ingest/replicate.py; the clock also waits for the publishing to finish); with ``peer`` a
+    second replica in this process applies them to windows of its own (the follower's cost)."""
     bodies = [
         [make_body(a, k, args.series, start) for k in range(args.reports + 1)]
         for a in range(args.agents)
     ]
     cfg = IngestConfig(flush_max_samples=args.flush_max_samples)
-    async with Ingestor(pool, cfg, RetentionConfig(), ControlPlaneMetrics()) as ing:
+    async with contextlib.AsyncExitStack() as stack:
+        ing = await stack.enter_async_context(
+            Ingestor(pool, cfg, RetentionConfig(), ControlPlaneMetrics())
+        )
+        label = ""
+        replicas: list[SampleReplicator] = []
+        if redis_url is not None:
+            import redis.asyncio as aioredis
+
+            client = aioredis.Redis.from_url(redis_url)
+            stack.push_async_callback(client.aclose)
+            stream = f"bench:samples:{uuid.uuid4().hex[:8]}"
+            replicas.append(SampleReplicator(client, pool, ing.windows, stream=stream))
+            label = ", replicated"
+            if peer:
+                own = SeriesWindows(window_seconds=cfg.window_seconds, max_points=4096)
+                replicas.append(SampleReplicator(client, pool, own, stream=stream))
+                label = ", replicated + a peer applying"
+            for r in replicas:
+                await r.start()
+                stack.push_async_callback(r.stop)
+            ing.sample_listeners.append(replicas[0].publish)
+            if peer:
+                await wait_for(lambda: bool(replicas[0].peers and replicas[1].peers))
 
         async def agent(a: int, ks: range) -> None:
             for k in ks:
@@ -157,11 +194,26 @@ async def run_ingestor(pool: asyncpg.Pool, args: argparse.Namespace, start: floa
         before = await count_samples(pool)
         t0 = time.perf_counter()
         await asyncio.gather(*(agent(a, range(1, args.reports + 1)) for a in range(args.agents)))
+        if replicas:
+            published = replicas[0].metrics.published
+            total = args.agents * (args.reports + 1) * args.series
+            await wait_for(lambda: published._value.get() >= total)
+            if peer:
+                applied = replicas[1].metrics.applied
+                await wait_for(lambda: applied._value.get() >= total)
         elapsed = time.perf_counter() - t0
     stored = await count_samples(pool) - before
     expected = args.agents * args.reports * args.series
     assert stored == expected, (stored, expected)
-    return Result(f"ingestor: decode+submit, {args.agents} agents", stored, elapsed)
+    return Result(f"ingestor: decode+submit{label}, {args.agents} agents", stored, elapsed)
+
+
+async def wait_for(check: Callable[[], bool], timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError("replication did not finish in time")
+        await asyncio.sleep(0.005)
 
 
 # -- the peer: executemany INSERTs ---------------------------------------------------------
@@ -353,12 +405,33 @@ async def bench_modes(dsn: str, args: argparse.Namespace) -> tuple[list[Result],
         ingest = await run_ingestor(pool, args, start)
         baseline = await run_baseline(pool, args, start)
         results = [baseline, ingest]
+        if args.replicate:
+            with contextlib.ExitStack() as stack:
+                redis_url = args.redis or stack.enter_context(embedded_redis())
+                for peer in (False, True):
+                    await pool.execute("TRUNCATE samples, series, ingested_reports")
+                    start = time.time() - (args.reports + 1) * INTERVAL_S
+                    results.append(
+                        await run_ingestor(pool, args, start, redis_url=redis_url, peer=peer)
+                    )
         if args.http:
             start = time.time() - (args.reports + 1) * INTERVAL_S
             results.append(await run_http(dsn, pool, args, start))
         return results, baseline
     finally:
         await pool.close()
+
+
+@contextlib.contextmanager
+def embedded_redis() -> Iterator[str]:
+    from haetae.embedded import EmbeddedRedis
+
+    with tempfile.TemporaryDirectory(prefix="haetae-bench-redis-") as tmp:
+        server = EmbeddedRedis(Path(tmp), persist=False)
+        try:
+            yield server.start()
+        finally:
+            server.stop()
 
 
 def main() -> None:
@@ -372,6 +445,16 @@ def main() -> None:
     )
     parser.add_argument("--flush-max-samples", type=int, default=IngestConfig().flush_max_samples)
     parser.add_argument("--http", action="store_true", help="also measure through HTTP")
+    parser.add_argument(
+        "--replicate",
+        action="store_true",
+        help="also measure with replication to other replicas (a Redis Stream)",
+    )
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("HAETAE_BENCH_REDIS_URL"),
+        help="Redis for --replicate (default: an embedded one)",
+    )
     args = parser.parse_args()
     if args.dsn:
         asyncio.run(bench(args.dsn, args))

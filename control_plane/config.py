@@ -66,6 +66,19 @@ class IngestConfig(StrictModel):
     # Samples this far ahead of the server clock are refused (agent clock gone wrong).
     max_future_skew_s: float = Field(600.0, gt=0)
     max_samples_per_report: int = Field(200_000, ge=1)
+    # Replicas share their committed samples through a Redis Stream so every replica's windows
+    # hold every agent's samples (no sticky routing; ingest/replicate.py). auto: on when
+    # redis.url is set; on: required (start fails without Redis); off: per-process windows.
+    replicate: Literal["auto", "on", "off"] = "auto"
+    replicate_stream: str = Field("haetae:ingest:samples", min_length=1)
+    # Stream bounds (approximate trimming): entries (one per commit batch) and age; Redis holds
+    # ~16 bytes per sample of that span. A replica cut off for longer re-reads the missed span
+    # from PostgreSQL.
+    replicate_max_entries: int = Field(2_000, ge=10)
+    replicate_max_age_s: float = Field(60.0, gt=0)
+    # Samples waiting to be published while Redis is unreachable; beyond, the oldest are
+    # dropped (counted) and the other replicas back-fill that span from PostgreSQL.
+    replicate_buffer_samples: int = Field(1_000_000, ge=1)
 
 
 class RetentionConfig(StrictModel):

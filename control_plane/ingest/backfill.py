@@ -58,7 +58,7 @@ ORDER BY series_id, ts
 # exactly 38 bytes. timestamptz is microseconds since 2000-01-01 UTC. The trailer is int16 -1.
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _ROW = struct.Struct(">hiqiqid")
-_PG_EPOCH = 946_684_800.0
+_PG_EPOCH_US = 946_684_800_000_000
 
 
 @dataclass
@@ -135,7 +135,7 @@ class _CopySink:
                 sid = series_id
                 times, values = array("d"), array("d")
                 add_t, add_v = times.append, values.append
-            add_t(us / 1e6 + _PG_EPOCH)
+            add_t((us + _PG_EPOCH_US) / 1e6)  # exact µs, then one rounding: as ingest has it
             add_v(value)
             rows += 1
         self.rows += rows

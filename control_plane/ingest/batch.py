@@ -93,6 +93,9 @@ def prepare(
     utc = dt.UTC
     fromtimestamp = dt.datetime.fromtimestamp
     expired = 0
+    # The windows get the stored instant (whole microseconds, as PostgreSQL keeps it), so a
+    # point read back from the database (back-fill, replication gaps) is the same instant.
+    instants: dict[float, tuple[dt.datetime, float]] = {}
     for s in report.samples:
         ts = s.ts
         if ts < cutoff:
@@ -104,11 +107,14 @@ def prepare(
             ref = _UNRESOLVED
             out.unresolved.append((len(records), key))
             missing.setdefault(key, s.labels)
-        when = timestamps.get(ts)
-        if when is None:
-            when = timestamps[ts] = fromtimestamp(ts, utc)
-        add_record((ref.series_id, when, s.value))
+        instant = instants.get(ts)
+        if instant is None:
+            when = timestamps.get(ts)
+            if when is None:
+                when = timestamps[ts] = fromtimestamp(ts, utc)
+            instant = instants[ts] = (when, when.timestamp())
+        add_record((ref.series_id, instant[0], s.value))
         add_ref(ref)
-        add_time(ts)
+        add_time(instant[1])
     out.expired = expired
     return out

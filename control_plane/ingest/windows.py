@@ -42,18 +42,22 @@ class _Window:
         # Points before `head` are expired; they are cut off in bulk, not one by one.
         self.head = 0
 
-    def insert(self, ts: float, value: float) -> None:
+    def insert(self, ts: float, value: float, *, replace: bool = True) -> bool:
+        """Adds the point; False when the instant was already held (its value is then replaced,
+        unless ``replace`` is false: merge semantics, the held point wins)."""
         times = self.ts
         if len(times) == self.head or ts > times[-1]:
             times.append(ts)
             self.values.append(value)
-            return
+            return True
         i = bisect_left(times, ts, self.head)
         if i < len(times) and times[i] == ts:
-            self.values[i] = value  # same instant twice: the later write wins
-        else:
-            times.insert(i, ts)
-            self.values.insert(i, value)
+            if replace:
+                self.values[i] = value  # same instant twice: the later write wins
+            return False
+        times.insert(i, ts)
+        self.values.insert(i, value)
+        return True
 
     def trim(self, cutoff: float, max_points: int) -> None:
         times = self.ts
@@ -91,9 +95,17 @@ class SeriesWindows:
     def __len__(self) -> int:
         return len(self._windows)
 
-    def add(self, samples: Iterable[tuple[SeriesRef, float, float]], now: float) -> int:
+    def add(
+        self,
+        samples: Iterable[tuple[SeriesRef, float, float]],
+        now: float,
+        *,
+        replace: bool = True,
+    ) -> int:
         """Add committed samples ``(series, ts, value)``; those already older than the window
-        are skipped. Returns how many were added."""
+        are skipped. Returns how many were added. With ``replace`` false a point at an instant
+        already held is skipped (the semantics of :meth:`merge`: adding the same samples twice,
+        in any order, leaves the window as adding them once)."""
         cutoff = now - self.window_seconds
         windows = self._windows
         touched: dict[int, _Window] = {}
@@ -111,8 +123,8 @@ class SeriesWindows:
             if len(times) == w.head or ts > times[-1]:
                 times.append(ts)
                 w.values.append(value)
-            else:
-                w.insert(ts, value)
+            elif not w.insert(ts, value, replace=replace) and not replace:
+                continue
             added += 1
             if times[w.head] < cutoff or len(times) - w.head > max_points:
                 touched[sid] = w
@@ -164,6 +176,11 @@ class SeriesWindows:
             if not same_name:
                 del self._by_name[w.ref.name]
         return len(dead)
+
+    def ref(self, series_id: int) -> SeriesRef | None:
+        """The reference of a series the windows hold (None if none)."""
+        w = self._windows.get(series_id)
+        return None if w is None else w.ref
 
     def select(self, name: str, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]:
         """Series named ``name`` whose labels (and ``agent``) satisfy every matcher."""

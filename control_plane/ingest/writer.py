@@ -124,6 +124,9 @@ class Ingestor:
         self._last_evict = 0.0
         # Called after each commit that added samples to the windows (the rule engine's wake).
         self.commit_listeners: list[Callable[[], None]] = []
+        # Called with the newly stored reports of each commit, before the commit listeners
+        # (replication to the other replicas: ingest/replicate.py). Must not block.
+        self.sample_listeners: list[Callable[[list[PreparedReport], float], None]] = []
 
     async def __aenter__(self) -> Ingestor:
         self._runner = asyncio.create_task(self._run(), name="ingest-flusher")
@@ -312,6 +315,11 @@ class Ingestor:
         m.ingest_samples_expired.inc(expired)
         self.windows.add(itertools.chain.from_iterable(p.window_items() for p in new), now)
         if new:
+            for publish in self.sample_listeners:
+                try:
+                    publish(new, now)
+                except Exception:  # pragma: no cover - a bug there must not fail the commit
+                    self._log.exception("a sample listener failed")
             for notify in self.commit_listeners:
                 notify()
         if now - self._last_evict >= _EVICT_EVERY_S:
