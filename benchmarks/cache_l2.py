@@ -10,8 +10,12 @@ same run, on a private redis-server (loopback TCP, started from the embedded bin
    the publish call to the last L1 applying it.
 3. The agent's L1 over its unix socket, redis-py as the client: p50/p99 of a GET hit.
 
+``--cluster`` runs the L2 GET measurements (1.) only, on a private three-master Redis Cluster
+(loopback ports, started like the tests' cluster): redis.asyncio's RedisCluster, RedisL2 on its
+per-master fast path, RedisL2 forced onto redis-py's cluster pipeline.
+
     python benchmarks/cache_l2.py [--seconds 3] [--tasks 100] [--rates 5000,40000]
-        [--only l2|invalidation|socket] [--no-peers] [--rounds 300] [--uvloop]
+        [--only l2|invalidation|socket] [--no-peers] [--rounds 300] [--uvloop] [--cluster]
 
 ``--uvloop`` runs everything on uvloop (``pip install -e '.[speedups]'``, which also brings
 hiredis: redis-py and the fast path then parse replies in C, peers included).
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import random
 import socket
 import statistics
 import subprocess
@@ -32,7 +37,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from agent.l1_server import L1Server
 from haetae.cache import InvalidationBus, L1Cache, LayeredCache, RedisL2, resp
@@ -72,6 +81,63 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
         except OSError:
             time.sleep(0.02)
     raise RuntimeError("redis-server did not start")
+
+
+def start_cluster(workdir: Path, masters: int = 3) -> tuple[list[subprocess.Popen[bytes]], int]:
+    """A Redis Cluster of ``masters`` masters, no replicas, slots split evenly (as the tests'
+    ``LocalCluster``); returns the processes and one node's port."""
+    ports: list[int] = []
+    rng = random.Random()
+    while len(ports) < masters:  # the cluster bus listens on port + 10000
+        port = rng.randrange(20_000, 45_000)
+        try:
+            for p in (port, port + 10_000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        if port not in ports:
+            ports.append(port)
+    procs = []
+    for port in ports:
+        (workdir / str(port)).mkdir()
+        procs.append(
+            subprocess.Popen(
+                [
+                    redis_server_binary(),
+                    *("--port", str(port), "--bind", "127.0.0.1"),
+                    *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                    *("--save", "", "--appendonly", "no", "--dir", str(workdir / str(port))),
+                ],
+                stdout=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+        )
+    clients = []
+    for port in ports:
+        for _ in range(200):
+            try:
+                c = redis.Redis(host="127.0.0.1", port=port, retry=Retry(NoBackoff(), 0))
+                c.ping()
+                clients.append(c)
+                break
+            except redis.ConnectionError:
+                time.sleep(0.02)
+    per = 16384 // masters
+    for i, c in enumerate(clients):
+        c.execute_command("CLUSTER SET-CONFIG-EPOCH", i + 1)
+        end = 16384 if i == masters - 1 else (i + 1) * per
+        c.execute_command("CLUSTER ADDSLOTS", *range(i * per, end))
+    for port in ports[1:]:
+        clients[0].execute_command("CLUSTER MEET", "127.0.0.1", port)
+    deadline = time.monotonic() + 15
+    while not all(c.cluster("INFO").get("cluster_state") == "ok" for c in clients):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the cluster did not converge")
+        time.sleep(0.05)
+    for c in clients:
+        c.close()
+    return procs, ports[0]
 
 
 def settle() -> None:
@@ -210,8 +276,30 @@ async def l2_contenders(port: int, peers: bool) -> list[tuple[str, Any, Get, Any
     return out
 
 
-async def l2_get(port: int, tasks: int, seconds: float, rates: list[float], peers: bool) -> None:
-    contenders = await l2_contenders(port, peers)
+async def cluster_contenders(port: int) -> list[tuple[str, Any, Get, Any]]:
+    url = f"redis+cluster://127.0.0.1:{port}"
+    raw = RedisCluster(host="127.0.0.1", port=port)
+    ours = RedisL2.from_url(url)
+    old = RedisL2(RedisCluster(host="127.0.0.1", port=port), fast_path=False)
+    assert type(ours.pipeline).__name__ == "ClusterPipeline"
+
+    async def ours_set(key: str, v: str) -> None:
+        await ours.set(key, v.encode(), ttl_ms=None)
+
+    async def old_set(key: str, v: str) -> None:
+        await old.set(key, v.encode(), ttl_ms=None)
+
+    return [
+        ("redis.asyncio RedisCluster.get", raw.set, raw.get, raw.aclose),
+        ("haetae RedisL2.get (cluster fast path)", ours_set, ours.get, ours.aclose),
+        ("haetae RedisL2.get (redis-py cluster pipe)", old_set, old.get, old.aclose),
+    ]
+
+
+async def l2_get(
+    port: int, tasks: int, seconds: float, rates: list[float], peers: bool, cluster: bool = False
+) -> None:
+    contenders = await (cluster_contenders(port) if cluster else l2_contenders(port, peers))
     value = "x" * 100
     for n, (_name, setter, get, _close) in enumerate(contenders):
         for i in range(100):
@@ -340,6 +428,9 @@ async def main() -> None:
     p.add_argument("--no-peers", action="store_true", help="skip cashews and aiocache")
     p.add_argument("--rounds", type=int, default=300, help="invalidation rounds")
     p.add_argument(
+        "--cluster", action="store_true", help="L2 GET on a 3-master Redis Cluster (only that)"
+    )
+    p.add_argument(
         "--only", choices=["l2", "invalidation", "socket"], action="append", help="repeatable"
     )
     args = p.parse_args()
@@ -348,6 +439,17 @@ async def main() -> None:
     print(
         f"event loop: {type(asyncio.get_running_loop()).__module__}, hiredis: {resp.HAVE_HIREDIS}"
     )
+    if args.cluster:
+        with tempfile.TemporaryDirectory(prefix="haetae-bench-cl-") as d:
+            procs, port = start_cluster(Path(d))
+            try:
+                await l2_get(port, args.tasks, args.seconds, rates, False, cluster=True)
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait()
+        return
     with tempfile.TemporaryDirectory(prefix="haetae-bench-") as d:
         proc, port = start_redis(Path(d))
         try:

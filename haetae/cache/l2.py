@@ -6,9 +6,11 @@ are capped so one slow batch does not hold everything.
 
 On a standalone Redis reached over TCP or a unix socket, the pipelined commands bypass
 redis-py and travel on one lean RESP connection (:mod:`haetae.cache.resp`), with the GETs of one
-tick merged into an MGET; on a Redis Cluster (MOVED/ASK handling) or an unusual connection (TLS,
-credential providers) they go through redis-py's pipeline (:class:`AutoPipeline`), where several
-batches may be in flight at once on separate pooled connections. This class' other calls
+tick merged into an MGET; on a Redis Cluster they travel the same way on one lean connection per
+master, routed by slot, following MOVED/ASK (:mod:`haetae.cache.cluster`). An unusual connection
+(TLS, credential providers, decoded responses, reads from replicas) goes through redis-py's
+pipeline (:class:`AutoPipeline`), where several batches may be in flight at once on separate
+pooled connections. This class' other calls
 (SMEMBERS, SCAN, EVAL, PING) use the redis-py client.
 """
 
@@ -22,8 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
+from haetae.cache import cluster, resp
 from haetae.cache import keys as ck
-from haetae.cache import resp
 
 CLUSTER_SCHEME = "redis+cluster"
 
@@ -112,15 +114,20 @@ class RedisL2:
         """``fast_path``: None picks the lean RESP connection whenever the client allows it."""
         self.client = client
         self.is_cluster = isinstance(client, RedisCluster)
+        supported = cluster.supports(client) if self.is_cluster else resp.supports(client)
         if fast_path is None:
-            fast_path = not self.is_cluster and resp.supports(client)
-        elif fast_path and (self.is_cluster or not resp.supports(client)):
-            raise ValueError("the RESP fast path needs a standalone redis.asyncio.Redis client")
-        self.pipeline: AutoPipeline | resp.FastPipeline = (
-            resp.FastPipeline(client, max_batch=max_batch)
-            if fast_path
-            else AutoPipeline(client, max_batch=max_batch)
-        )
+            fast_path = supported
+        elif fast_path and not supported:
+            raise ValueError(
+                "the RESP fast path needs a plain redis.asyncio Redis or RedisCluster client"
+            )
+        self.pipeline: AutoPipeline | resp.FastPipeline | cluster.ClusterPipeline
+        if not fast_path:
+            self.pipeline = AutoPipeline(client, max_batch=max_batch)
+        elif isinstance(client, RedisCluster):
+            self.pipeline = cluster.ClusterPipeline(client, max_batch=max_batch)
+        else:
+            self.pipeline = resp.FastPipeline(client, max_batch=max_batch)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisL2:

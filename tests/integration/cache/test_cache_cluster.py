@@ -1,106 +1,30 @@
 """The L2 and the invalidation stream on a real three-master Redis Cluster (loopback ports,
-started from the redis-server binary); the cluster client follows MOVED redirections."""
+started from the redis-server binary), through the L2's per-master fast path."""
 
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis
+from cache_support import LocalCluster
 from redis.asyncio.cluster import RedisCluster
 
 from haetae.cache import InvalidationBus, L1Cache, LayeredCache, RedisL2, client_from_url
-from haetae.embedded.redis import redis_server_binary
-from haetae.procs import die_with_parent
+from haetae.cache.cluster import ClusterPipeline
 from haetae.resilience import BreakerConfig, CircuitBreaker
-
-
-def _free_ports(n: int) -> list[int]:
-    """Ports whose cluster-bus twin (port + 10000) is free and valid too."""
-    ports: list[int] = []
-    rng = random.Random()
-    while len(ports) < n:
-        port = rng.randrange(20_000, 45_000)
-        try:
-            for p in (port, port + 10_000):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 @pytest.fixture(scope="module")
 def cluster_url() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="hc-cl-") as d:
-        ports = _free_ports(3)
-        procs = []
-        for port in ports:
-            node_dir = Path(d) / str(port)
-            node_dir.mkdir()
-            procs.append(
-                subprocess.Popen(
-                    [
-                        redis_server_binary(),
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        str(node_dir),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    preexec_fn=die_with_parent,
-                )
-            )
+        cluster = LocalCluster(Path(d))
         try:
-            clients = []
-            for port in ports:
-                for _ in range(200):
-                    try:
-                        c = redis.Redis(host="127.0.0.1", port=port, retry=None)
-                        c.ping()
-                        clients.append(c)
-                        break
-                    except redis.ConnectionError:
-                        time.sleep(0.02)
-            per = 16384 // 3
-            for i, c in enumerate(clients):
-                # Distinct epochs up front: no collision to resolve, so the cluster agrees fast.
-                c.execute_command("CLUSTER SET-CONFIG-EPOCH", i + 1)
-                end = 16384 if i == 2 else (i + 1) * per
-                c.execute_command("CLUSTER ADDSLOTS", *range(i * per, end))
-            for port in ports[1:]:
-                clients[0].execute_command("CLUSTER MEET", "127.0.0.1", port)
-            deadline = time.monotonic() + 15
-            while not all(c.cluster("INFO").get("cluster_state") == "ok" for c in clients):
-                assert time.monotonic() < deadline, "cluster did not converge"
-                time.sleep(0.05)
-            for c in clients:
-                c.close()
-            yield f"redis+cluster://127.0.0.1:{ports[0]}"
+            yield cluster.url
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait()
+            cluster.stop()
 
 
 @pytest.fixture
@@ -115,7 +39,8 @@ async def cluster_caches(cluster_url: str) -> AsyncIterator[list[LayeredCache]]:
         for _ in range(2)
     ]
     assert caches[0].l2 is not None and caches[0].l2.is_cluster
-    await caches[0].l2.client.flushall(target_nodes=RedisCluster.ALL_NODES)  # type: ignore[call-arg]
+    assert isinstance(caches[0].l2.pipeline, ClusterPipeline)
+    await caches[0].l2.client.flushall(target_nodes=RedisCluster.ALL_NODES)
     yield caches
     for c in caches:
         await c.aclose()
