@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import random
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from notify_support import record_transition
 from pydantic import SecretStr
+from tests_support import free_port
 
 from control_plane.alerting import Notifier, Outcome
 from control_plane.config import EmailChannelConfig, NotifyConfig, ReceiverConfig, RouteConfig
@@ -92,12 +92,6 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class SmtpServer:
     mailbox: Mailbox
@@ -111,7 +105,7 @@ def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
     mailbox = Mailbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(
         mailbox,
         hostname="127.0.0.1",

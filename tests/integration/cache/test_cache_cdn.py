@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
-from tests_support import assert_problem
+from tests_support import assert_problem, free_port
 
 from control_plane.app import create_app
 from control_plane.config import CdnConfig, ControlPlaneConfig
@@ -80,12 +80,6 @@ class Edge:
 
     def cached_file(self, path: str) -> Path:
         return self.purger.path_of(self.purger.key_of(self.url + path))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def plane_config(db_dsn: str, redis_url: str, tmp_path: Path, cdn: CdnConfig) -> ControlPlaneConfig:

@@ -14,17 +14,12 @@ import pytest
 import redis.asyncio as aioredis
 from la_fakes import FakeGemini, Origin, analyzer_config
 from prometheus_client.parser import text_string_to_metric_families
+from tests_support import free_port
 
 from link_analyzer.config import QueueConfig
 from link_analyzer.queue import JobStatus, Queue
 from link_analyzer.runner import run_worker
 from link_analyzer.urls import canonicalize
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
