@@ -106,7 +106,9 @@ async def _timed(service: LinkAnalyzerService, url: str) -> float:
 
 
 async def concurrency(url: str, args: argparse.Namespace) -> list[list[Any]]:
-    client = redis_client(url)
+    # The blocking pool the control plane builds (redis-py's default pool fails commands with
+    # "Too many connections" once 100 analyses hold its connections: section 3 of the report).
+    client = redis_client(url, blocking=True)
     await client.flushdb()
     async with remote_fakes(origin_latency=args.latency, hosts=args.hosts) as up:
         cfg = analyzer_config(up.gemini_url)
@@ -244,7 +246,7 @@ async def dedup(
         async with LinkAnalyzerService(cfg, client, policy=LOOPBACK) as service:
             if naive:
                 service.analyzer.cache = NoAnalysisCache(service.cache)
-                service.analyzer.lease = NoLease()
+                service.analyzer.lease = NoLease()  # type: ignore[assignment]
             t0 = time.perf_counter()
             await asyncio.gather(*(_timed(service, up.url(c, v, host=c)) for c, v in plan))
             wall = time.perf_counter() - t0

@@ -39,9 +39,11 @@ from haetae.cache import (
     Outcome,
     RedisL2,
 )
+from haetae.cache import keys as ck
 from haetae.resilience import BreakerConfig, CircuitBreaker
 from link_analyzer.config import CacheConfig
 from link_analyzer.keys import CacheKeys
+from link_analyzer.rediscmd import Commands
 
 CACHE_NAME = "link_analyzer"
 NAMESPACE = "la"
@@ -176,6 +178,13 @@ class LayeredAnalysisCache:
             await self.cache.l2.pipeline.aclose()
 
     @property
+    def commands(self) -> Commands | None:
+        """The L2's auto-pipeline, for the pipeline's own keys (lease, ledger: ``rediscmd``)."""
+        l2 = self.cache.l2
+        # A cluster client keeps redis-py's routing (as before); ours is the lean connection.
+        return l2.pipeline if l2 is not None and not l2.is_cluster else None
+
+    @property
     def errors(self) -> int:
         """Cache failures seen by this process (each one was served as a miss)."""
         return self._errors + self.cache.stats.counts[Layer.L2, Outcome.ERROR]
@@ -205,6 +214,14 @@ class LayeredAnalysisCache:
     async def get_analysis(self, content_hash: str) -> dict[str, Any] | None:
         value = await self._get("analysis", analysis_key(content_hash))
         return value if isinstance(value, dict) else None
+
+    def analysis_l2_key(self, content_hash: str) -> str | None:
+        """The Redis key holding this analysis (for the lease's one-step check), if any."""
+        l2 = self.cache.l2
+        # On a cluster the lease and the answer may sit in different slots (no one script).
+        if l2 is None or l2.is_cluster:
+            return None
+        return ck.value_key(analysis_key(content_hash))
 
     async def put_analysis(self, content_hash: str, value: dict[str, Any], ttl_s: float) -> None:
         await self.cache.set(analysis_key(content_hash), value, ttl_s=ttl_s)

@@ -49,6 +49,10 @@ class FetchLimits:
     per_host_rate_per_s: float | None = 10.0
     max_connections: int = 200
     max_keepalive: int = 50
+    # httpcore's pool rescans every connection and waiting request on each request state
+    # change (quadratic in what is in flight); origins are spread over this many independent
+    # pools, so each scan covers a handful (1: one pool, as before).
+    pool_shards: int = 32
     # A 429 asking for a longer pause than this is reported, not waited out.
     retry_after_max_s: float = 3.0
     user_agent: str = "HaetaeLinkAnalyzer/0.1 (+https://haetae.dev/bot)"
@@ -83,7 +87,7 @@ class FetchResult:
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with its connection pool built on the guarded network backend."""
+    """httpx's transport with its connection pools built on the guarded network backend."""
 
     def __init__(
         self,
@@ -92,18 +96,63 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(trust_env=False)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive,
-            keepalive_expiry=30.0,
-            # HTTP/2 when the origin offers it by ALPN (TLS only). Every connection, h1 or h2,
-            # is opened by the guarded backend; an h2 connection only multiplexes requests to
-            # the one origin (scheme, host, port) it was opened and checked for.
-            http1=True,
-            http2=True,
-            network_backend=GuardedNetworkBackend(policy),
-        )
+        ctx = ssl_context or httpx.create_ssl_context(trust_env=False)
+        backend = GuardedNetworkBackend(policy)
+        shards = max(1, limits.pool_shards)
+        keepalive = -(-limits.max_keepalive // shards)
+
+        def pool() -> httpcore.AsyncConnectionPool:
+            return httpcore.AsyncConnectionPool(
+                ssl_context=ctx,
+                # Each shard may use the whole budget (a busy origin is not starved by its
+                # shard); the fetcher bounds requests in flight across shards to
+                # max_connections, and idle keep-alive connections are split between shards.
+                max_connections=limits.max_connections,
+                max_keepalive_connections=keepalive,
+                keepalive_expiry=30.0,
+                # HTTP/2 when the origin offers it by ALPN (TLS only). Every connection, h1 or
+                # h2, is opened by the guarded backend; an h2 connection only multiplexes
+                # requests to the one origin (scheme, host, port) it was opened and checked for.
+                http1=True,
+                http2=True,
+                network_backend=backend,
+            )
+
+        self._pool = _ShardedPool([pool() for _ in range(shards)])  # type: ignore[assignment]
+
+
+class _ShardedPool:
+    """Independent connection pools, each origin (scheme, host, port) always in the same one.
+
+    A connection only ever serves its own origin, so splitting by origin changes nothing about
+    which connection a request may use; it only keeps each pool's bookkeeping small. Every
+    shard connects through the same guarded backend (the SSRF check at connect time)."""
+
+    def __init__(self, pools: list[httpcore.AsyncConnectionPool]) -> None:
+        self.pools = pools
+
+    def _pool_for(self, request: httpcore.Request) -> httpcore.AsyncConnectionPool:
+        if len(self.pools) == 1:
+            return self.pools[0]
+        url = request.url
+        return self.pools[hash((url.scheme, url.host, url.port)) % len(self.pools)]
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        return await self._pool_for(request).handle_async_request(request)
+
+    @property
+    def connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        return [c for p in self.pools for c in p.connections]
+
+    async def aclose(self) -> None:
+        for p in self.pools:
+            await p.aclose()
+
+    async def __aenter__(self) -> _ShardedPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class Fetcher:
@@ -131,6 +180,8 @@ class Fetcher:
         self._host_slots = HostSlots(
             self.limits.per_host_concurrency, self.limits.per_host_rate_per_s
         )
+        # Requests in flight across all pool shards (one pool used to bound this itself).
+        self._in_flight = asyncio.Semaphore(self.limits.max_connections)
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -242,14 +293,24 @@ class Fetcher:
             raise FetchRefused(current, f"redirect to a refused URL: {exc.detail}") from None
 
     def _request(self, url: str) -> _GuardedRequest:
-        return _GuardedRequest(self._client, url, self._host_slots, urlsplit(url).netloc)
+        return _GuardedRequest(
+            self._client, url, self._host_slots, urlsplit(url).netloc, self._in_flight
+        )
 
 
 class _GuardedRequest:
     """One streamed GET under the host's concurrency slot, httpx errors translated."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str, slots: HostSlots, host: str):
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        slots: HostSlots,
+        host: str,
+        in_flight: asyncio.Semaphore,
+    ):
         self._client = client
+        self._in_flight = in_flight
         self._url = url
         self._slots = slots
         self._host = host
@@ -258,25 +319,34 @@ class _GuardedRequest:
     async def __aenter__(self) -> httpx.Response:
         await self._slots.acquire(self._host)
         try:
-            request = self._client.build_request("GET", self._url)
-            self._resp = await self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            self._slots.release(self._host)
-            raise FetchTimeout(self._url, f"timed out: {type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
-            self._slots.release(self._host)
-            raise FetchError(self._url, f"{type(exc).__name__}: {exc}") from exc
+            await self._in_flight.acquire()
         except BaseException:
             self._slots.release(self._host)
             raise
+        try:
+            request = self._client.build_request("GET", self._url)
+            self._resp = await self._client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            self._release()
+            raise FetchTimeout(self._url, f"timed out: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            self._release()
+            raise FetchError(self._url, f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            self._release()
+            raise
         return self._resp
+
+    def _release(self) -> None:
+        self._in_flight.release()
+        self._slots.release(self._host)
 
     async def __aexit__(self, *exc: object) -> None:
         try:
             if self._resp is not None:
                 await self._resp.aclose()
         finally:
-            self._slots.release(self._host)
+            self._release()
 
 
 async def read_capped(

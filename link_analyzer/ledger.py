@@ -11,6 +11,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from link_analyzer.keys import LedgerKeys
+from link_analyzer.rediscmd import Commands, Script, commands_for
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,17 @@ class CostLedger:
         keys: LedgerKeys | None = None,
         retention_days: int = 90,
         batch_prices: Prices | None = None,
+        pipeline: Commands | None = None,
     ) -> None:
+        """``pipeline``: book through it (the analysis cache's auto-pipeline, ``rediscmd``)
+        instead of one redis-py round trip per record; the script is the same."""
         self.redis = redis
+        self._cmds = commands_for(redis, pipeline)
         self.prices = prices or Prices()
         self.batch_prices = batch_prices or self.prices
         self.keys = keys or LedgerKeys()
         self._ttl_s = retention_days * 86400
-        self._record = redis.register_script(_RECORD)
+        self._record = Script(_RECORD)
 
     async def record(self, url_key: str, usage: Usage, *, now: float | None = None) -> int:
         """Book one call; returns its cost in micro-USD."""
@@ -85,8 +90,9 @@ class CostLedger:
             }
         )
         await self._record(
-            keys=[self.keys.day(_day(now)), self.keys.url(url_key), self.keys.calls],
-            args=[usage.prompt_tokens, usage.output_tokens, cost, entry, self._ttl_s],
+            self._cmds,
+            [self.keys.day(_day(now)), self.keys.url(url_key), self.keys.calls],
+            [usage.prompt_tokens, usage.output_tokens, cost, entry, self._ttl_s],
         )
         return cost
 

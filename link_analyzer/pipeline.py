@@ -193,19 +193,29 @@ class LinkAnalyzer:
                 lease_ttl, self.config.queue.job_timeout_s, g.batch_deadline_s + g.batch_max_wait_s
             )
         deadline = time.monotonic() + lease_ttl
+        one_step = True
         while True:
-            token = await self.lease.acquire(digest, lease_ttl)
+            token, answered, checked = await self._claim(digest, lease_ttl, one_step=one_step)
             if token is not None:
                 try:
-                    # Someone may have finished between our miss and our lease.
-                    cached = await self.cache.get_analysis(digest)
-                    if cached is not None:
-                        return cached, True
+                    if not checked:
+                        # Someone may have finished between our miss and our lease.
+                        cached = await self.cache.get_analysis(digest)
+                        if cached is not None:
+                            return cached, True
                     result = await self._call_model(canon, page, digest, batch=batch)
                     await self.cache.put_analysis(digest, result, self.config.cache.analysis_ttl_s)
                     return result, False
                 finally:
                     await self.lease.release(digest, token)
+            if answered:
+                # Finished between our miss and the claim: read it the usual way (L1 filled).
+                cached = await self.cache.get_analysis(digest)
+                if cached is not None:
+                    return cached, True
+                # Stored but unreadable here (L2 unhealthy, a record of another version):
+                # from now on the lease alone decides, as it did before the one-step claim.
+                one_step = False
             # Another worker is analysing this content: wait for its answer (or its lease
             # to lapse, if it died, and take over).
             if time.monotonic() >= deadline:
@@ -216,6 +226,20 @@ class LinkAnalyzer:
             cached = await self.cache.get_analysis(digest)
             if cached is not None:
                 return cached, True
+
+    async def _claim(
+        self, digest: str, lease_ttl: float, *, one_step: bool = True
+    ) -> tuple[str | None, bool, bool]:
+        """``(token, answered, checked)``: the lease (or None) and whether the stored answer
+        was seen; ``checked``: the lease came with the answer checked absent in the same
+        round trip (``AnalysisLease.acquire_unless``), so no re-check is needed."""
+        key_of = getattr(self.cache, "analysis_l2_key", None) if one_step else None
+        answer_key = key_of(digest) if key_of is not None else None
+        acquire_unless = getattr(self.lease, "acquire_unless", None)
+        if answer_key is None or acquire_unless is None:
+            return await self.lease.acquire(digest, lease_ttl), False, False
+        token, answered = await acquire_unless(digest, lease_ttl, answer_key)
+        return token, answered, True
 
     async def _call_model(
         self, canon: CanonicalUrl, page: dict[str, Any], digest: str, *, batch: bool = False

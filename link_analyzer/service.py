@@ -98,6 +98,7 @@ class LinkAnalyzerService:
             redis,
             Prices(g.input_per_mtok, g.output_per_mtok),
             batch_prices=Prices(g.batch_input_per_mtok, g.batch_output_per_mtok),
+            pipeline=self.cache.commands,
         )
         q = config.queue
         self.queue = Queue(
@@ -110,7 +111,7 @@ class LinkAnalyzerService:
             config,
             cache=self.cache,
             fetcher=self.fetcher,
-            lease=AnalysisLease(redis),
+            lease=AnalysisLease(redis, pipeline=self.cache.commands),
             gemini=self.gemini,
             batcher=self.batcher,
             ledger=self.ledger,

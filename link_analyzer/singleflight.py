@@ -13,6 +13,15 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from link_analyzer.keys import CacheKeys
+from link_analyzer.rediscmd import Commands, Script, commands_for
+
+# The lease, unless the answer is already there (checked first, in the same atomic step: the
+# holder writes its answer before releasing, so "no answer, lease free" means nobody finished).
+_CLAIM = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -30,23 +39,49 @@ class AnalysisLease:
         *,
         keys: CacheKeys | None = None,
         logger: logging.Logger | None = None,
+        pipeline: Commands | None = None,
     ) -> None:
+        """``pipeline``: send acquire/release through it (the analysis cache's auto-pipeline,
+        ``rediscmd``) instead of one redis-py round trip each."""
         self.redis = redis
         self.keys = keys or CacheKeys()
         self.log = logger or logging.getLogger("haetae.link_analyzer.singleflight")
-        self._release = redis.register_script(_RELEASE)
+        self._cmds = commands_for(redis, pipeline)
+        self._release = Script(_RELEASE)
+        self._claim = Script(_CLAIM)
 
     async def acquire(self, content_hash: str, ttl_s: float) -> str | None:
         """A token when we now own the lease, None when someone else does."""
         token = secrets.token_hex(8)
         try:
-            got = await self.redis.set(
-                self.keys.lease(content_hash), token, nx=True, px=max(1, int(ttl_s * 1000))
+            got = await self._cmds.execute(
+                "SET", self.keys.lease(content_hash), token, "NX", "PX", max(1, int(ttl_s * 1000))
             )
         except RedisError as exc:
             self.log.warning("analysis lease unavailable, analysing without it: %s", exc)
             return token
         return token if got else None
+
+    async def acquire_unless(
+        self, content_hash: str, ttl_s: float, answer_key: str
+    ) -> tuple[str | None, bool]:
+        """One round trip for "is the answer there, else may I produce it": ``(None, True)``
+        when ``answer_key`` (the Redis key of the stored answer) exists (no lease taken),
+        ``(token, False)`` when we now own the lease and there is no answer, ``(None, False)``
+        when someone else holds the lease."""
+        token = secrets.token_hex(8)
+        try:
+            got = await self._claim(
+                self._cmds,
+                [self.keys.lease(content_hash), answer_key],
+                [token, max(1, int(ttl_s * 1000))],
+            )
+        except RedisError as exc:
+            self.log.warning("analysis lease unavailable, analysing without it: %s", exc)
+            return token, False
+        if got == 2:
+            return None, True
+        return (token if got == 1 else None), False
 
     async def held(self, content_hash: str) -> bool:
         try:
@@ -56,7 +91,7 @@ class AnalysisLease:
 
     async def release(self, content_hash: str, token: str) -> None:
         try:
-            await self._release(keys=[self.keys.lease(content_hash)], args=[token])
+            await self._release(self._cmds, [self.keys.lease(content_hash)], [token])
         except RedisError as exc:
             # The lease expires on its own.
             self.log.warning("releasing the analysis lease failed: %s", exc)
