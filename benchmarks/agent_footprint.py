@@ -5,7 +5,12 @@ cycle is one collection (node_exporter: one scrape, as Prometheus would do; Haet
 collect + spool + gzip + POST to a real control plane), and series is the number of samples a
 cycle produces.
 
-    python benchmarks/agent_footprint.py [--cycles 60] [--interval 1]
+    python benchmarks/agent_footprint.py [--cycles 60] [--interval 1] [--app-series 500]
+
+The agent watches the demo app (about 140-180 samples a cycle with host and process metrics), or
+with ``--app-series N`` a stand-in app served by this script that exposes N series (counters and
+histogram buckets with realistic labels, a few hundred changing per scrape), so that the agent's
+CPU per series can be compared at node_exporter's own series count.
 
 node_exporter comes from Debian's `prometheus-node-exporter` package
 (`apt-get install prometheus-node-exporter`); without it the peer is skipped and said so.
@@ -101,7 +106,67 @@ def measure_node_exporter(cycles: int, interval: float, warmup: int) -> Footprin
         proc.wait()
 
 
-def measure_haetae_agent(cycles: int, interval: float, warmup: int) -> Footprint:
+def serve_app(port: int, series: int) -> None:
+    """A stand-in app: ``/metrics`` with ``series`` sample lines, ``/health``; keep-alive."""
+    import http.server
+    import random
+
+    paths = [f"/api/v1/{name}" for name in ("users", "orders", "items", "search", "cart")]
+    lines: list[tuple[str, float]] = []  # (series, value)
+    families: list[tuple[str, str, int]] = []
+    n = 0
+    while n < series:
+        f = len(families)
+        kind = "histogram" if f % 3 == 2 else "counter"
+        name = f"app_requests_{f}" + ("_seconds" if kind == "histogram" else "_total")
+        start = len(lines)
+        for path in paths:
+            for status in ("200", "404", "500"):
+                labels = f'method="GET",path="{path}",status="{status}"'
+                if kind == "counter":
+                    lines.append((f"{name}{{{labels}}}", 0.0))
+                else:
+                    for le in ("0.005", "0.01", "0.05", "0.1", "0.5", "1.0", "+Inf"):
+                        lines.append((f'{name}_bucket{{{labels},le="{le}"}}', 0.0))
+                    lines.append((f"{name}_sum{{{labels}}}", 0.0))
+                    lines.append((f"{name}_count{{{labels}}}", 0.0))
+        families.append((name, kind, len(lines) - start))
+        n = len(lines)
+    lines = lines[:series]
+    values = [v for _, v in lines]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                for i in random.sample(range(len(values)), min(len(values), 200)):
+                    values[i] += random.random()
+                out, i = [], 0
+                for name, kind, count in families:
+                    out.append(f"# HELP {name} Requests.\n# TYPE {name} {kind}\n")
+                    for j in range(i, min(i + count, len(lines))):
+                        out.append(f"{lines[j][0]} {values[j]:.6g}\n")
+                    i += count
+                body = "".join(out).encode()
+                ctype = "text/plain; version=0.0.4; charset=utf-8"
+            else:
+                body, ctype = b"ok", "text/plain"
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+def measure_haetae_agent(
+    cycles: int, interval: float, warmup: int, app_series: int = 0
+) -> Footprint:
     import asyncio
 
     import asyncpg
@@ -131,13 +196,14 @@ def measure_haetae_agent(cycles: int, interval: float, warmup: int) -> Footprint
             )
         )
         wait_http(f"http://127.0.0.1:{cp_port}/health")
+        if app_series:
+            app_cmd = [sys.executable, __file__, "--serve-app", str(demo_port), str(app_series)]
+            match = f"--serve-app {demo_port}"
+        else:
+            app_cmd = [*cmd, "demo-app", "--port", str(demo_port)]
+            match = f"demo-app --port {demo_port}"
         procs.append(
-            subprocess.Popen(
-                [*cmd, "demo-app", "--port", str(demo_port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            subprocess.Popen(app_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         )
         wait_http(f"http://127.0.0.1:{demo_port}/health")
         demo = f"http://127.0.0.1:{demo_port}"
@@ -151,7 +217,7 @@ def measure_haetae_agent(cycles: int, interval: float, warmup: int) -> Footprint
                 "HAETAE_AGENT_CONTROL_PLANE_URL": f"http://127.0.0.1:{cp_port}",
                 "HAETAE_AGENT_CONTROL_PLANE_ENROLMENT_TOKEN": "bench",
                 "HAETAE_AGENT_HTTP_PORT": str(agent_port),
-                "HAETAE_AGENT_PROCESS_CMDLINE_MATCH": f"demo-app --port {demo_port}",
+                "HAETAE_AGENT_PROCESS_CMDLINE_MATCH": match,
                 "HAETAE_AGENT_APP_METRICS_URL": f"{demo}/metrics",
                 "HAETAE_AGENT_HEALTH_URL": f"{demo}/health",
             },
@@ -195,12 +261,22 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=60)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument(
+        "--app-series",
+        type=int,
+        default=0,
+        help="watch a stand-in app exposing this many series instead of the demo app",
+    )
+    parser.add_argument("--serve-app", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_app:
+        serve_app(*args.serve_app)
+        return
     results = [
         r
         for r in (
             measure_node_exporter(args.cycles, args.interval, args.warmup),
-            measure_haetae_agent(args.cycles, args.interval, args.warmup),
+            measure_haetae_agent(args.cycles, args.interval, args.warmup, args.app_series),
         )
         if r is not None
     ]

@@ -71,6 +71,24 @@ class ExpositionParser:
         refused = 0
         timestamped = False
         for line in text.split("\n"):
+            if not line or line[0] == "#":
+                continue
+            # The steady state: a series seen in the last scrape, one space, a plain value. Any
+            # other line (new series, timestamps, other spacing) takes the careful path below.
+            head, _, tail = line.rpartition(" ")
+            series = cache.get(head)
+            if series is not None and "_" not in tail:
+                try:
+                    value = float(tail)
+                except ValueError:
+                    pass
+                else:
+                    seen[head] = series
+                    if series is _REFUSED:
+                        refused += 1
+                    else:
+                        out.append(Sample(series[0], series[1], value))
+                    continue
             line = line.strip()
             if not line or line[0] == "#":
                 continue

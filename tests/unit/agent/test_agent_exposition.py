@@ -66,6 +66,37 @@ def test_cached_series_stay_correct_across_scrapes() -> None:
     assert set(parser._series) == {'a{x="1"}', 'c{y="z"}'}  # b was forgotten
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        'a{x="1"} 1\nb 2\n',
+        'a{x="1"} 1 1700000000000\n',  # a timestamp after a series seen without one
+        'a{x="1"}\t1\n',
+        'a{x="1"} 1\r\n',
+        '  a{x="1"}  1  \n',
+        'a{x="1"} +Inf\na{x="2"} NaN\n',
+        'a{x="} 1"} 3\n',
+        "b 2 1700000000000\n",
+        '{"http.requests"} 1\n',
+    ],
+)
+def test_second_scrape_fast_path_agrees_with_the_first(text: str) -> None:
+    # The second parse of a text finds its series cached (the one-space fast path); the
+    # answer must be the one a fresh parser gives.
+    warm = ExpositionParser()
+    warm.parse('a{x="1"} 0\na{x="2"} 0\nb 0\n{"http.requests"} 0\na{x="} 1"} 0\n', now=NOW)
+    warm.parse(text, now=NOW)
+    again = warm.parse(text, now=NOW)
+    fresh = ExpositionParser()
+    expected = fresh.parse(text, now=NOW)
+
+    def key(samples: list[Sample]) -> list[tuple[object, ...]]:
+        return [(s.name, s.labels, repr(s.value), s.ts) for s in samples]
+
+    assert key(again) == key(expected)
+    assert warm.refused == fresh.refused
+
+
 def test_keeps_names_as_exposed() -> None:
     # The reference parser would rename a counter lacking _total; the exposed name is kept.
     samples = ExpositionParser().parse("# TYPE jobs counter\njobs 3\n", now=NOW)
