@@ -15,7 +15,8 @@ loopback), nothing cached at the start of each measurement.
   processes (``run_worker_processes``), each with N/workers job slots; latency from the moment
   the N jobs are enqueued (all at once) to each job's completion, both on the Redis clock.
 
-    python benchmarks/link_analyzer_pipeline.py [--n 100] [--latency 0.5] [--hosts 100]
+    python benchmarks/link_analyzer_pipeline.py [--n 100] [--latency 0.5] [--gemini-latency 0]
+                                                [--hosts 100]
                                                 [--seq 10] [--requests 200] [--repeat 0.4]
                                                 [--workers 1 2] [--skip-dedup] [--uvloop]
                                                 [--sdk-httpx]
@@ -105,12 +106,26 @@ async def _timed(service: LinkAnalyzerService, url: str) -> float:
     return time.perf_counter() - t0
 
 
+def upstream_latency(args: argparse.Namespace) -> float:
+    """L: what one analysis waits on upstreams, the origin's answer then Gemini's."""
+    return float(args.latency + args.gemini_latency)
+
+
+def upstream_ms(args: argparse.Namespace) -> str:
+    return (
+        f"{upstream_latency(args) * 1000:g} (origin {args.latency * 1000:g} + Gemini "
+        f"{args.gemini_latency * 1000:g})"
+    )
+
+
 async def concurrency(url: str, args: argparse.Namespace) -> list[list[Any]]:
     # The blocking pool the control plane builds (redis-py's default pool fails commands with
     # "Too many connections" once 100 analyses hold its connections: section 3 of the report).
     client = redis_client(url, blocking=True)
     await client.flushdb()
-    async with remote_fakes(origin_latency=args.latency, hosts=args.hosts) as up:
+    async with remote_fakes(
+        origin_latency=args.latency, gemini_latency=args.gemini_latency, hosts=args.hosts
+    ) as up:
         cfg = analyzer_config(up.gemini_url)
         async with LinkAnalyzerService(cfg, client, policy=LOOPBACK) as service:
             await _timed(service, up.url(10**6))  # warm pools and parsers
@@ -124,9 +139,9 @@ async def concurrency(url: str, args: argparse.Namespace) -> list[list[Any]]:
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     await client.aclose()
     s, c = summary_ms(seq), summary_ms(each)
-    bound = 1.2 * args.latency
+    bound = 1.2 * upstream_latency(args)
     print(
-        f"concurrency: {args.n} uncached analyses, origin latency L={args.latency * 1000:g} ms, "
+        f"concurrency: {args.n} uncached analyses, upstream latency L={upstream_ms(args)} ms, "
         f"{args.hosts} hosts; slowest {max(each) * 1000:.0f} ms, bound 1.2 L = "
         f"{bound * 1000:.0f} ms: {'PASS' if max(each) <= bound else 'FAIL'}; "
         f"sequential/concurrent wall ratio {seq_total / wall:.1f}x; "
@@ -172,7 +187,9 @@ async def concurrency_workers(url: str, args: argparse.Namespace, workers: int) 
     jobs at once; all N jobs enqueued at once, as ``POST /api/v1/analyze/async`` does."""
     client = redis_client(url, blocking=True)
     await client.flushdb()
-    async with remote_fakes(origin_latency=args.latency, hosts=args.hosts) as up:
+    async with remote_fakes(
+        origin_latency=args.latency, gemini_latency=args.gemini_latency, hosts=args.hosts
+    ) as up:
         per_worker = -(-args.n // workers)
         cfg = analyzer_config(
             up.gemini_url, queue={"worker_concurrency": per_worker, "worker_metrics_port": None}
@@ -218,7 +235,7 @@ async def concurrency_workers(url: str, args: argparse.Namespace, workers: int) 
                 fleet.kill()
     await client.aclose()
     c = summary_ms(each)
-    bound = 1.2 * args.latency
+    bound = 1.2 * upstream_latency(args)
     print(
         f"queued, {workers} worker process(es) x {per_worker} slots: slowest "
         f"{max(each) * 1000:.0f} ms, bound {bound * 1000:.0f} ms: "
@@ -289,7 +306,13 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--latency", type=float, default=0.5, help="origin latency L, seconds")
+    parser.add_argument("--latency", type=float, default=0.5, help="origin latency, seconds")
+    parser.add_argument(
+        "--gemini-latency",
+        type=float,
+        default=0.0,
+        help="fake Gemini's latency, seconds (L = origin + Gemini; real calls take seconds)",
+    )
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--seq", type=int, default=10, help="sequential baseline sample size")
     parser.add_argument("--requests", type=int, default=200)
