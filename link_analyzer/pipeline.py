@@ -184,19 +184,28 @@ class LinkAnalyzer:
         cached = await self.cache.get_analysis(digest)
         if cached is not None:
             return cached, True
+        # The lease stays short and its live holder renews it (``AnalysisLease.hold``): one
+        # that dies (even while waiting an hour on a batch) frees the content within lease_ttl.
         lease_ttl = self.config.gemini.timeout_s + self.config.fetch.total_timeout_s
+        wait_s = lease_ttl
         batch = batch and self.batcher is not None
         if batch:
             # A batch answers within its own deadline, not a call's (nor the job's timeout).
             g = self.config.gemini
-            lease_ttl = max(
+            wait_s = max(
                 lease_ttl, self.config.queue.job_timeout_s, g.batch_deadline_s + g.batch_max_wait_s
             )
-        deadline = time.monotonic() + lease_ttl
+        deadline = time.monotonic() + wait_s
         one_step = True
         while True:
             token, answered, checked = await self._claim(digest, lease_ttl, one_step=one_step)
             if token is not None:
+                hold = getattr(self.lease, "hold", None)
+                renewing = (
+                    asyncio.create_task(hold(digest, token, lease_ttl))
+                    if hold is not None
+                    else None
+                )
                 try:
                     if not checked:
                         # Someone may have finished between our miss and our lease.
@@ -207,6 +216,9 @@ class LinkAnalyzer:
                     await self.cache.put_analysis(digest, result, self.config.cache.analysis_ttl_s)
                     return result, False
                 finally:
+                    if renewing is not None:
+                        renewing.cancel()
+                        await asyncio.gather(renewing, return_exceptions=True)
                     await self.lease.release(digest, token)
             if answered:
                 # Finished between our miss and the claim: read it the usual way (L1 filled).
@@ -221,7 +233,7 @@ class LinkAnalyzer:
             if time.monotonic() >= deadline:
                 raise AnalysisBusy(digest)
             # Waiting on a batched answer does not count against this job's timeout either.
-            with batch_wait(lease_ttl) if batch else contextlib.nullcontext():
+            with batch_wait(wait_s) if batch else contextlib.nullcontext():
                 await asyncio.sleep(0.05)
             cached = await self.cache.get_analysis(digest)
             if cached is not None:

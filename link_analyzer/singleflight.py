@@ -6,6 +6,7 @@ lease to lapse, when the holder died, and then take over).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 
@@ -25,6 +26,13 @@ return 0
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+# Extend the lease only while we still own it (a lapsed lease taken over stays the new owner's).
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
 
@@ -49,6 +57,7 @@ class AnalysisLease:
         self._cmds = commands_for(redis, pipeline)
         self._release = Script(_RELEASE)
         self._claim = Script(_CLAIM)
+        self._renew = Script(_RENEW)
 
     async def acquire(self, content_hash: str, ttl_s: float) -> str | None:
         """A token when we now own the lease, None when someone else does."""
@@ -88,6 +97,29 @@ class AnalysisLease:
             return bool(await self.redis.exists(self.keys.lease(content_hash)))
         except RedisError:
             return False
+
+    async def renew(self, content_hash: str, token: str, ttl_s: float) -> bool:
+        """Extend our lease to ``ttl_s`` from now; False when it is no longer ours (lapsed, or
+        taken over). A Redis error counts as "still ours": the holder keeps working and the
+        lease lapses on its own if Redis stays away."""
+        try:
+            got = await self._renew(
+                self._cmds, [self.keys.lease(content_hash)], [token, max(1, int(ttl_s * 1000))]
+            )
+        except RedisError as exc:
+            self.log.warning("renewing the analysis lease failed: %s", exc)
+            return True
+        return bool(got)
+
+    async def hold(self, content_hash: str, token: str, ttl_s: float) -> None:
+        """Renew the lease every third of ``ttl_s`` until cancelled: a live holder (say one
+        waiting on a Gemini batch for an hour) keeps it, a dead one loses it within ``ttl_s``."""
+        every = max(0.01, ttl_s / 3)
+        while True:
+            await asyncio.sleep(every)
+            if not await self.renew(content_hash, token, ttl_s):
+                self.log.warning("analysis lease for %s lost while held", content_hash)
+                return
 
     async def release(self, content_hash: str, token: str) -> None:
         try:

@@ -10,6 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from la_fakes import FakeGemini, Origin, analyzer_config
 
+from link_analyzer.keys import CacheKeys
 from link_analyzer.queue import Job, JobStatus, Priority, Queue
 from link_analyzer.service import LinkAnalyzerService
 from link_analyzer.urls import canonicalize
@@ -140,3 +141,45 @@ async def test_deadline_extension_gives_back_the_time_left() -> None:
     assert 4.5 < seen["inside"] <= 5.0
     assert 0.05 < seen["after"] <= 0.2
     assert current_job() is None
+
+
+async def test_a_batch_holder_keeps_a_short_lease_renewed(
+    redis_client: aioredis.Redis, origin: Origin, fake_gemini: FakeGemini
+) -> None:
+    # The content lease is the short one (gemini.timeout_s + fetch.total_timeout_s = 1 s), not
+    # the batch deadline (30 s): renewed while the holder waits ~3 s, so a holder killed while
+    # waiting would free it within 1 s.
+    fake_gemini.polls_before_done = 60
+    cfg = analyzer_config(
+        fake_gemini.base_url,
+        fetch={"allow_networks": ["127.0.0.0/8"], "total_timeout_s": 0.5},
+        gemini={
+            "api_key": "test-key",
+            "base_url": fake_gemini.base_url,
+            "timeout_s": 0.5,
+            "batch_max_wait_s": 0.05,
+            "batch_poll_s": 0.05,
+            "batch_deadline_s": 30,
+        },
+        queue={"job_timeout_s": 1.0, "lease_s": 1.0, "backoff_base_s": 0.05},
+    )
+    seen: list[tuple[float, int]] = []
+
+    async def watch() -> None:
+        while True:
+            async for key in redis_client.scan_iter(match=CacheKeys().lease("*")):
+                seen.append((time.monotonic(), await redis_client.pttl(key)))
+            await asyncio.sleep(0.05)
+
+    async with LinkAnalyzerService(cfg, redis_client) as svc:
+        watcher = asyncio.create_task(watch())
+        try:
+            [view] = await run_low_jobs(svc, [origin.url("/article")])
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+    assert view.status == JobStatus.DONE, view
+    assert view.attempts == 1 and view.result["ai"]["batch"] is True
+    assert seen, "the lease was never seen"
+    assert seen[-1][0] - seen[0][0] > 2.0  # held well past its 1 s TTL...
+    assert all(ms <= 1000 for _, ms in seen)  # ...yet never set past it
