@@ -255,7 +255,7 @@ class _Node:
         self.fail_out(RedisConnectionError("the L2 client is closed"))
 
 
-class ClusterPipeline:
+class ClusterPipeline(resp.CommandQueue):
     """Drop-in for :class:`haetae.cache.l2.AutoPipeline` on a Redis Cluster (masters only)."""
 
     def __init__(
@@ -274,8 +274,7 @@ class ClusterPipeline:
         self.max_batch = max_batch  # kept for the interface: GETs are not merged here
         self.batches = 0
         self.refreshes = 0
-        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._scheduled = False
+        super().__init__()
         self._slots: list[_Node | None] | None = None
         self._nodes: dict[tuple[str, int], _Node] = {}
         self._dirty: list[_Node] = []  # nodes with redirected items to send
@@ -283,29 +282,6 @@ class ClusterPipeline:
         self._last_refresh = float("-inf")
         self._refreshing: asyncio.Task[None] | None = None
         self._closed = False
-
-    def execute(self, *args: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((args, fut))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return fut
-
-    def get(self, key: str) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((("GET", key), fut))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return fut
-
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
 
     # -- sending -------------------------------------------------------------------------------
     def _flush(self) -> None:

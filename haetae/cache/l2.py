@@ -40,28 +40,15 @@ def client_from_url(url: str, **kwargs: Any) -> RedisClient:
     return aioredis.Redis.from_url(url, **kwargs)
 
 
-class AutoPipeline:
+class AutoPipeline(resp.CommandQueue):
     """Queue commands; flush everything queued in this loop iteration as pipelines."""
 
     def __init__(self, client: RedisClient, *, max_batch: int = 256) -> None:
         self.client = client
         self.max_batch = max_batch
-        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._scheduled = False
+        super().__init__()
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0
-
-    def execute(self, *args: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((args, fut))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return fut
-
-    def get(self, key: str) -> asyncio.Future[Any]:
-        return self.execute("GET", key)
 
     def _flush(self) -> None:
         self._scheduled = False

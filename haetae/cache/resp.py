@@ -226,7 +226,43 @@ def supports(client: Any) -> bool:
     )
 
 
-class FastPipeline:
+class CommandQueue:
+    """Commands queued during one event-loop iteration and flushed together by ``_flush``
+    (scheduled once per iteration): the auto-pipelining shared by every L2 transport."""
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._scheduled = False
+
+    def execute(self, *args: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((args, fut))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def get(self, key: str) -> asyncio.Future[Any]:
+        """``execute("GET", key)`` without the varargs."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((("GET", key), fut))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        raise NotImplementedError
+
+
+class FastPipeline(CommandQueue):
     """Drop-in for :class:`haetae.cache.l2.AutoPipeline` on a standalone Redis."""
 
     def __init__(
@@ -247,8 +283,7 @@ class FastPipeline:
         self.command_timeout_s: float = command_timeout_s or kw.get("socket_timeout") or 5.0
         self.max_batch = max_batch
         self.batches = 0
-        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._scheduled = False
+        super().__init__()
         self._conn: _Protocol | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
@@ -264,25 +299,6 @@ class FastPipeline:
         if self.path is not None:
             return bool(kw.get("path") == self.path)
         return (kw.get("host", "localhost"), int(kw.get("port", 6379))) == (self.host, self.port)
-
-    def execute(self, *args: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((args, fut))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return fut
-
-    def get(self, key: str) -> asyncio.Future[Any]:
-        """``execute("GET", key)`` without the varargs."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((("GET", key), fut))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return fut
 
     # -- sending -------------------------------------------------------------------------------
     def _flush(self) -> None:
