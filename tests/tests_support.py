@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import socket
 from typing import Any
@@ -37,3 +39,60 @@ def free_port() -> int:
                 continue
             return port
     raise RuntimeError("no free loopback port in 20000-32000")
+
+
+class CuttableProxy:
+    """Loopback TCP -> Redis (TCP or unix socket). ``cut()`` drops every connection and refuses
+    new ones until ``restore()``: a network partition between one client and Redis."""
+
+    def __init__(self, redis_url: str) -> None:
+        parts = urlsplit(redis_url)
+        self._unix = parts.path if parts.scheme == "unix" else None
+        self._addr = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.refusing = False
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.close()
+            return
+        if self._unix:
+            up_reader, up_writer = await asyncio.open_unix_connection(self._unix)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(*self._addr)
+        self._writers.update((writer, up_writer))
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        self._writers.discard(writer)
+        self._writers.discard(up_writer)
+
+    def cut(self) -> None:
+        self.refusing = True
+        for w in list(self._writers):
+            w.close()
+
+    def restore(self) -> None:
+        self.refusing = False
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

@@ -4,7 +4,6 @@ others ingested (ingest/replicate.py), through a real Redis Stream, on one datab
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 from aiohttp.test_utils import TestClient
 from alerting_support import Plane, alerting_config, eventually
 from pydantic import SecretStr
+from tests_support import CuttableProxy
 
 from control_plane.app import create_app
 from control_plane.appkeys import INGESTOR, METRICS, POOL, REDIS
@@ -24,62 +24,6 @@ from control_plane.ingest.windows import SeriesWindows
 from haetae.embedded import EmbeddedRedis
 
 Client = Callable[..., Awaitable[TestClient[Any, Any]]]
-
-
-class Proxy:
-    """Loopback TCP -> Redis; ``cut()`` drops the connections and refuses new ones."""
-
-    def __init__(self, redis_url: str) -> None:
-        parts = urlsplit(redis_url)
-        self._unix = parts.path if parts.scheme == "unix" else None
-        self._addr = (parts.hostname or "127.0.0.1", parts.port or 6379)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.refusing = False
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            writer.close()
-            return
-        if self._unix:
-            up_reader, up_writer = await asyncio.open_unix_connection(self._unix)
-        else:
-            up_reader, up_writer = await asyncio.open_connection(*self._addr)
-        self._writers.update((writer, up_writer))
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-        self._writers.discard(writer)
-        self._writers.discard(up_writer)
-
-    def cut(self) -> None:
-        self.refusing = True
-        for w in list(self._writers):
-            w.close()
-
-    def restore(self) -> None:
-        self.refusing = False
-
-    async def stop(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
 
 
 def replica_config(
@@ -197,7 +141,7 @@ async def test_reports_sent_alternately_fire_the_shard_owners_rule_once(
 async def test_a_cut_off_replica_catches_up_through_postgres(
     db_dsn: str, redis_url: str, aiohttp_client: Client, tmp_path: Path
 ) -> None:
-    proxy = Proxy(redis_url)
+    proxy = CuttableProxy(redis_url)
     await proxy.start()
     try:
         a = await start_plane(

@@ -3,15 +3,12 @@ local Redis Cluster."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
 import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -22,63 +19,6 @@ from haetae.embedded.redis import redis_server_binary
 from haetae.procs import die_with_parent
 
 MakeCache = Callable[..., Awaitable[LayeredCache]]
-
-
-class CuttableProxy:
-    """Loopback TCP -> Redis (TCP or unix socket). ``cut()`` drops every connection and refuses
-    new ones until ``restore()``: a network partition between one client and Redis."""
-
-    def __init__(self, redis_url: str) -> None:
-        parts = urlsplit(redis_url)
-        self._unix = parts.path if parts.scheme == "unix" else None
-        self._addr = (parts.hostname or "127.0.0.1", parts.port or 6379)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.refusing = False
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            writer.close()
-            return
-        if self._unix:
-            up_reader, up_writer = await asyncio.open_unix_connection(self._unix)
-        else:
-            up_reader, up_writer = await asyncio.open_connection(*self._addr)
-        self._writers.update((writer, up_writer))
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-        self._writers.discard(writer)
-        self._writers.discard(up_writer)
-
-    def cut(self) -> None:
-        self.refusing = True
-        for w in list(self._writers):
-            w.close()
-
-    def restore(self) -> None:
-        self.refusing = False
-
-    async def stop(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
 
 
 class LocalCluster:

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
-from cache_support import CuttableProxy, MakeCache
+from cache_support import MakeCache
+from tests_support import CuttableProxy
 
 from haetae.cache import InvalidationBus, LayeredCache
 from haetae.cache import keys as ck
