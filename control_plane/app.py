@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from control_plane.alerting.context import notify_ctx
@@ -39,6 +38,7 @@ from control_plane.maintenance import maintenance_ctx
 from control_plane.rules import rules_ctx
 from control_plane.store import apply_migrations, create_pool
 from control_plane.telemetry import ControlPlaneMetrics, metrics_middleware
+from haetae.backing import blocking_redis
 from haetae.web import problem_middleware
 from haetae.web.bodies import HANDLER_ARGS
 from link_analyzer import api as link_analyzer_api
@@ -114,19 +114,12 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     if cfg.url is None:
         yield
         return
-    # Lazy connections: a Redis that is down at start is reported by health, not fatal.
-    # A blocking pool: past max_connections a command waits (up to pool_timeout_s) for a free
-    # connection instead of failing at once, which under a burst turned cache reads into misses
-    # and let duplicate Gemini analyses through their lease (docs/performance_report.md).
-    pool = aioredis.BlockingConnectionPool.from_url(
+    client = blocking_redis(
         cfg.url.get_secret_value(),
         max_connections=cfg.max_connections,
-        timeout=cfg.pool_timeout_s,
-        socket_timeout=cfg.socket_timeout_s,
-        socket_connect_timeout=cfg.socket_timeout_s,
-        health_check_interval=30,
+        pool_timeout_s=cfg.pool_timeout_s,
+        socket_timeout_s=cfg.socket_timeout_s,
     )
-    client = aioredis.Redis.from_pool(pool)
     app[REDIS] = client
     yield
     await client.aclose()

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis.asyncio as aioredis
+
 from haetae.embedded import EmbeddedPostgres, EmbeddedRedis
 
 log = logging.getLogger("haetae.backing")
@@ -40,3 +42,27 @@ def backing_services(
         if embedded:
             log.info("embedded servers running: %s (data in %s)", ", ".join(embedded), data_dir)
         yield Backing(postgres_dsn, redis_url, tuple(embedded))
+
+
+def blocking_redis(
+    url: str,
+    *,
+    max_connections: int,
+    pool_timeout_s: float,
+    socket_timeout_s: float | None = None,
+) -> aioredis.Redis:
+    """A redis-py client on a blocking pool with lazy connections (a Redis down at start is
+    reported by health, not fatal). Past ``max_connections`` a command waits up to
+    ``pool_timeout_s`` for a free connection instead of failing at once: under bursts the
+    default pool's "Too many connections" turned cache reads into misses, let duplicate Gemini
+    analyses through their lease and made finished jobs run again (docs/performance_report.md).
+    ``socket_timeout_s=None`` for a client that blocks on BLPOP while idle."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=pool_timeout_s,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=socket_timeout_s,
+        health_check_interval=30,
+    )
+    return aioredis.Redis.from_pool(pool)

@@ -12,8 +12,7 @@ import os
 import signal
 import sys
 
-import redis.asyncio as aioredis
-
+from haetae.backing import blocking_redis
 from link_analyzer.config import LinkAnalyzerConfig
 from link_analyzer.service import LinkAnalyzerService
 from link_analyzer.worker import Worker, WorkerMetricsServer
@@ -36,16 +35,10 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # No socket timeout: the worker blocks on BLPOP while idle. A blocking pool, as the control
-    # plane's: with redis-py's default pool a burst of jobs (100 slots) hit "Too many
-    # connections" on `complete`, and the finished job ran again after its lease lapsed.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        redis_url,
-        max_connections=REDIS_MAX_CONNECTIONS,
-        timeout=REDIS_POOL_TIMEOUT_S,
-        health_check_interval=30,
+    # No socket timeout: the worker blocks on BLPOP while idle.
+    client = blocking_redis(
+        redis_url, max_connections=REDIS_MAX_CONNECTIONS, pool_timeout_s=REDIS_POOL_TIMEOUT_S
     )
-    client = aioredis.Redis.from_pool(pool)
     try:
         async with LinkAnalyzerService(config, client, cache_metrics=True) as service:
             if not service.ai_enabled:
