@@ -1,0 +1,334 @@
+"""The one request-validation seam: typed, bounded models for every route's body, query and path.
+
+A handler declares what it accepts as a pydantic model built from the bounded types below, and
+reads it with :func:`body`, :func:`query` or :func:`path`. Whatever PostgreSQL (or Python) would
+refuse is refused here, with a 400 problem+json naming the field at fault (``body.labels.a``,
+``query.since``, ``path.id``): NUL characters, strings past the lengths our indexes hold, numbers
+and times out of range, enums given as lists, Unicode digits where an id is expected. So a bad
+request never reaches the database and never becomes a 5xx.
+
+The same models are what an OpenAPI document is generated from (``model_json_schema()``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
+
+from aiohttp import web
+from multidict import MultiMapping
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+from haetae.web.bodies import read_json
+from haetae.web.problem import ProblemError
+
+M = TypeVar("M", bound=BaseModel)
+
+# Bounds shared by every route. PostgreSQL's btree holds at most ~2,700 bytes per index row, so a
+# string that is indexed (names, label values, matchers) stays well under it even in UTF-8.
+MAX_NAME = 200
+MAX_LABEL_NAME = 128
+MAX_LABEL_VALUE = 1024
+MAX_LABELS = 64
+MAX_TEXT = 16 * 1024
+# Unix seconds between 1970 and the end of year 9999: what Python's datetime and PostgreSQL's
+# timestamptz both hold.
+MAX_UNIX_S = 253_402_300_799.0
+# Ten years: the longest duration (TTL, silence, `for`, offset) any route takes.
+MAX_DURATION_S = 10 * 366 * 86400.0
+MAX_ID = 2**63 - 1
+
+LABEL_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_ASCII_INT = re.compile(r"[0-9]{1,19}")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_UNIT_S = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+    "y": 365 * 86400.0,
+}
+
+
+class Model(BaseModel):
+    """Base of every request model: unknown fields are refused, enums compared by value."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False, frozen=True)
+
+
+def no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+def text(max_length: int = MAX_TEXT, *, min_length: int = 0, pattern: str | None = None) -> Any:
+    """A string PostgreSQL accepts: no NUL, at most ``max_length`` characters."""
+    return Annotated[
+        str,
+        StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern),
+        AfterValidator(no_nul),
+    ]
+
+
+Name = text(MAX_NAME, min_length=1)
+LabelName = text(MAX_LABEL_NAME, min_length=1, pattern=LABEL_NAME_RE)
+LabelValue = text(MAX_LABEL_VALUE)
+Labels = Annotated[dict[LabelName, LabelValue], Field(max_length=MAX_LABELS)]  # type: ignore[valid-type]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def parse_unix_time(raw: Any) -> float:
+    """Unix seconds (a number or a numeric string) or an RFC 3339 time with a zone."""
+    if isinstance(raw, bool):
+        raise ValueError("unix seconds or an RFC 3339 time")
+    if isinstance(raw, int | float):
+        value = float(raw)
+    elif isinstance(raw, str):
+        no_nul(raw)
+        try:
+            value = float(raw)
+        except ValueError:
+            value = _rfc3339(raw)
+    else:
+        raise ValueError("unix seconds or an RFC 3339 time")
+    if not math.isfinite(value) or not 0 <= value <= MAX_UNIX_S:
+        raise ValueError("a time between 1970 and 9999 is required")
+    return value
+
+
+def _rfc3339(raw: str) -> float:
+    if len(raw) > 64 or "T" not in raw.upper():
+        raise ValueError("unix seconds or an RFC 3339 time like 2024-11-27T15:06:40Z")
+    try:
+        when = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError("unix seconds or an RFC 3339 time like 2024-11-27T15:06:40Z") from None
+    if when.tzinfo is None:
+        raise ValueError("an RFC 3339 time needs a zone (Z or +09:00)")
+    try:
+        return when.timestamp()
+    except (OverflowError, ValueError):
+        raise ValueError("a time between 1970 and 9999 is required") from None
+
+
+def parse_duration_s(raw: Any) -> float:
+    """Seconds as a number, or ``500ms``, ``15s``, ``1h30m``, ``1d``, ``1w``, ``1y``."""
+    if isinstance(raw, bool):
+        raise ValueError("a duration like 15s, 1h30m or a number of seconds")
+    if isinstance(raw, int | float):
+        seconds = float(raw)
+    elif isinstance(raw, str):
+        seconds = _duration_text(raw)
+    else:
+        raise ValueError("a duration like 15s, 1h30m or a number of seconds")
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DURATION_S:
+        raise ValueError("a duration between 0 and 10 years is required")
+    return seconds
+
+
+def _duration_text(raw: str) -> float:
+    if len(raw) > 64:
+        raise ValueError("a duration like 15s, 1h30m or a number of seconds")
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(raw):
+        if m.start() != pos:
+            break
+        total += float(m[1]) * _UNIT_S[m[2]]
+        pos = m.end()
+    if pos != len(raw) or pos == 0:
+        raise ValueError("a duration like 15s, 1h30m or a number of seconds")
+    return total
+
+
+def parse_id(raw: Any) -> int:
+    """A positive 64-bit id: ASCII digits only (``"²".isdigit()`` is true, ``int("²")`` fails)."""
+    if isinstance(raw, bool):
+        raise ValueError("a positive integer id")
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and _ASCII_INT.fullmatch(raw):
+        value = int(raw)
+    else:
+        raise ValueError("a positive integer id")
+    if not 1 <= value <= MAX_ID:
+        raise ValueError("a positive integer id")
+    return value
+
+
+UnixTime = Annotated[float, BeforeValidator(parse_unix_time)]
+Duration = Annotated[float, BeforeValidator(parse_duration_s)]
+Id = Annotated[int, BeforeValidator(parse_id)]
+Finite = Annotated[float, AfterValidator(_finite)]
+
+
+def bounded_int(lo: int, hi: int) -> Any:
+    return Annotated[int, Field(ge=lo, le=hi, strict=True)]
+
+
+def bounded_float(lo: float, hi: float) -> Any:
+    return Annotated[float, Field(ge=lo, le=hi, allow_inf_nan=False)]
+
+
+# --- reading a request through a model ------------------------------------------------------
+
+
+async def body(request: web.Request, model: type[M], *, max_bytes: int = 1024 * 1024) -> M:
+    """The JSON body as ``model``: 415 unless JSON, 400 naming the field at fault."""
+    require_json(request)
+    raw = await read_json(request, max_bytes=max_bytes)
+    return validate(model, raw, where="body")
+
+
+def query(request: web.Request, model: type[M]) -> M:
+    """The query string as ``model``. A field typed as a list takes every value of its key;
+    any other field may be given once."""
+    return validate(model, query_dict(request.query, model), where="query")
+
+
+def path(request: web.Request, model: type[M]) -> M:
+    return validate(model, dict(request.match_info), where="path")
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    """One integer id from the path, or a 400 naming it."""
+    try:
+        return parse_id(request.match_info[name])
+    except ValueError as exc:
+        raise ProblemError(
+            400, "Invalid request", detail=str(exc), type_="invalid-field", field=f"path.{name}"
+        ) from None
+
+
+def path_text(request: web.Request, name: str, max_length: int = MAX_NAME) -> str:
+    """One string from the path: no NUL, bounded, or a 400 naming it."""
+    value = request.match_info[name]
+    if "\x00" in value or not 1 <= len(value) <= max_length:
+        raise ProblemError(
+            400,
+            "Invalid request",
+            detail=f"1 to {max_length} characters without NUL",
+            type_="invalid-field",
+            field=f"path.{name}",
+        )
+    return value
+
+
+def query_dict(params: MultiMapping[str], model: type[BaseModel]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in set(params):
+        values = params.getall(key)
+        field = model.model_fields.get(key)
+        if field is not None and _is_list(field.annotation):
+            out[key] = list(values)
+        elif len(values) > 1:
+            raise ProblemError(
+                400,
+                "Invalid request",
+                detail=f"{key[:64]!r} may be given only once",
+                type_="invalid-field",
+                field=f"query.{key[:64]}",
+            )
+        else:
+            out[key] = values[0]
+    return out
+
+
+def _is_list(annotation: Any) -> bool:
+    origin = getattr(annotation, "__origin__", None)
+    if origin in (list, tuple):
+        return True
+    return any(_is_list(arg) for arg in getattr(annotation, "__args__", ()) or ())
+
+
+def validate(model: type[M], data: Any, *, where: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise problem_from(exc, where) from None
+
+
+def problem_from(exc: ValidationError, where: str) -> ProblemError:
+    """The first error of ``exc`` as a 400 naming its field (``body.matchers[2]``)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0] if errors else {"loc": (), "msg": "invalid"}
+    field = where + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{str(part)[:64]}" for part in first["loc"]
+    )
+    detail = _message(first)
+    extra: dict[str, Any] = {}
+    if len(errors) > 1:
+        extra["errors"] = [
+            {
+                "field": where
+                + "".join(
+                    f"[{p}]" if isinstance(p, int) else f".{str(p)[:64]}" for p in err["loc"]
+                ),
+                "detail": _message(err),
+            }
+            for err in errors[:20]
+        ]
+    return ProblemError(
+        400, "Invalid request", detail=detail, type_="invalid-field", field=field, extra=extra
+    )
+
+
+def _message(error: Any) -> str:
+    if error.get("type") == "extra_forbidden":
+        return "unknown field"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def require_json(request: web.Request) -> None:
+    """415 for a body that says it is not JSON (a missing Content-Type is taken as JSON, as
+    curl -d sends form-encoded by default and most clients forget the header)."""
+    ctype = request.headers.get("Content-Type")
+    if ctype is None:
+        return
+    mime = ctype.split(";", 1)[0].strip().lower()
+    if mime in ("", "application/json", "application/x-www-form-urlencoded", "text/plain"):
+        return
+    if mime.endswith("+json"):
+        return
+    raise ProblemError(
+        415,
+        "Unsupported Media Type",
+        detail=f"expected application/json, got {mime[:64]!r}",
+        type_="unsupported-media-type",
+        field="header.Content-Type",
+    )
+
+
+def check_mapping_text(values: Mapping[str, str], where: str) -> None:
+    """For inputs that are not modelled (free-form query strings): no NUL anywhere."""
+    for key, value in values.items():
+        if "\x00" in key or "\x00" in value:
+            raise ProblemError(
+                400,
+                "Invalid request",
+                detail="must not contain a NUL character",
+                type_="invalid-field",
+                field=f"{where}.{key[:64]}",
+            )
