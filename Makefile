@@ -6,7 +6,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test coverage lint typecheck bench clean
+
+# Coverage floors per area (the spec asks 80 % for the cache and 85 % for monitoring; ours are
+# 90 % and 85 %). Read from the .coverage file that `make test PYTEST_ARGS=--cov` leaves.
+CACHE_FILES      := haetae/cache/*,agent/l1_server.py,agent/cache_host.py,control_plane/cache_ctx.py,control_plane/api/cache.py
+MONITORING_FILES := agent/*,control_plane/ingest/*,control_plane/rules/*,control_plane/alerting/*,control_plane/query/*,control_plane/oncall/*,control_plane/health.py
+CACHE_FLOOR      ?= 90
+MONITORING_FLOOR ?= 85
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +37,19 @@ run: $(VENV)/.run-installed
 
 test: $(VENV)/.dev-installed
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+coverage: $(VENV)/.dev-installed
+	$(call floor,cache,$(CACHE_FILES),,$(CACHE_FLOOR))
+	$(call floor,monitoring,$(MONITORING_FILES),agent/l1_server.py$(comma)agent/cache_host.py,$(MONITORING_FLOOR))
+	@$(BIN)/coverage report | tail -n 1
+
+comma := ,
+# $(call floor,NAME,INCLUDE,OMIT,PERCENT): one line per area; fails under the floor.
+define floor
+	@$(BIN)/coverage report --include='$(2)' --omit='$(3)' --fail-under=$(4) > .coverage-$(1).txt; \
+	rc=$$?; printf 'coverage %-10s floor %s %%: ' '$(1)' '$(4)'; tail -n 1 .coverage-$(1).txt; \
+	rm -f .coverage-$(1).txt; exit $$rc
+endef
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
