@@ -41,6 +41,11 @@ MAX_NAME = 200
 MAX_LABEL_NAME = 128
 MAX_LABEL_VALUE = 1024
 MAX_LABELS = 64
+# A series' metric name, and its whole label set as stored (compact sorted JSON, in UTF-8 bytes):
+# the series table's unique btree holds agent id (128) + name (256) + label set (2,048) plus
+# tuple overhead, under the 2,704-byte maximum. Agents check the same bounds before sending.
+MAX_METRIC_NAME = 256
+MAX_LABEL_SET_BYTES = 2048
 MAX_TEXT = 16 * 1024
 # Unix seconds between 1970 and the end of year 9999: what Python's datetime and PostgreSQL's
 # timestamptz both hold.
