@@ -3,55 +3,53 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from aiohttp import web
+from pydantic import Field
 
 from control_plane.auth import Scope, TokenKind, requires_scope
 from control_plane.auth.middleware import TOKEN_STORE
-from haetae.web.bodies import json_response, read_json
+from haetae.web import validation
+from haetae.web.bodies import json_response
 from haetae.web.problem import ProblemError, invalid
 
-_CREATABLE = {TokenKind.ADMIN.value, TokenKind.ENROLMENT.value}
+if TYPE_CHECKING:  # validation.Name is built at run time, out of mypy's sight
+    Name = str
+else:
+    Name = validation.Name
+
+# Agent tokens come from enrolment, never from this route.
+CreatableKind = Literal["admin", "enrolment"]
+Lifetime = Annotated[
+    float, Field(gt=0, le=validation.MAX_DURATION_S, strict=True, allow_inf_nan=False)
+]
 
 
-def _parse_create(body: Any) -> tuple[TokenKind, str, list[Scope], dt.datetime | None]:
-    if not isinstance(body, dict):
-        raise invalid("body", "expected a JSON object")
-    unknown = set(body) - {"kind", "name", "scopes", "expires_in_s"}
-    if unknown:
-        raise invalid(sorted(unknown)[0], "unknown field")
-    kind = body.get("kind")
-    if kind not in _CREATABLE:
-        raise invalid("kind", "must be 'admin' or 'enrolment' (agent tokens come from enrolment)")
-    name = body.get("name")
-    if not isinstance(name, str) or not 1 <= len(name) <= 200:
-        raise invalid("name", "a string of 1 to 200 characters is required")
-    raw_scopes = body.get("scopes", [])
-    if not isinstance(raw_scopes, list):
-        raise invalid("scopes", "expected a list of 'read', 'write', 'admin'")
-    scopes = []
-    for i, s in enumerate(raw_scopes):
-        try:
-            scopes.append(Scope(s))
-        except ValueError:
-            raise invalid(f"scopes[{i}]", "must be one of 'read', 'write', 'admin'") from None
-    if kind == TokenKind.ADMIN.value and not scopes:
-        raise invalid("scopes", "an admin token needs at least one scope")
-    if kind == TokenKind.ENROLMENT.value and scopes:
-        raise invalid("scopes", "enrolment tokens carry no scopes")
+class NewTokenRequest(validation.Model):
+    kind: CreatableKind
+    name: Name
+    scopes: Annotated[list[Scope], Field(max_length=len(Scope))] = []
+    expires_in_s: Lifetime | None = None
+
+
+def _checked(req: NewTokenRequest) -> tuple[TokenKind, list[Scope], dt.datetime | None]:
+    kind = TokenKind(req.kind)
+    if kind is TokenKind.ADMIN and not req.scopes:
+        raise invalid("body.scopes", "an admin token needs at least one scope")
+    if kind is TokenKind.ENROLMENT and req.scopes:
+        raise invalid("body.scopes", "enrolment tokens carry no scopes")
     expires_at = None
-    if "expires_in_s" in body:
-        ttl = body["expires_in_s"]
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
-            raise invalid("expires_in_s", "a positive number of seconds is required")
-        expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=float(ttl))
-    return TokenKind(kind), name, scopes, expires_at
+    if req.expires_in_s is not None:
+        expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=req.expires_in_s)
+    return kind, list(req.scopes), expires_at
 
 
 @requires_scope(Scope.ADMIN)
 async def create_token(request: web.Request) -> web.Response:
-    kind, name, scopes, expires_at = _parse_create(await read_json(request))
+    req = await validation.body(request, NewTokenRequest, max_bytes=64 * 1024)
+    kind, scopes, expires_at = _checked(req)
+    name = req.name
     plaintext, principal = await request.app[TOKEN_STORE].create(
         kind, name, scopes=scopes, expires_at=expires_at
     )
@@ -81,7 +79,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 @requires_scope(Scope.ADMIN)
 async def revoke_token(request: web.Request) -> web.Response:
-    token_id = request.match_info["token_id"]
+    token_id = validation.path_text(request, "token_id", 64)
     if not await request.app[TOKEN_STORE].revoke(token_id):
         raise ProblemError(
             404,

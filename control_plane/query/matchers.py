@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from haetae.web.problem import invalid
+from haetae.web.validation import MAX_LABEL_NAME, MAX_LABEL_VALUE
 
 AGENT_LABEL = "agent"
+# A matcher's value lands in an indexed comparison or a PostgreSQL regex: bounded like a label
+# value (haetae.web.validation), with room for the name, operator and quotes.
+MAX_MATCHER = MAX_LABEL_NAME + MAX_LABEL_VALUE + 8
 _LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
 # Prometheus' naming rules, shared with report decoding.
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -68,6 +72,11 @@ class Matcher:
 
 def parse_matcher(text: str, *, where: str = "match") -> Matcher:
     """``path="/api"``, ``code=~"5.."``, ``env!=''`` -> Matcher."""
+    if len(text) > MAX_MATCHER:
+        raise invalid(where, f"a label matcher has at most {MAX_MATCHER} characters")
+    if "\x00" in text:
+        # PostgreSQL refuses NUL in text: it must not get that far.
+        raise invalid(where, "must not contain a NUL character")
     m = _MATCHER.fullmatch(text)
     if m is None:
         raise invalid(

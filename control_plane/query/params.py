@@ -1,22 +1,34 @@
 """Query-string parsing for the monitoring API; pure (the clock is an argument).
 
-Every bad parameter is a 400 naming it (``query.step``), with a hint of what is accepted.
+Parameters are read through the validation seam (:mod:`haetae.web.validation`): every bad
+parameter is a 400 naming it (``query.step``), and times, durations, matchers and cursors are
+bounded before anything reaches PostgreSQL.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
 
-from multidict import MultiMapping
+from multidict import MultiDict, MultiMapping
+from pydantic import BeforeValidator, Field
 
 from control_plane.query.cursor import decode_cursor
-from control_plane.query.matchers import METRIC_NAME, Matcher, parse_matcher
+from control_plane.query.matchers import MAX_MATCHER, METRIC_NAME, Matcher, parse_matcher
 from haetae.web.problem import invalid
+from haetae.web.validation import (
+    MAX_NAME,
+    Model,
+    UnixTime,
+    parse_duration_s,
+    parse_unix_time,
+    query_dict,
+    text,
+    validate,
+)
 
 DEFAULT_RANGE_S = 3600.0
 DEFAULT_LIMIT = 100
@@ -26,9 +38,9 @@ MAX_STEPS = 11_000
 # Points in one response, over all its series (raw or aggregated).
 MAX_POINTS = 250_000
 MIN_STEP_S = 0.001
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+MAX_MATCHERS = 32
+# Cursors are ours (base64 of a small JSON object): anything longer is not one.
+MAX_CURSOR = 512
 
 
 class Agg(StrEnum):
@@ -66,102 +78,87 @@ class PageQuery:
     after: str | None
 
 
+if TYPE_CHECKING:  # text() builds its Annotated type at run time, out of mypy's sight
+    MetricName = str
+    MatcherText = str
+    Cursor = str
+else:
+    MetricName = text(MAX_NAME, min_length=1, pattern=f"^{METRIC_NAME.pattern}$")
+    MatcherText = text(MAX_MATCHER)
+    Cursor = text(MAX_CURSOR, min_length=1)
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
+Step = Annotated[float, BeforeValidator(parse_duration_s), Field(ge=MIN_STEP_S)]
+
+
+class PageParams(Model):
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+
+
+class MetricsParams(PageParams):
+    name: MetricName
+    match: Annotated[list[MatcherText], Field(max_length=MAX_MATCHERS)] = []
+    start: UnixTime | None = None
+    end: UnixTime | None = None
+    step: Step | None = None
+    agg: Agg | None = None
+
+
 def parse_metrics_query(params: MultiMapping[str], *, now: float) -> MetricsQuery:
-    reject_unknown(params, ("name", "match", "start", "end", "step", "agg", "limit", "cursor"))
-    name = _single(params, "name")
-    if name is None:
-        raise invalid("query.name", "the metric name is required")
-    if METRIC_NAME.fullmatch(name) is None:
-        raise invalid("query.name", f"{name[:200]!r} is not a metric name")
-    matchers = tuple(parse_matcher(m, where="query.match") for m in params.getall("match", []))
-    start_s, end_s = _single(params, "start"), _single(params, "end")
-    end = now if end_s is None else parse_time(end_s, "query.end")
-    start = end - DEFAULT_RANGE_S if start_s is None else parse_time(start_s, "query.start")
+    p = validate(MetricsParams, query_dict(params, MetricsParams), where="query")
+    matchers = tuple(parse_matcher(m, where="query.match") for m in p.match)
+    end = now if p.end is None else p.end
+    start = end - DEFAULT_RANGE_S if p.start is None else p.start
     if start >= end:
         raise invalid("query.start", "start must be before end")
-    step_s = _single(params, "step")
-    step = None if step_s is None else parse_duration(step_s, "query.step")
+    step = p.step
     if step is not None and (end - start) / step > MAX_STEPS:
         raise invalid(
             "query.step",
             f"{math.ceil((end - start) / step)} steps exceed the limit of {MAX_STEPS} per series",
             hint="use a larger step or a shorter range",
         )
-    agg_s = _single(params, "agg")
-    if agg_s is not None and step is None:
+    if p.agg is not None and step is None:
         raise invalid("query.agg", "agg needs a step", hint="add step=1m (for example)")
-    try:
-        agg = Agg(agg_s or Agg.AVG)
-    except ValueError:
-        raise invalid("query.agg", f"{agg_s!r} is not one of {', '.join(Agg)}") from None
-    page = parse_page(params)
-    after = 0 if page.after is None else decode_cursor(page.after, kind=int)
-    return MetricsQuery(name, matchers, start, end, step, agg, page.limit, after)
+    after = 0 if p.cursor is None else decode_cursor(p.cursor, kind=int)
+    return MetricsQuery(
+        name=p.name,
+        matchers=matchers,
+        start=start,
+        end=end,
+        step=step,
+        agg=p.agg or Agg.AVG,
+        limit=p.limit,
+        after_series=after,
+    )
 
 
 def parse_page(params: MultiMapping[str]) -> PageQuery:
-    raw = _single(params, "limit")
-    limit = DEFAULT_LIMIT
-    if raw is not None:
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise invalid("query.limit", "limit must be an integer") from None
-        if not 1 <= limit <= MAX_LIMIT:
-            raise invalid("query.limit", f"limit must be between 1 and {MAX_LIMIT}")
-    return PageQuery(limit, _single(params, "cursor"))
+    """``limit`` and ``cursor`` (other parameters are the caller's to check)."""
+    picked = MultiDict((k, v) for k, v in params.items() if k in PageParams.model_fields)
+    page = validate(PageParams, query_dict(picked, PageParams), where="query")
+    return PageQuery(page.limit, page.cursor)
 
 
 def parse_time(text: str, where: str) -> float:
-    """Unix seconds (``1732720000.5``) or RFC 3339 with a zone (``2024-11-27T15:06:40Z``)."""
+    """Unix seconds (``1732720000.5``) or RFC 3339 with a zone (``2024-11-27T15:06:40Z``),
+    between 1970 and 9999."""
     try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(value) or value < 0:
-            raise invalid(where, "must be a non-negative number of unix seconds")
-        return value
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None or "T" not in text.upper():
-        raise invalid(
-            where,
-            f"{text[:64]!r} is neither unix seconds nor an RFC 3339 time",
-            hint="1732720000 or 2024-11-27T15:06:40Z",
-        )
-    return when.timestamp()
+        return parse_unix_time(text)
+    except ValueError as exc:
+        raise invalid(where, str(exc), hint="1732720000 or 2024-11-27T15:06:40Z") from None
 
 
 def parse_duration(text: str, where: str) -> float:
-    """``30`` (seconds), ``15s``, ``1m``, ``1h30m``, ``500ms``, ``1d``, ``1w``."""
-    seconds: float | None = None
+    """``30`` (seconds), ``15s``, ``1m``, ``1h30m``, ``500ms``, ``1d``, ``1w``: at least 1ms,
+    at most ten years."""
     try:
-        seconds = float(text)
-    except ValueError:
-        pos = 0
-        total = 0.0
-        for m in _DURATION_PART.finditer(text):
-            if m.start() != pos:
-                break
-            total += float(m[1]) * _UNIT_S[m[2]]
-            pos = m.end()
-        if pos == len(text) and pos > 0:
-            seconds = total
-    if seconds is None or not math.isfinite(seconds):
-        raise invalid(where, f"{text[:64]!r} is not a duration", hint="15s, 1m, 1h30m or 60")
+        seconds = parse_duration_s(text)
+    except ValueError as exc:
+        raise invalid(where, str(exc), hint="15s, 1m, 1h30m or 60") from None
     if seconds < MIN_STEP_S:
         raise invalid(where, f"must be at least {MIN_STEP_S * 1000:g}ms")
     return seconds
-
-
-def _single(params: MultiMapping[str], key: str) -> str | None:
-    values = params.getall(key, [])
-    if len(values) > 1:
-        raise invalid(f"query.{key}", f"{key} may be given only once")
-    return values[0] if values else None
 
 
 def reject_unknown(params: MultiMapping[str], known: Iterable[str]) -> None:
@@ -169,7 +166,7 @@ def reject_unknown(params: MultiMapping[str], known: Iterable[str]) -> None:
     for key in params:
         if key not in allowed:
             raise invalid(
-                f"query.{key}",
-                f"unknown parameter {key!r}",
+                f"query.{key[:64]}",
+                f"unknown parameter {key[:64]!r}",
                 hint=f"known: {', '.join(sorted(allowed))}",
             )

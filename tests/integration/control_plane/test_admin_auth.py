@@ -57,12 +57,12 @@ async def test_scopes_are_enforced(control_plane) -> None:  # type: ignore[no-un
 
 async def test_token_create_validation_names_the_field(control_plane) -> None:  # type: ignore[no-untyped-def]
     cases = [
-        ({"kind": "agent", "name": "x"}, "kind"),
-        ({"kind": "admin", "name": ""}, "name"),
-        ({"kind": "admin", "name": "x", "scopes": ["root"]}, "scopes[0]"),
-        ({"kind": "admin", "name": "x"}, "scopes"),
-        ({"kind": "enrolment", "name": "x", "expires_in_s": -1}, "expires_in_s"),
-        ({"kind": "enrolment", "name": "x", "extra": 1}, "extra"),
+        ({"kind": "agent", "name": "x"}, "body.kind"),
+        ({"kind": "admin", "name": ""}, "body.name"),
+        ({"kind": "admin", "name": "x", "scopes": ["root"]}, "body.scopes[0]"),
+        ({"kind": "admin", "name": "x"}, "body.scopes"),
+        ({"kind": "enrolment", "name": "x", "expires_in_s": -1}, "body.expires_in_s"),
+        ({"kind": "enrolment", "name": "x", "extra": 1}, "body.extra"),
     ]
     for body, field in cases:
         resp = await control_plane.client.post(
@@ -71,7 +71,9 @@ async def test_token_create_validation_names_the_field(control_plane) -> None:  
         problem = await assert_problem(resp, 400)
         assert problem["field"] == field, body
     resp = await control_plane.client.post(
-        "/admin/tokens", data=b"{not json", headers=control_plane.admin()
+        "/admin/tokens",
+        data=b"{not json",
+        headers={**control_plane.admin(), "Content-Type": "application/json"},
     )
     assert (await assert_problem(resp, 400))["field"] == "body"
 
