@@ -9,6 +9,12 @@ from typing import Any
 import asyncpg
 
 from control_plane.query.matchers import parse_matcher
+from haetae.web.problem import invalid
+
+# Bounds the admin API checks first; repeated here so no caller stores what the flush (which
+# re-parses every active silence's matchers on each pass) or PostgreSQL would choke on.
+MAX_SILENCE_MATCHERS = 32
+MAX_COMMENT = 4096
 
 
 def _ts(epoch: float) -> dt.datetime:
@@ -29,8 +35,12 @@ async def create_silence(
     comment: str = "",
     now: float | None = None,
 ) -> dict[str, Any]:
+    if not 1 <= len(matchers) <= MAX_SILENCE_MATCHERS:
+        raise invalid("matchers", f"1 to {MAX_SILENCE_MATCHERS} label matchers")
     for i, m in enumerate(matchers):
         parse_matcher(m, where=f"matchers[{i}]")  # validated before it is stored
+    if len(comment) > MAX_COMMENT or "\x00" in comment:
+        raise invalid("comment", f"at most {MAX_COMMENT} characters, without NUL")
     silence_id = uuid.uuid4()
     row = await pool.fetchrow(
         """INSERT INTO silences (silence_id, matchers, starts_at, ends_at, created_by, comment)

@@ -3,16 +3,39 @@ their transitions (``GET /admin/alerts/history``, filters and keyset pagination)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 from aiohttp import web
-from multidict import MultiMapping
 
 from control_plane.appkeys import POOL
 from control_plane.query.cursor import decode_cursor
-from control_plane.query.params import parse_page, parse_time, reject_unknown
+from control_plane.query.params import PageParams
 from control_plane.rules.history import HistoryQuery, active_alerts, alert_history
 from control_plane.rules.state import AlertState
+from haetae.web import validation
 from haetae.web.bodies import json_response
 from haetae.web.problem import invalid
+
+if TYPE_CHECKING:  # validation.text() builds its type at run time, out of mypy's sight
+    RuleName = str
+    Fingerprint = str
+else:
+    # Rule names are at most 128 characters (rules.model.RULE_NAME); fingerprints are hex.
+    RuleName = validation.text(128)
+    Fingerprint = validation.text(64)
+
+
+class ActiveParams(validation.Model):
+    rule: RuleName | None = None
+    state: Literal["pending", "firing"] | None = None
+
+
+class HistoryParams(PageParams):
+    rule: RuleName | None = None
+    fingerprint: Fingerprint | None = None
+    state: AlertState | None = None
+    since: validation.UnixTime | None = None
+    until: validation.UnixTime | None = None
 
 
 def setup_routes(app: web.Application) -> None:
@@ -21,39 +44,25 @@ def setup_routes(app: web.Application) -> None:
 
 
 async def get_active(request: web.Request) -> web.Response:
-    q = request.query
-    reject_unknown(q, ("rule", "state"))
-    state = _state(q, ("pending", "firing"))
-    alerts = await active_alerts(request.app[POOL], rule=q.get("rule"), state=state)
+    q = validation.query(request, ActiveParams)
+    state = None if q.state is None else AlertState(q.state)
+    alerts = await active_alerts(request.app[POOL], rule=q.rule, state=state)
     return json_response({"alerts": alerts})
 
 
 async def get_history(request: web.Request) -> web.Response:
-    q = request.query
-    reject_unknown(q, ("rule", "fingerprint", "state", "since", "until", "limit", "cursor"))
-    page = parse_page(q)
-    before = None if page.after is None else decode_cursor(page.after, kind=int)
-    since = parse_time(q["since"], "query.since") if "since" in q else None
-    until = parse_time(q["until"], "query.until") if "until" in q else None
-    if since is not None and until is not None and since >= until:
+    q = validation.query(request, HistoryParams)
+    before = None if q.cursor is None else decode_cursor(q.cursor, kind=int)
+    if q.since is not None and q.until is not None and q.since >= q.until:
         raise invalid("query.since", "since must be before until")
     query = HistoryQuery(
-        limit=page.limit,
+        limit=q.limit,
         before_id=before,
-        rule=q.get("rule"),
-        fingerprint=q.get("fingerprint"),
-        state=_state(q, tuple(s.value for s in AlertState)),
-        since=since,
-        until=until,
+        rule=q.rule,
+        fingerprint=q.fingerprint,
+        state=q.state,
+        since=q.since,
+        until=q.until,
     )
     result = await alert_history(request.app[POOL], query)
     return json_response({"events": result.events, "next_cursor": result.next_cursor})
-
-
-def _state(q: MultiMapping[str], allowed: tuple[str, ...]) -> AlertState | None:
-    raw = q.get("state")
-    if raw is None:
-        return None
-    if raw not in allowed:
-        raise invalid("query.state", f"state must be one of {', '.join(allowed)}")
-    return AlertState(raw)

@@ -15,7 +15,8 @@ from control_plane.appkeys import CONFIG, POOL
 from control_plane.query.agents import list_agents
 from control_plane.query.cursor import decode_cursor
 from control_plane.query.metrics import SeriesPoints, fetch_metrics
-from control_plane.query.params import parse_metrics_query, parse_page, reject_unknown
+from control_plane.query.params import PageParams, parse_metrics_query
+from haetae.web import validation
 from haetae.web.bodies import json_response
 
 
@@ -33,9 +34,8 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 
 async def get_agents(request: web.Request) -> web.Response:
-    reject_unknown(request.query, ("limit", "cursor"))
-    page_q = parse_page(request.query)
-    after = None if page_q.after is None else decode_cursor(page_q.after, kind=str)
+    page_q = validation.query(request, PageParams)
+    after = None if page_q.cursor is None else decode_cursor(page_q.cursor, kind=str)
     page = await list_agents(
         request.app[POOL],
         now=time.time(),

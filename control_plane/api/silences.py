@@ -3,21 +3,49 @@
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aiohttp import web
+from pydantic import Field
 
-from control_plane.alerting.silences import create_silence, expire_silence, list_silences
+from control_plane.alerting.silences import (
+    MAX_COMMENT,
+    MAX_SILENCE_MATCHERS,
+    create_silence,
+    expire_silence,
+    list_silences,
+)
 from control_plane.appkeys import POOL
 from control_plane.auth.middleware import current_principal
-from control_plane.query.params import parse_duration, parse_time, reject_unknown
-from haetae.web.bodies import json_response, read_json
+from control_plane.query.matchers import MAX_MATCHER, parse_matcher
+from haetae.web import validation
+from haetae.web.bodies import json_response
 from haetae.web.problem import ProblemError, invalid
 
-_KEYS = frozenset({"matchers", "starts_at", "ends_at", "duration", "comment"})
+if TYPE_CHECKING:  # validation.text() builds its type at run time, out of mypy's sight
+    MatcherText = str
+    Comment = str
+else:
+    MatcherText = validation.text(MAX_MATCHER, min_length=1)
+    Comment = validation.text(MAX_COMMENT)
+
+
+class NewSilence(validation.Model):
+    matchers: Annotated[list[MatcherText], Field(min_length=1, max_length=MAX_SILENCE_MATCHERS)]
+    starts_at: validation.UnixTime | None = None
+    ends_at: validation.UnixTime | None = None
+    duration: validation.Duration | None = None
+    comment: Comment = ""
+
+
+class ListParams(validation.Model):
+    expired: Literal["true", "false"] = "false"
+
+
+class NoParams(validation.Model):
+    pass
 
 
 def setup_routes(app: web.Application) -> None:
@@ -28,65 +56,56 @@ def setup_routes(app: web.Application) -> None:
 
 
 async def post_silence(request: web.Request) -> web.Response:
-    body = await read_json(request, max_bytes=64 * 1024)
-    if not isinstance(body, dict):
-        raise invalid("body", "a silence is an object")
-    unknown = sorted(set(body) - _KEYS)
-    if unknown:
-        raise invalid(unknown[0], "unknown key")
-    matchers = body.get("matchers")
-    if (
-        not isinstance(matchers, list)
-        or not matchers
-        or not all(isinstance(m, str) for m in matchers)
-    ):
-        raise invalid("matchers", "a non-empty list of label matchers like 'alertname=\"X\"'")
+    body = await validation.body(request, NewSilence, max_bytes=64 * 1024)
+    for i, text in enumerate(body.matchers):
+        parse_matcher(text, where=f"body.matchers[{i}]")
     now = time.time()
-    starts = _time(body, "starts_at", now)
-    if "ends_at" in body and "duration" in body:
-        raise invalid("duration", "give ends_at or duration, not both")
-    if "duration" in body:
-        if not isinstance(body["duration"], str):
-            raise invalid("duration", "a duration like 2h")
-        ends = starts + parse_duration(body["duration"], "duration")
-    elif "ends_at" in body:
-        ends = _time(body, "ends_at", now)
+    starts = now if body.starts_at is None else body.starts_at
+    if body.ends_at is not None and body.duration is not None:
+        raise invalid("body.duration", "give ends_at or duration, not both")
+    if body.duration is not None:
+        ends = starts + body.duration
+        if ends > validation.MAX_UNIX_S:
+            raise invalid("body.duration", "the silence would end after the year 9999")
+    elif body.ends_at is not None:
+        ends = body.ends_at
     else:
-        raise invalid("ends_at", "ends_at or duration is required")
+        raise invalid("body.ends_at", "ends_at or duration is required")
     if ends <= starts or ends <= now:
-        raise invalid("ends_at", "a silence must end after it starts and in the future")
-    comment = body.get("comment", "")
-    if not isinstance(comment, str):
-        raise invalid("comment", "a string")
+        raise invalid("body.ends_at", "a silence must end after it starts and in the future")
     principal = current_principal(request)
     who = principal.name if principal is not None else "unknown"
     silence = await create_silence(
-        request.app[POOL], matchers, starts, ends, created_by=who, comment=comment, now=now
+        request.app[POOL],
+        list(body.matchers),
+        starts,
+        ends,
+        created_by=who,
+        comment=body.comment,
+        now=now,
     )
     return json_response(silence, status=201)
 
 
 async def get_silences(request: web.Request) -> web.Response:
-    reject_unknown(request.query, ("expired",))
-    expired = request.query.get("expired", "false")
-    if expired not in ("true", "false"):
-        raise invalid("query.expired", "true or false")
-    silences = await list_silences(request.app[POOL], time.time(), expired=expired == "true")
+    params = validation.query(request, ListParams)
+    silences = await list_silences(request.app[POOL], time.time(), expired=params.expired == "true")
     return json_response({"silences": silences})
 
 
 async def delete_silence(request: web.Request) -> web.Response:
+    raw = validation.path_text(request, "id", 64)
     try:
-        silence_id = uuid.UUID(request.match_info["id"])
+        silence_id = uuid.UUID(raw)
     except ValueError:
-        raise invalid("id", "not a silence id") from None
+        raise invalid("path.id", "not a silence id") from None
     if not await expire_silence(request.app[POOL], silence_id, time.time()):
         raise ProblemError(404, "Not Found", detail="no such silence", type_="not-found")
     return web.Response(status=204)
 
 
 async def get_groups(request: web.Request) -> web.Response:
-    reject_unknown(request.query, ())
+    validation.query(request, NoParams)
     rows = await request.app[POOL].fetch(
         """SELECT g.*, count(a.fingerprint) FILTER (WHERE a.state = 'firing') AS firing,
                   count(a.fingerprint) FILTER (WHERE a.state = 'resolved') AS resolved
@@ -110,14 +129,3 @@ async def get_groups(request: web.Request) -> web.Response:
         for r in rows
     ]
     return json_response({"groups": groups})
-
-
-def _time(body: dict[str, Any], key: str, default: float) -> float:
-    raw = body.get(key)
-    if raw is None:
-        return default
-    if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
-        return float(raw)
-    if isinstance(raw, str):
-        return parse_time(raw, key)
-    raise invalid(key, "unix seconds or an RFC 3339 time")

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from haetae.web.problem import invalid
+from haetae.web.validation import MAX_ID, MAX_NAME
 
 _VERSION = 1
 
@@ -27,4 +28,10 @@ def decode_cursor(text: str, *, kind: type, where: str = "query.cursor") -> Any:
         raise invalid(where, "not a cursor returned by this API") from None
     if not isinstance(doc, dict) or doc.get("v") != _VERSION or type(doc.get("after")) is not kind:
         raise invalid(where, "not a cursor returned by this API")
-    return doc["after"]
+    after = doc["after"]
+    # A forged cursor must not carry what PostgreSQL refuses (bigint overflow, NUL in text).
+    if isinstance(after, int) and not 0 <= after <= MAX_ID:
+        raise invalid(where, "not a cursor returned by this API")
+    if isinstance(after, str) and ("\x00" in after or len(after) > MAX_NAME):
+        raise invalid(where, "not a cursor returned by this API")
+    return after

@@ -27,12 +27,12 @@ async def test_create_list_expire_silence(plane: Plane) -> None:
 async def test_bad_silences_are_refused(plane: Plane) -> None:
     c = plane.client
     for body, field in (
-        ({"duration": "1h"}, "matchers"),
-        ({"matchers": ["nope"], "duration": "1h"}, "matchers[0]"),
-        ({"matchers": ['a="b"']}, "ends_at"),
-        ({"matchers": ['a="b"'], "ends_at": 10}, "ends_at"),
-        ({"matchers": ['a="b"'], "duration": "forever"}, "duration"),
-        ({"matchers": ['a="b"'], "duration": "1h", "who": "me"}, "who"),
+        ({"duration": "1h"}, "body.matchers"),
+        ({"matchers": ["nope"], "duration": "1h"}, "body.matchers[0]"),
+        ({"matchers": ['a="b"']}, "body.ends_at"),
+        ({"matchers": ['a="b"'], "ends_at": 10}, "body.ends_at"),
+        ({"matchers": ['a="b"'], "duration": "forever"}, "body.duration"),
+        ({"matchers": ['a="b"'], "duration": "1h", "who": "me"}, "body.who"),
     ):
         resp = await c.post("/admin/alerts/silences", json=body, headers=plane.admin())
         assert (await assert_problem(resp, 400))["field"] == field, body
