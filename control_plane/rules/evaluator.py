@@ -27,12 +27,25 @@ from control_plane.rules.ast import (
     VectorMatching,
     VectorSelector,
 )
-from control_plane.rules.functions import OVER_TIME, Point, bucket_quantile, extrapolated_rate
+from control_plane.rules.functions import (
+    OVER_TIME,
+    Point,
+    bucket_quantile,
+    extrapolated_rate,
+    kahan_sum,
+    mean,
+    nan_aware_max,
+    nan_aware_min,
+)
 from control_plane.rules.matching import MatchingError, match_pairs, set_operation
 
 NAME_LABEL = "__name__"
 # How far back an instant selector looks for the latest point (Prometheus' default).
 DEFAULT_LOOKBACK_S = 300.0
+# Instants are floats of seconds, so `at - range` can land a hair off a stored instant. Both
+# edges of `(start, end]` move by half a microsecond (PostgreSQL's resolution): a point exactly
+# on an edge then falls on the side Prometheus's integer milliseconds put it.
+_EDGE_S = 0.5e-6
 
 Labels = Mapping[str, str]
 
@@ -99,10 +112,16 @@ def _drop_name(labels: Labels) -> dict[str, str]:
 
 
 def _pow(a: float, b: float) -> float:
+    """Go's ``math.Pow``: where Python's raises, Go answers an infinity or NaN."""
+    odd = b.is_integer() and b % 2 == 1
     try:
         return math.pow(a, b)
-    except (OverflowError, ValueError):
-        return math.nan if a < 0 else math.inf
+    except OverflowError:
+        return -math.inf if a < 0 and odd else math.inf
+    except ValueError:
+        if a == 0:  # zero to a negative power; -0 to an odd one is -Inf
+            return -math.inf if odd and math.copysign(1.0, a) < 0 else math.inf
+        return math.nan  # a negative base to a fractional power
 
 
 def _div(a: float, b: float) -> float:
@@ -114,7 +133,11 @@ def _div(a: float, b: float) -> float:
 
 
 def _mod(a: float, b: float) -> float:
-    return math.nan if b == 0 else math.fmod(a, b)
+    """Go's ``math.Mod``: NaN for an infinite dividend, a zero or NaN divisor (Python's fmod
+    raises on an infinite dividend); the dividend itself for an infinite divisor."""
+    if b == 0 or math.isinf(a) or math.isnan(a) or math.isnan(b):
+        return math.nan
+    return math.fmod(a, b)
 
 
 _ARITH: dict[str, Callable[[float, float], float]] = {
@@ -124,6 +147,13 @@ _ARITH: dict[str, Callable[[float, float], float]] = {
     "/": _div,
     "%": _mod,
     "^": _pow,
+}
+_AGGREGATE: dict[str, Callable[[list[float]], float]] = {
+    "sum": kahan_sum,
+    "avg": mean,
+    "count": lambda values: float(len(values)),
+    "min": nan_aware_min,
+    "max": nan_aware_max,
 }
 _CMP: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
@@ -167,7 +197,7 @@ class _Evaluator:
         end = self.at - sel.offset_s
         out = []
         for ref in self.source.select(sel.name, sel.matchers):
-            pts = self.source.points(ref.series_id, end - self.lookback_s, end)
+            pts = self.source.points(ref.series_id, end - self.lookback_s + _EDGE_S, end + _EDGE_S)
             if pts:
                 out.append(Sample(series_labels(ref), pts[-1][1]))
         return out
@@ -177,7 +207,7 @@ class _Evaluator:
         start = end - ms.range_s
         out = []
         for ref in self.source.select(ms.selector.name, ms.selector.matchers):
-            pts = self.source.points(ref.series_id, start, end)
+            pts = self.source.points(ref.series_id, start + _EDGE_S, end + _EDGE_S)
             if pts:
                 out.append((ref, pts, start, end))
         return out
@@ -249,17 +279,7 @@ class _Evaluator:
             groups.setdefault(key, (labels, []))[1].append(s.value)
         out = []
         for labels, values in groups.values():
-            if agg.op == "sum":
-                value = math.fsum(values)
-            elif agg.op == "avg":
-                value = math.fsum(values) / len(values)
-            elif agg.op == "count":
-                value = float(len(values))
-            elif agg.op == "min":
-                value = _nan_aware(min, values)
-            else:
-                value = _nan_aware(max, values)
-            out.append(Sample(labels, value))
+            out.append(Sample(labels, _AGGREGATE[agg.op](values)))
         return out
 
     # -- binary operators ----------------------------------------------------------------
@@ -319,8 +339,3 @@ class _Evaluator:
 class EvaluationError(RuntimeError):
     """An expression that parsed cannot be evaluated on this data (duplicate label sets on
     one side of a one-to-one match): a property of the data, reported per evaluation."""
-
-
-def _nan_aware(pick: Callable[[list[float]], float], values: list[float]) -> float:
-    real = [v for v in values if not math.isnan(v)]
-    return pick(real) if real else math.nan

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 Point = tuple[float, float]
 
@@ -48,15 +48,67 @@ def extrapolated_rate(
     return result * factor
 
 
-def _avg(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
+def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
+    """Prometheus' ``kahanSumInc``: Kahan-Babuska-Neumaier summation, one term at a time.
+    Returns the new sum and compensation; the result is ``sum + c``. Unlike ``math.fsum`` it
+    never raises: +Inf and -Inf make NaN, an overflow makes an infinity."""
+    t = total + inc
+    if math.isinf(t):
+        c = 0.0
+    elif abs(total) >= abs(inc):
+        c += (total - t) + inc
+    else:
+        c += (inc - t) + total
+    return t, c
+
+
+def kahan_sum(values: Iterable[float]) -> float:
+    total = c = 0.0
+    for v in values:
+        total, c = kahan_inc(v, total, c)
+    return total if math.isinf(total) else total + c
+
+
+def mean(values: Sequence[float]) -> float:
+    """Prometheus' ``avg`` and ``avg_over_time``: the Kahan sum over the count while that sum
+    stays finite, then an incremental mean (so values near 1e308 average without overflow)."""
+    total, c = values[0], 0.0
+    avg = 0.0
+    incremental = False
+    for i, v in enumerate(values[1:], start=2):
+        count = float(i)
+        if not incremental:
+            new_total, new_c = kahan_inc(v, total, c)
+            if not math.isinf(new_total):
+                total, c = new_total, new_c
+                continue
+            incremental = True
+            avg = total / (count - 1)
+            c /= count - 1
+        q = (count - 1) / count
+        avg, c = kahan_inc(v / count, q * avg, q * c)
+    if incremental:
+        return avg + c
+    n = float(len(values))
+    return total / n + c / n
+
+
+def nan_aware_min(values: Sequence[float]) -> float:
+    """Prometheus' ``min``/``min_over_time``: NaN only when every value is NaN."""
+    real = [v for v in values if not math.isnan(v)]
+    return min(real) if real else math.nan
+
+
+def nan_aware_max(values: Sequence[float]) -> float:
+    real = [v for v in values if not math.isnan(v)]
+    return max(real) if real else math.nan
 
 
 OVER_TIME: dict[str, Callable[[Sequence[float]], float]] = {
-    "avg_over_time": _avg,
-    "min_over_time": min,
-    "max_over_time": max,
-    "sum_over_time": sum,
+    "avg_over_time": mean,
+    "min_over_time": nan_aware_min,
+    "max_over_time": nan_aware_max,
+    "sum_over_time": kahan_sum,
     "count_over_time": lambda values: float(len(values)),
 }
 

@@ -1,25 +1,25 @@
 """A recursive-descent parser for the supported PromQL subset; pure.
 
-Grammar (lowest precedence first, as in PromQL)::
+Grammar (binary operators by precedence climbing, lowest first: ``or``; ``and``, ``unless``;
+comparisons; ``+``, ``-``; ``*``, ``/``, ``%``; all left-associative, as in PromQL)::
 
-    expr     := and ("or" match and)*
-    and      := cmp (("and" | "unless") match cmp)*
-    cmp      := add (("==" | "!=" | ">" | "<" | ">=" | "<=") ["bool"] match add)*
-    add      := mul (("+" | "-") match mul)*
-    mul      := unary (("*" | "/" | "%") match unary)*
+    expr     := unary (binop ["bool"] match unary)*
     unary    := ("-" | "+") unary | power
     power    := primary ["^" match unary]                (right-associative)
     match    := [("on" | "ignoring") labels [("group_left" | "group_right") [labels]]]
     primary  := number | "(" expr ")" | call | aggregate | selector
-    selector := metric ["{" matchers "}"] ["[" duration "]"] ["offset" duration]
+    selector := metric ["{" matchers "}"] ["[" duration "]"] ["offset" ["-"] duration]
     aggregate:= op [("by" | "without") labels] "(" expr ")" [("by" | "without") labels]
 
-Errors are :class:`ExprError` with the offset of the token at fault; types are checked here so
-that a rule that parses can always be evaluated.
+Keywords and aggregation operators are case-insensitive (``SUM(x) BY (job)``, ``OFFSET``),
+function names are not (``Rate`` is unknown), as in Prometheus. A duration may be a number of
+seconds (``[90]``, ``offset -100``). Errors are :class:`ExprError` with the offset of the token
+at fault; types are checked here so that a rule that parses can always be evaluated.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from control_plane.query.matchers import Matcher, MatchOp
@@ -56,6 +56,16 @@ FUNCTIONS: dict[str, tuple[ValueType, ...]] = {
     "histogram_quantile": (ValueType.SCALAR, ValueType.VECTOR),
 }
 _CMP = ("==", "!=", ">", "<", ">=", "<=")
+# Binding power of the binary operators but `^` (which is right-associative, see power()).
+_PRECEDENCE = {"or": 1, "and": 2, "unless": 2, **dict.fromkeys(_CMP, 3)}
+_PRECEDENCE |= {"+": 4, "-": 4, "*": 5, "/": 5, "%": 5}
+# How deep an expression may nest (parentheses, unary operators, call arguments and the height
+# of the operator tree). Prometheus sets no limit (Go's stacks grow to a gigabyte); here each
+# level costs the parser about four Python frames and the evaluator two or three, under
+# Python's default limit of 1,000 frames shared with the caller (an aiohttp handler, pytest).
+# 128 leaves that margin; rules people write nest a handful of levels (Prometheus's own test
+# files at most 6).
+MAX_DEPTH = 128
 # Keywords that cannot start an operand (a metric of that name needs `{__name__=...}`).
 _KEYWORDS = frozenset(
     {"and", "or", "unless", "on", "ignoring", "group_left", "group_right", "bool"}
@@ -70,6 +80,7 @@ def parse_expr(text: str) -> Expr:
     parser = _Parser(text, tokenize(text))
     expr = parser.expr()
     parser.expect_eof()
+    _check_height(expr)
     if expr.type is ValueType.MATRIX:
         raise ExprError("a range vector cannot be the result; wrap it in a function", expr.pos)
     return expr
@@ -80,6 +91,7 @@ class _Parser:
         self.text = text
         self.tokens = tokens
         self.i = 0
+        self.depth = 0
 
     # -- token helpers -------------------------------------------------------------------
 
@@ -96,6 +108,15 @@ class _Parser:
     def at(self, kind: Tok, text: str | None = None) -> bool:
         tok = self.tok
         return tok.kind is kind and (text is None or tok.text == text)
+
+    def at_keyword(self, *words: str) -> bool:
+        """Is the current token one of the (lower-case) keywords, in any case?"""
+        return self.tok.kind is Tok.IDENT and self.tok.text.lower() in words
+
+    def keyword(self) -> Token:
+        """Consume a keyword, its text lower-cased (PromQL keywords are case-insensitive)."""
+        tok = self.advance()
+        return Token(tok.kind, tok.text.lower(), tok.pos)
 
     def accept(self, kind: Tok, text: str) -> bool:
         if self.at(kind, text):
@@ -115,51 +136,39 @@ class _Parser:
 
     # -- grammar -------------------------------------------------------------------------
 
-    def expr(self) -> Expr:
-        lhs = self.and_unless()
-        while self.at(Tok.IDENT, "or"):
-            op = self.advance()
-            lhs = self.binary(op, lhs, self.and_unless)
-        return lhs
-
-    def and_unless(self) -> Expr:
-        lhs = self.comparison()
-        while self.at(Tok.IDENT, "and") or self.at(Tok.IDENT, "unless"):
-            op = self.advance()
-            lhs = self.binary(op, lhs, self.comparison)
-        return lhs
-
-    def comparison(self) -> Expr:
-        lhs = self.additive()
-        while self.tok.kind is Tok.OP and self.tok.text in _CMP:
-            op = self.advance()
-            lhs = self.binary(op, lhs, self.additive)
-        return lhs
-
-    def additive(self) -> Expr:
-        lhs = self.multiplicative()
-        while self.tok.kind is Tok.OP and self.tok.text in ("+", "-"):
-            op = self.advance()
-            lhs = self.binary(op, lhs, self.multiplicative)
-        return lhs
-
-    def multiplicative(self) -> Expr:
+    def expr(self, min_precedence: int = 1) -> Expr:
         lhs = self.unary()
-        while self.tok.kind is Tok.OP and self.tok.text in ("*", "/", "%"):
-            op = self.advance()
-            lhs = self.binary(op, lhs, self.unary)
+        while (precedence := self.binary_precedence()) >= min_precedence:
+            op = self.keyword() if self.tok.kind is Tok.IDENT else self.advance()
+            lhs = self.binary(op, lhs, lambda p=precedence: self.expr(p + 1))  # type: ignore[misc]
         return lhs
+
+    def binary_precedence(self) -> int:
+        """The current token's binding power as a binary operator; 0 if it is none."""
+        tok = self.tok
+        if tok.kind is Tok.OP or (tok.kind is Tok.IDENT and tok.text.lower() in SET_OPERATORS):
+            return _PRECEDENCE.get(tok.text.lower(), 0)
+        return 0
 
     def unary(self) -> Expr:
-        if self.tok.kind is Tok.OP and self.tok.text in ("-", "+"):
-            op = self.advance()
-            operand = self.unary()
-            _need_value(operand, f"unary {op.text!r}")
-            if isinstance(operand, NumberLiteral):
-                value = -operand.value if op.text == "-" else operand.value
-                return NumberLiteral(value, op.pos)
-            return Unary(op.text, operand, op.pos)
-        return self.power()
+        # Every nesting (parentheses, call arguments, unary operators, `^`) passes here.
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise ExprError(
+                    f"the expression nests deeper than {MAX_DEPTH} levels", self.tok.pos
+                )
+            if self.tok.kind is Tok.OP and self.tok.text in ("-", "+"):
+                op = self.advance()
+                operand = self.unary()
+                _need_value(operand, f"unary {op.text!r}")
+                if isinstance(operand, NumberLiteral):
+                    value = -operand.value if op.text == "-" else operand.value
+                    return NumberLiteral(value, op.pos)
+                return Unary(op.text, operand, op.pos)
+            return self.power()
+        finally:
+            self.depth -= 1
 
     def power(self) -> Expr:
         base = self.primary()
@@ -171,7 +180,7 @@ class _Parser:
     def binary(self, op: Token, lhs: Expr, operand: Callable[[], Expr]) -> Binary:
         """The operator ``op`` has been read: its modifiers, then the right operand."""
         return_bool = False
-        if self.at(Tok.IDENT, "bool"):
+        if self.at_keyword("bool"):
             if op.text not in _CMP:
                 raise ExprError(
                     "bool modifier can only be used on comparison operators", self.tok.pos
@@ -202,20 +211,20 @@ class _Parser:
 
     def matching(self, op: Token) -> tuple[Token | None, VectorMatching | None]:
         """`on(...)`/`ignoring(...)` and `group_left/right(...)` after an operator."""
-        if not (self.at(Tok.IDENT, "on") or self.at(Tok.IDENT, "ignoring")):
-            if self.at(Tok.IDENT, "group_left") or self.at(Tok.IDENT, "group_right"):
+        if not self.at_keyword("on", "ignoring"):
+            if self.at_keyword("group_left", "group_right"):
                 raise ExprError(
                     f"{self.tok.text} needs on(...) or ignoring(...) before it", self.tok.pos
                 )
             return None, None
-        start = self.advance()
+        start = self.keyword()
         on = start.text == "on"
         labels = self.label_list()
         set_op = op.text in SET_OPERATORS
         card = Cardinality.MANY_TO_MANY if set_op else Cardinality.ONE_TO_ONE
         include: tuple[str, ...] = ()
-        if self.at(Tok.IDENT, "group_left") or self.at(Tok.IDENT, "group_right"):
-            group = self.advance()
+        if self.at_keyword("group_left", "group_right"):
+            group = self.keyword()
             if set_op:
                 raise ExprError(f"no grouping allowed for {op.text!r}", group.pos)
             card = (
@@ -254,14 +263,14 @@ class _Parser:
         if word.lower() in _SPECIAL_NUMBERS and not (nxt.kind is Tok.PUNCT and nxt.text in "({["):
             self.advance()
             return NumberLiteral(_SPECIAL_NUMBERS[word.lower()], tok.pos)
-        if word in AGGREGATIONS and (
+        if word.lower() in AGGREGATIONS and (
             (nxt.kind is Tok.PUNCT and nxt.text == "(")
-            or (nxt.kind is Tok.IDENT and nxt.text in ("by", "without"))
+            or (nxt.kind is Tok.IDENT and nxt.text.lower() in ("by", "without"))
         ):
             return self.aggregate()
         if nxt.kind is Tok.PUNCT and nxt.text == "(":
             return self.call()
-        if word in _KEYWORDS:
+        if word.lower() in _KEYWORDS:
             raise ExprError(f"unexpected keyword {word!r}", tok.pos)
         return self.selector()
 
@@ -288,12 +297,12 @@ class _Parser:
         return Call(name.text, tuple(args), name.pos)
 
     def aggregate(self) -> Aggregate:
-        op = self.advance()
+        op = self.keyword()
         grouping: tuple[str, ...] = ()
         without = False
         modifier = False
-        if self.at(Tok.IDENT, "by") or self.at(Tok.IDENT, "without"):
-            without = self.advance().text == "without"
+        if self.at_keyword("by", "without"):
+            without = self.keyword().text == "without"
             grouping = self.label_list()
             modifier = True
         self.expect(Tok.PUNCT, "(")
@@ -301,10 +310,10 @@ class _Parser:
         if self.at(Tok.PUNCT, ","):
             raise ExprError(f"{op.text}() takes one argument", self.tok.pos)
         self.expect(Tok.PUNCT, ")")
-        if self.at(Tok.IDENT, "by") or self.at(Tok.IDENT, "without"):
+        if self.at_keyword("by", "without"):
             if modifier:
                 raise ExprError("the grouping is given twice", self.tok.pos)
-            without = self.advance().text == "without"
+            without = self.keyword().text == "without"
             grouping = self.label_list()
         if inner.type is not ValueType.VECTOR:
             raise ExprError(
@@ -338,23 +347,32 @@ class _Parser:
         expr: Expr = vector
         if self.at(Tok.PUNCT, "["):
             self.advance()
-            dur = self.expect(Tok.DURATION)
-            range_s = parse_duration(dur.text)
+            dur = self.tok
+            range_s = self.duration()
             if range_s <= 0:
                 raise ExprError("a range must be longer than zero", dur.pos)
             self.expect(Tok.PUNCT, "]")
             expr = MatrixSelector(vector, range_s, name_tok.pos)
-        if self.at(Tok.IDENT, "offset"):
+        if self.at_keyword("offset"):
             self.advance()
             negative = self.accept(Tok.OP, "-")
-            dur = self.expect(Tok.DURATION)
-            offset = parse_duration(dur.text) * (-1 if negative else 1)
+            offset = self.duration() * (-1 if negative else 1)
             vector = VectorSelector(vector.name, vector.matchers, offset, vector.pos)
             if isinstance(expr, MatrixSelector):
                 expr = MatrixSelector(vector, expr.range_s, expr.pos)
             else:
                 expr = vector
         return expr
+
+    def duration(self) -> float:
+        """Seconds: a duration (``5m``) or a plain number of seconds (``300``)."""
+        tok = self.tok
+        if tok.kind is Tok.NUMBER:
+            seconds = _number(self.advance())
+            if not math.isfinite(seconds):
+                raise ExprError("a duration must be finite", tok.pos)
+            return seconds
+        return parse_duration(self.expect(Tok.DURATION).text)
 
     def matcher(self) -> Matcher:
         label = self.expect(Tok.IDENT)
@@ -371,6 +389,27 @@ class _Parser:
             return Matcher.build(label.text, MatchOp(op.text), unquote(value), where="expr")
         except ProblemError as exc:
             raise ExprError(exc.detail or "bad label matcher", value.pos) from None
+
+
+def _check_height(expr: Expr) -> None:
+    """Refuse a tree taller than MAX_DEPTH (a long chain like ``a + a + ... + a`` parses in a
+    loop but would nest that deep in every recursive walk of the tree). Iterative."""
+    stack: list[tuple[Expr, int]] = [(expr, 1)]
+    while stack:
+        node, height = stack.pop()
+        if height > MAX_DEPTH:
+            raise ExprError(f"the expression nests deeper than {MAX_DEPTH} levels", node.pos)
+        stack.extend((child, height + 1) for child in _children(node))
+
+
+def _children(expr: Expr) -> tuple[Expr, ...]:
+    if isinstance(expr, Binary):
+        return (expr.lhs, expr.rhs)
+    if isinstance(expr, Aggregate | Unary):
+        return (expr.expr,)
+    if isinstance(expr, Call):
+        return expr.args
+    return ()
 
 
 def _need_value(expr: Expr, what: str) -> None:
