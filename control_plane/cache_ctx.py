@@ -1,6 +1,10 @@
 """The control plane's cache: a LayeredCache on the configured Redis, following the invalidation
 stream, plus the warm-up jobs the admin API starts (``cache_ctx`` opens and closes it all).
 
+The control plane reads nothing of its own through this cache yet: what it warms are the stored
+namespaces that components mounted on it register (the link analyzer's ``la``, whose results
+live in L2), and any loader a deployment adds with ``register_loader``.
+
 The cache's lookup counters are also ingested as series of the agent id ``control-plane``
 (``haetae_cache_requests_total{cache,layer,outcome}``, every ``SELF_REPORT_INTERVAL_S`` while they
 change), the same series agents report for theirs, so alert rules read them alike."""
@@ -13,7 +17,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -34,6 +37,7 @@ from haetae.cache import (
     RedisL2,
     client_from_url,
 )
+from haetae.cache.warmup import KeyLister, Warmer, WarmupJob
 from haetae.resilience import BreakerConfig, CircuitBreaker
 
 if TYPE_CHECKING:
@@ -41,43 +45,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_MAX_FINISHED_JOBS = 100
 SELF_AGENT_ID = "control-plane"
 SELF_REPORT_INTERVAL_S = 10.0
 REQUESTS = "haetae_cache_requests_total"
-
-
-@dataclass
-class WarmupJob:
-    id: str
-    keys: list[str]
-    source: str
-    started_at: float = field(default_factory=time.time)
-    finished_at: float | None = None
-    done: int = 0
-    failed: int = 0
-    failed_keys: list[str] = field(default_factory=list)
-
-    def progress(self, key: str, ok: bool) -> None:
-        if ok:
-            self.done += 1
-        else:
-            self.failed += 1
-            if len(self.failed_keys) < 100:
-                self.failed_keys.append(key)
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source": self.source,
-            "status": "running" if self.finished_at is None else "finished",
-            "total": len(self.keys),
-            "done": self.done,
-            "failed": self.failed,
-            "failed_keys": self.failed_keys,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-        }
 
 
 class CacheService:
@@ -87,36 +57,27 @@ class CacheService:
         self.config = config
         # The L3, purged by POST /admin/cdn/purge and by invalidations naming layer l3.
         self.cdn: CdnPurger | None = None
-        self.jobs: dict[str, WarmupJob] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.warmer = Warmer(cache, bus, concurrency=config.warmup_concurrency)
+
+    @property
+    def jobs(self) -> dict[str, WarmupJob]:
+        return self.warmer.jobs
 
     def register_loader(self, namespace: str, loader: Loader) -> None:
         self.cache.register_loader(namespace, loader)
 
-    def start_warmup(self, keys: list[str], source: str) -> WarmupJob:
-        job = WarmupJob(uuid.uuid4().hex[:12], keys, source)
-        self.jobs[job.id] = job
-        finished = [j for j in self.jobs.values() if j.finished_at is not None]
-        for old in finished[: max(0, len(finished) - _MAX_FINISHED_JOBS)]:
-            del self.jobs[old.id]
-        task = asyncio.get_running_loop().create_task(self._warm(job))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return job
+    def register_stored(
+        self, namespace: str, *, hot: KeyLister | None = None, recent: KeyLister | None = None
+    ) -> None:
+        """A namespace whose values another component keeps in L2 (the link analyzer's):
+        warm-ups copy them from there into every L1, with these sources of keys."""
+        self.warmer.register_stored(namespace, hot=hot, recent=recent)
 
-    async def _warm(self, job: WarmupJob) -> None:
-        try:
-            await self.cache.warm(
-                job.keys, concurrency=self.config.warmup_concurrency, on_progress=job.progress
-            )
-        finally:
-            job.finished_at = time.time()
+    def start_warmup(self, keys: list[str], source: str) -> WarmupJob:
+        return self.warmer.start(keys, source)
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.warmer.aclose()
         if self.bus is not None:
             await self.bus.stop()
             await self.bus.client.aclose()

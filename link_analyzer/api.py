@@ -16,12 +16,13 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from control_plane.appkeys import CONFIG, METRICS, REDIS
+from control_plane.appkeys import CACHE, CONFIG, METRICS, REDIS
 from control_plane.auth.middleware import forbidden, require_principal
 from control_plane.auth.principal import Scope, TokenKind
 from haetae.cache import InvalidationError
 from haetae.web.bodies import json_response, read_json
 from haetae.web.problem import ProblemError, invalid
+from link_analyzer.cache import NAMESPACE
 from link_analyzer.errors import (
     AnalyzerError,
     FetchRefused,
@@ -57,6 +58,12 @@ async def link_analyzer_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics = LinkAnalyzerMetrics(app[METRICS].registry)
     async with LinkAnalyzerService(cfg, app[REDIS], metrics=metrics) as service:
         app[LINK_ANALYZER] = service
+        if CACHE in app:
+            # Results live in L2 (written by whichever process analysed the URL): warm-ups copy
+            # the recent and hot ones into every L1 (POST /admin/cache/warmup, namespace "la").
+            app[CACHE].register_stored(
+                NAMESPACE, hot=service.cache.hot_keys, recent=service.cache.recent_keys
+            )
         yield
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, OrderedDict
 from typing import Any, Protocol
 
@@ -38,18 +39,21 @@ from haetae.cache import (
     LayeredCache,
     Outcome,
     RedisL2,
+    serde,
 )
 from haetae.cache import keys as ck
 from haetae.resilience import BreakerConfig, CircuitBreaker
 from link_analyzer.config import CacheConfig
 from link_analyzer.keys import CacheKeys
-from link_analyzer.rediscmd import Commands
+from link_analyzer.rediscmd import Commands, commands_for
 
 CACHE_NAME = "link_analyzer"
 NAMESPACE = "la"
 _LAYERS = ("metadata", "analysis", "short_link")
 # The invalidation stream is shared with the control plane's cache: trim it as that one does.
 _STREAM_MAXLEN = 100_000
+# The URL keys whose results were stored last, kept for warm-ups (``recent_keys``).
+RECENT_MAX = 1_000
 # Metadata keys this process just looked up and missed: a write to one of them fills a gap
 # (no L1 elsewhere can hold it); a write to any other key replaces a value and is published.
 _MISSED_MAX = 10_000
@@ -203,7 +207,7 @@ class LayeredAnalysisCache:
         key = metadata_key(url_key)
         replaced = key not in self._missed
         self._missed.pop(key, None)
-        await self.cache.set(key, page, ttl_s=ttl_s)
+        await asyncio.gather(self.cache.set(key, page, ttl_s=ttl_s), self._remember(url_key))
         if replaced and self.bus is not None:
             # Not a gap just found empty: a replacement (refresh). Other L1s drop their copy.
             try:
@@ -303,6 +307,43 @@ class LayeredAnalysisCache:
             "nodes": nodes,
             "errors_this_process": self.errors,
         }
+
+    # -- warm-up sources (registered with the control plane's cache warmer) --------------------
+    async def recent_keys(self, limit: int) -> list[str]:
+        """The cache keys of the ``limit`` URLs analysed last that L2 still holds: metadata,
+        short link, and the analysis of the page's content."""
+        url_keys: list[bytes | str] = await self.redis.zrevrange(
+            self.keys.recent, 0, max(0, limit - 1)
+        )  # type: ignore[assignment]
+        names = [k.decode() if isinstance(k, bytes) else k for k in url_keys]
+        l2 = self.cache.l2
+        if l2 is None or not names:
+            return []
+        candidates = [key for u in names for key in (metadata_key(u), short_link_key(u))]
+        keys: list[str] = []
+        for key, raw in zip(candidates, await l2.mget(candidates), strict=True):
+            rec = serde.decode(raw) if raw else None
+            if rec is None or rec.negative:
+                continue
+            keys.append(key)
+            content_hash = rec.value.get("content_hash") if isinstance(rec.value, dict) else None
+            if isinstance(content_hash, str):
+                keys.append(analysis_key(content_hash))
+        return keys[:limit]
+
+    async def hot_keys(self, limit: int) -> list[str]:
+        """This process's most looked-up keys (the fleet's come from the nodes' heartbeats)."""
+        return [key for key, _ in self.cache.stats.hot.top(NAMESPACE, limit)]
+
+    async def _remember(self, url_key: str) -> None:
+        cmds = commands_for(self.redis, self.commands)
+        try:
+            await asyncio.gather(
+                cmds.execute("ZADD", self.keys.recent, time.time(), url_key),
+                cmds.execute("ZREMRANGEBYRANK", self.keys.recent, 0, -RECENT_MAX - 1),
+            )
+        except Exception as exc:  # best effort: a warm-up source, never a failed analysis
+            self._failed("remember recent", exc)
 
     # -- internals -----------------------------------------------------------------------------
     async def _get(self, layer: str, key: str) -> Any:

@@ -73,6 +73,11 @@ class CacheKeys:
     def stats(self) -> str:
         return self.prefix + "stats"
 
+    @property
+    def recent(self) -> str:
+        """Sorted set: URL key -> when its metadata was last stored (the warm-up's source)."""
+        return self.prefix + "recent"
+
 
 @dataclass(frozen=True)
 class LedgerKeys:

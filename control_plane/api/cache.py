@@ -6,40 +6,53 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from pydantic import Field
 
 from control_plane.api.cdn import purge_cdn
 from control_plane.appkeys import CACHE, INGESTOR
 from control_plane.ingest.windows import Point, SeriesWindows
 from haetae.cache import InvalidationError, PurgeRequest
 from haetae.cache.invalidation import LAYERS
-from haetae.web.bodies import json_response, read_json
+from haetae.cache.warmup import SOURCES
+from haetae.web.bodies import json_response
 from haetae.web.problem import ProblemError, invalid
+from haetae.web.validation import MAX_NAME, Model, bounded_int, path_text, text
+from haetae.web.validation import body as read_body
+from haetae.web.validation import query as read_query
 
 _MAX_ITEMS = 10_000
+_MAX_HOT = 1000
+# Cache keys, tags and prefixes: what an app names its entries by (Redis takes far longer).
+_MAX_KEY = 2048
+
+CacheKey = text(_MAX_KEY, min_length=1)
+CacheKeys = Annotated[list[CacheKey], Field(max_length=_MAX_ITEMS)]  # type: ignore[valid-type]
+Layer = Literal["l1", "l2", "l3"]
 
 
-def _strings(body: dict[str, Any], name: str) -> list[str]:
-    raw = body.get(name, [])
-    if not isinstance(raw, list):
-        raise invalid(name, "expected a list of strings")
-    if len(raw) > _MAX_ITEMS:
-        raise invalid(name, f"at most {_MAX_ITEMS} items")
-    for i, item in enumerate(raw):
-        if not isinstance(item, str) or not item:
-            raise invalid(f"{name}[{i}]", "expected a non-empty string")
-    return raw
+class InvalidateBody(Model):
+    keys: CacheKeys = []
+    tags: CacheKeys = []
+    prefixes: CacheKeys = []
+    prefix: CacheKey | None = None  # type: ignore[valid-type]
+    layers: Annotated[list[Layer], Field(min_length=1, max_length=3)] | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=60, strict=True, allow_inf_nan=False)] | None = None
 
 
-def _object(body: Any, allowed: set[str]) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise invalid("body", "expected a JSON object")
-    unknown = set(body) - allowed
-    if unknown:
-        raise invalid(sorted(unknown)[0], "unknown field")
-    return body
+class WarmupBody(Model):
+    keys: Annotated[list[CacheKey], Field(min_length=1, max_length=_MAX_ITEMS)] | None = None  # type: ignore[valid-type]
+    set: text(MAX_NAME, min_length=1) | None = None  # type: ignore[valid-type]
+    source: Literal["hot", "recent"] | None = None
+    namespace: text(MAX_NAME, min_length=1) | None = None  # type: ignore[valid-type]
+    limit: bounded_int(1, _MAX_ITEMS) = 100  # type: ignore[valid-type]
+
+
+class StatsQuery(Model):
+    hot: Annotated[int, Field(ge=0, le=_MAX_HOT)] = 10
+    window_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] | None = None
 
 
 # The samples an agent-hosted L1 reports (agent/collectors/cache.py).
@@ -139,33 +152,6 @@ def reported_caches(windows: SeriesWindows, now: float, window_s: float) -> dict
     return out
 
 
-def _window_param(request: web.Request, default: float) -> float:
-    raw = request.query.get("window_s")
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 86_400:
-        raise invalid("query.window_s", "a number of seconds in (0, 86400]")
-    return value
-
-
-_MAX_HOT = 1000
-
-
-def _hot_param(request: web.Request) -> int:
-    raw = request.query.get("hot", "10")
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= _MAX_HOT:
-        raise invalid("query.hot", f"an integer in [0, {_MAX_HOT}]")
-    return value
-
-
 def _unavailable(detail: str) -> ProblemError:
     return ProblemError(
         503,
@@ -182,7 +168,8 @@ async def cache_stats(request: web.Request) -> web.Response:
     cache's lookup series in the ingest windows (what the hit-ratio alert reads). ``hot_keys``
     (in ``local`` and each host) lists the ``?hot=N`` (default 10) hottest keys per namespace."""
     service = request.app[CACHE]
-    local = service.cache.stats.snapshot(hot_keys=_hot_param(request))
+    params = read_query(request, StatsQuery)
+    local = service.cache.stats.snapshot(hot_keys=params.hot)
     nodes: dict[str, Any] = {}
     if service.bus is not None:
         local["node"] = service.bus.node_id
@@ -207,7 +194,7 @@ async def cache_stats(request: web.Request) -> web.Response:
     for t in totals.values():
         n = int(t["hits"] or 0) + int(t["misses"] or 0)
         t["hit_ratio"] = (int(t["hits"] or 0) / n) if n else None
-    window_s = _window_param(request, service.config.stats_window_s)
+    window_s = params.window_s or service.config.stats_window_s
     windows, now = request.app[INGESTOR].windows, time.time()
     agents = agent_cache_stats(windows, now, window_s)
     caches = reported_caches(windows, now, window_s)
@@ -218,36 +205,24 @@ async def cache_stats(request: web.Request) -> web.Response:
 
 async def invalidate(request: web.Request) -> web.Response:
     service = request.app[CACHE]
-    body = _object(
-        await read_json(request), {"keys", "tags", "prefix", "prefixes", "layers", "timeout_s"}
-    )
-    keys = _strings(body, "keys")
-    tags = _strings(body, "tags")
-    prefixes = _strings(body, "prefixes")
-    if "prefix" in body:
-        prefix = body["prefix"]
-        if not isinstance(prefix, str) or not prefix:
-            raise invalid("prefix", "expected a non-empty string")
-        prefixes.append(prefix)
+    body = await read_body(request, InvalidateBody)
+    keys, tags = list(body.keys), list(body.tags)
+    prefixes = list(body.prefixes) + ([body.prefix] if body.prefix is not None else [])
     if not (keys or tags or prefixes):
-        raise invalid("keys", "name at least one of keys, tags or prefix")
-    layers = _strings(body, "layers") if "layers" in body else sorted(LAYERS)
-    for i, layer in enumerate(layers):
-        if layer not in LAYERS and layer != "l3":
-            raise invalid(f"layers[{i}]", "must be 'l1', 'l2' or 'l3'")
-    if not layers:
-        raise invalid("layers", "name at least one layer")
-    timeout = body.get("timeout_s", service.config.invalidate_timeout_s)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60:
-        raise invalid("timeout_s", "a number of seconds in (0, 60]")
+        raise invalid("body.keys", "name at least one of keys, tags or prefix")
+    layers: list[str] = list(body.layers) if body.layers is not None else sorted(LAYERS)
+    timeout = body.timeout_s or service.config.invalidate_timeout_s
     cdn = None
     if "l3" in layers:
         # The CDN knows our tags and keys as surrogate keys (Cache-Tag); a key prefix is no URL.
         cdn = service.cdn
         if cdn is None:
-            raise invalid(f"layers[{layers.index('l3')}]", "no CDN configured (cdn.provider)")
+            field = f"body.layers[{layers.index('l3')}]"
+            raise invalid(field, "no CDN configured (cdn.provider)")
         if prefixes:
-            raise invalid("prefix", "layer l3 purges tags and keys; URL prefixes: /admin/cdn/purge")
+            raise invalid(
+                "body.prefix", "layer l3 purges tags and keys; URL prefixes: /admin/cdn/purge"
+            )
     data_layers = [layer for layer in layers if layer != "l3"]
     answer: dict[str, Any] = {"keys": keys, "tags": tags, "prefixes": prefixes, "layers": layers}
     status = 200
@@ -282,35 +257,34 @@ async def invalidate(request: web.Request) -> web.Response:
 
 
 async def start_warmup(request: web.Request) -> web.Response:
-    """Keys (``keys``), a configured set (``set``) or, with ``{"source": "hot", "namespace": ns,
-    "limit": n}``, the ``n`` hottest keys of ``ns`` from this process's stats."""
+    """Keys (``keys``), a configured set (``set``), or with ``{"source": "hot"|"recent",
+    "namespace": ns, "limit": n}`` the ``n`` hottest (this process's and every connected L1's
+    lookups) or most recently stored keys of ``ns``. Loaded keys, and the stored ones L2 holds,
+    then reach every L1 following the invalidation stream (``l1s`` in the job's view)."""
     service = request.app[CACHE]
-    body = _object(await read_json(request), {"keys", "set", "source", "namespace", "limit"})
-    if "source" in body:
-        if body["source"] != "hot":
-            raise invalid("source", "the only source is 'hot' (or give keys or set)")
-        if "keys" in body or "set" in body:
-            raise invalid("source", "give one of keys, set or source")
-        keys, source = _hot_keys(service, body)
-    elif "namespace" in body or "limit" in body:
-        raise invalid("namespace", "namespace and limit go with source 'hot'")
-    elif ("keys" in body) == ("set" in body):
-        raise invalid("keys", "give either keys or set")
-    elif "set" in body:
-        name = body["set"]
-        if not isinstance(name, str) or name not in service.config.warmup_sets:
+    body = await read_body(request, WarmupBody)
+    given = body.model_fields_set
+    if body.source is not None:
+        if given & {"keys", "set"}:
+            raise invalid("body.source", "give one of keys, set or source")
+        keys, source = await _source_keys(service, body.source, body.namespace, body.limit)
+    elif given & {"namespace", "limit"}:
+        raise invalid("body.namespace", f"namespace and limit go with a source {SOURCES}")
+    elif (body.keys is None) == (body.set is None):
+        raise invalid("body.keys", "give either keys or set")
+    elif body.set is not None:
+        if body.set not in service.config.warmup_sets:
             known = ", ".join(sorted(service.config.warmup_sets)) or "none configured"
-            raise invalid("set", f"unknown warm-up set (known: {known})")
-        keys, source = list(service.config.warmup_sets[name]), f"set:{name}"
+            raise invalid("body.set", f"unknown warm-up set (known: {known})")
+        keys, source = list(service.config.warmup_sets[body.set]), f"set:{body.set}"
     else:
-        keys, source = _strings(body, "keys"), "keys"
-        if not keys:
-            raise invalid("keys", "name at least one key")
+        assert body.keys is not None
+        keys, source = list(body.keys), "keys"
     for i, key in enumerate(keys):
-        if service.cache.loader_for(key) is None:
-            namespaces = ", ".join(service.cache.namespaces) or "none registered"
+        if not service.warmer.warmable(key):
             raise invalid(
-                f"keys[{i}]", f"no loader for this key's namespace (loaders: {namespaces})"
+                f"body.keys[{i}]",
+                f"no loader for this key's namespace (loaders: {_namespaces(service)})",
             )
     job = service.start_warmup(keys, source)
     return json_response(
@@ -318,24 +292,30 @@ async def start_warmup(request: web.Request) -> web.Response:
     )
 
 
-def _hot_keys(service: Any, body: dict[str, Any]) -> tuple[list[str], str]:
-    namespace = body.get("namespace")
-    if not isinstance(namespace, str) or not namespace:
-        raise invalid("namespace", "expected a non-empty string")
-    if service.cache.loader_for(f"{namespace}:") is None:
-        namespaces = ", ".join(service.cache.namespaces) or "none registered"
-        raise invalid("namespace", f"no loader for this namespace (loaders: {namespaces})")
-    limit = body.get("limit", 100)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= _MAX_ITEMS:
-        raise invalid("limit", f"an integer in [1, {_MAX_ITEMS}]")
-    keys = [key for key, _ in service.cache.stats.hot.top(namespace, limit)]
+def _namespaces(service: Any) -> str:
+    return ", ".join(service.warmer.namespaces) or "none registered"
+
+
+async def _source_keys(
+    service: Any, source: str, namespace: str | None, limit: int
+) -> tuple[list[str], str]:
+    if namespace is None:
+        raise invalid("body.namespace", "name the namespace to warm")
+    warmer = service.warmer
+    if namespace not in warmer.namespaces:
+        raise invalid(
+            "body.namespace", f"no loader for this namespace (loaders: {_namespaces(service)})"
+        )
+    if source not in warmer.sources(namespace):
+        raise invalid("body.source", f"namespace {namespace!r} offers {warmer.sources(namespace)}")
+    keys = await warmer.keys_from(source, namespace, limit)
     if not keys:
-        raise invalid("namespace", "no hot keys recorded for this namespace yet")
-    return keys, f"hot:{namespace}"
+        raise invalid("body.namespace", f"no {source} keys recorded for this namespace yet")
+    return keys, f"{source}:{namespace}"
 
 
 async def warmup_status(request: web.Request) -> web.Response:
-    job = request.app[CACHE].jobs.get(request.match_info["job_id"])
+    job = request.app[CACHE].jobs.get(path_text(request, "job_id", 64))
     if job is None:
         raise ProblemError(
             404, "Not Found", detail="no such warm-up job", type_="not-found", field="path.job_id"

@@ -24,6 +24,7 @@ from haetae.cache.l3 import (
 from haetae.cache.layered import CachePolicy, LayeredCache, Loaded, Loader
 from haetae.cache.sketch import FrequencySketch
 from haetae.cache.stats import CacheStats, Layer, Outcome
+from haetae.cache.warmup import StoredNamespace, Warmer, WarmupJob
 
 if TYPE_CHECKING:
     from haetae.cache.config import CacheConfig
@@ -65,6 +66,9 @@ __all__ = [
     "PurgeResult",
     "PurgeRetryable",
     "RedisL2",
+    "StoredNamespace",
     "WaitResult",
+    "Warmer",
+    "WarmupJob",
     "client_from_url",
 ]

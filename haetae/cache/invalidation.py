@@ -11,6 +11,12 @@ in the same script as the XADD, so a follower that finds a gap in the numbers kn
 was trimmed (MAXLEN) past what it had read: it cannot know what it missed and flushes its L1.
 (Comparing the first entry's id with the last id seen cannot tell "trimmed" from "nothing was
 older": the numbering can.)
+
+The same stream carries warm-ups: an entry with a ``w`` field (a JSON list of keys, and no
+``k``/``t``/``p``) asks every follower to copy those keys' values from L2 into its L1 before it
+acknowledges the entry, so ``wait_applied`` on a warm entry means "every connected L1 holds what
+L2 had". A follower that predates warm entries reads one as an empty invalidation (harmless),
+and entries without ``w`` read as before.
 """
 
 from __future__ import annotations
@@ -72,6 +78,19 @@ class Invalidation:
         return cls(get(b"k"), get(b"t"), get(b"p"))
 
 
+def warm_keys(fields: dict[bytes, bytes]) -> tuple[str, ...] | None:
+    """The keys a warm entry names; None for an invalidation entry."""
+    raw = fields.get(b"w")
+    if raw is None:
+        return None
+    keys = orjson.loads(raw)
+    return tuple(k for k in keys if isinstance(k, str)) if isinstance(keys, list) else ()
+
+
+# Keys per warm entry: one follower's L2 read (an MGET) per entry stays small.
+WARM_ENTRY_KEYS = 500
+
+
 @dataclass(slots=True)
 class WaitResult:
     entry_id: str
@@ -117,6 +136,7 @@ class InvalidationBus:
         self.last_seq = 0
         self.connected = False
         self.applied_entries = 0
+        self.warmed_keys = 0
         self.flushes = 0
         self._task: asyncio.Task[None] | None = None
         # The follower's own lean connection (standalone Redis): its XREAD BLOCK, acks and
@@ -181,6 +201,29 @@ class InvalidationBus:
                 entry_id = await self.client.eval(*append)  # type: ignore[arg-type]
         except RedisError as exc:
             raise InvalidationError(f"cannot record the invalidation: {exc}") from exc
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    async def warm(self, keys: Sequence[str]) -> str | None:
+        """Ask every other L1 to copy ``keys`` from L2 (entries of ``WARM_ENTRY_KEYS`` keys);
+        the last entry's id, to ``wait_applied`` on (None: no keys)."""
+        entry_id: Any = None
+        try:
+            for start in range(0, len(keys), WARM_ENTRY_KEYS):
+                chunk = orjson.dumps(list(keys[start : start + WARM_ENTRY_KEYS]))
+                entry_id = await self.client.eval(
+                    _APPEND_WARM,
+                    2,
+                    ck.INVALIDATION_STREAM,
+                    ck.INVALIDATION_SEQ,
+                    "=" if self.exact_trim else "~",
+                    self.maxlen,
+                    chunk,
+                    self.node_id,
+                )
+        except RedisError as exc:
+            raise InvalidationError(f"cannot record the warm-up: {exc}") from exc
+        if entry_id is None:
+            return None
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     def _fast_path(self) -> resp.FastPipeline | None:
@@ -359,10 +402,17 @@ class InvalidationBus:
                 entries = replies[-1][0][1] if replies[-1] else []
             ack = False
             if entries:
-                self._apply(entries)
+                warm = self._apply(entries)
+                if warm:
+                    # Before the ack: a warm entry acknowledged is a warm-up done here.
+                    async with asyncio.timeout(limit):
+                        self.warmed_keys += await self.cache.fill_from_l2(warm)
                 ack = True
 
-    def _apply(self, entries: Any) -> None:
+    def _apply(self, entries: Any) -> list[str]:
+        """Apply the invalidations of ``entries`` in order; the keys their warm entries name
+        (read from L2 afterwards, so a value invalidated in the same batch is not brought back:
+        its L2 copy was deleted before its entry was appended)."""
         first_seq = int(entries[0][1].get(b"n", 0))
         if first_seq > self.last_seq + 1:
             n = self.cache.flush_l1()
@@ -375,15 +425,21 @@ class InvalidationBus:
                 n,
             )
         own = self.node_id.encode()
+        warm: dict[str, None] = {}
         for _entry_id, fields in entries:
             if fields.get(b"o") == own:
                 continue  # applied locally before it was appended
+            keys = warm_keys(fields)
+            if keys is not None:
+                warm.update(dict.fromkeys(keys))
+                continue
             inv = Invalidation.from_fields(fields)
             self.cache.apply_invalidation(inv.keys, inv.tags, inv.prefixes)
             self.applied_entries += 1
         self.last_seq = int(entries[-1][1].get(b"n", self.last_seq))
         last = entries[-1][0]
         self.last_id = last.decode() if isinstance(last, bytes) else last
+        return list(warm)
 
     async def _position(self) -> None:
         if self.last_id is None:
@@ -454,4 +510,11 @@ _APPEND = """
 local n = redis.call('INCR', KEYS[2])
 return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], ARGV[2], '*',
     'n', n, 'k', ARGV[3], 't', ARGV[4], 'p', ARGV[5], 'o', ARGV[6])
+"""
+
+# A warm-up entry: numbered like the invalidations (so gaps stay detectable), keys under ``w``.
+_APPEND_WARM = """
+local n = redis.call('INCR', KEYS[2])
+return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], ARGV[2], '*',
+    'n', n, 'w', ARGV[3], 'o', ARGV[4])
 """

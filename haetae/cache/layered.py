@@ -277,6 +277,28 @@ class LayeredCache:
             n += self.l1.delete_prefix(prefix)
         return n
 
+    async def fill_from_l2(self, keys: Sequence[str]) -> int:
+        """Copy the fresh values of ``keys`` from L2 into the L1 (a fleet warm-up); how many.
+
+        Not lookups: no hit/miss counts and no hot-key records, so a warm-up does not make
+        the keys it names look hot. A value invalidated while the read was in flight is not
+        filled (the epoch check, as for any L2 read)."""
+        if self.l2 is None or not keys:
+            return 0
+        epoch = self.epoch
+        raws = await self._l2_call(lambda: self._l2().mget(keys))
+        if raws is _UNAVAILABLE:
+            return 0
+        assert isinstance(raws, list)
+        now, filled = self._wall(), 0
+        for key, raw in zip(keys, raws, strict=True):
+            rec = serde.decode(raw) if raw else None
+            if rec is None or rec.negative or rec.fresh_until <= now:
+                continue
+            self._fill_l1(key, rec.value, rec.fresh_until - now, False, rec.size, epoch)
+            filled += key in self.l1
+        return filled
+
     def flush_l1(self) -> int:
         self.epoch += 1
         return self.l1.clear()

@@ -92,14 +92,25 @@ async def test_invalidate_names_the_l1s_that_did_not_apply(
     ("body", "field"),
     [
         ([], "body"),
-        ({"keys": "a"}, "keys"),
-        ({"keys": [""]}, "keys[0]"),
-        ({"nope": 1}, "nope"),
-        ({}, "keys"),
-        ({"keys": ["a"], "layers": ["l3"]}, "layers[0]"),
-        ({"keys": ["a"], "layers": []}, "layers"),
-        ({"keys": ["a"], "timeout_s": 0}, "timeout_s"),
-        ({"prefix": ""}, "prefix"),
+        ({"keys": "a"}, "body.keys"),
+        ({"keys": [""]}, "body.keys[0]"),
+        ({"nope": 1}, "body.nope"),
+        ({}, "body.keys"),
+        ({"keys": ["a"], "layers": ["l3"]}, "body.layers[0]"),
+        ({"keys": ["a"], "layers": []}, "body.layers"),
+        ({"keys": ["a"], "timeout_s": 0}, "body.timeout_s"),
+        ({"prefix": ""}, "body.prefix"),
+        # What reached Redis or Python unchecked before the validation seam.
+        ({"keys": ["a\u0000b"]}, "body.keys[0]"),
+        ({"keys": ["x" * 3000]}, "body.keys[0]"),
+        ({"tags": [["t"]]}, "body.tags[0]"),
+        ({"prefixes": "p"}, "body.prefixes"),
+        ({"prefix": ["p"]}, "body.prefix"),
+        ({"keys": ["a"], "layers": "l1"}, "body.layers"),
+        ({"keys": ["a"], "layers": [{"l": 1}]}, "body.layers[0]"),
+        ({"keys": ["a"], "timeout_s": 1e308}, "body.timeout_s"),
+        ({"keys": ["a"], "timeout_s": "1"}, "body.timeout_s"),
+        ({"keys": ["a"], "timeout_s": True}, "body.timeout_s"),
     ],
 )
 async def test_invalidate_rejects_bad_input(cache_plane: CachePlane, body: Any, field: str) -> None:
@@ -143,10 +154,20 @@ async def test_warmup_by_set_and_keys_with_progress(cache_plane: CachePlane) -> 
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"set": "unknown"}, "set"),
-        ({"keys": ["nons:1"]}, "keys[0]"),
-        ({"keys": []}, "keys"),
-        ({"keys": ["page:1"], "set": "front"}, "keys"),
+        ({"set": "unknown"}, "body.set"),
+        ({"keys": ["nons:1"]}, "body.keys[0]"),
+        ({"keys": []}, "body.keys"),
+        ({"keys": ["page:1"], "set": "front"}, "body.keys"),
+        ({"set": ["front"]}, "body.set"),
+        ({"set": "fr\u0000ont"}, "body.set"),
+        ({"keys": ["page:\u0000"]}, "body.keys[0]"),
+        ({"keys": "page:1"}, "body.keys"),
+        ({"keys": [1]}, "body.keys[0]"),
+        ({"source": ["hot"], "namespace": "page"}, "body.source"),
+        ({"source": "hot", "namespace": "pa\u0000ge"}, "body.namespace"),
+        ({"source": "hot", "namespace": "page", "limit": 2**64}, "body.limit"),
+        ({"source": "hot", "namespace": "page", "limit": 1e308}, "body.limit"),
+        ({"source": "recent", "namespace": "page"}, "body.source"),
     ],
 )
 async def test_warmup_rejects_bad_input(cache_plane: CachePlane, body: Any, field: str) -> None:
@@ -177,3 +198,25 @@ async def test_totals_add_up_only_this_cache_not_other_named_caches_on_the_bus(
     assert body["hosts"]["other-cache"]["cache"] == "default"
     assert body["hosts"]["other-cache"]["layers"]["l1"]["hits"] == 4
     assert body["totals"]["l1"] == {"hits": 1, "misses": 1, "hit_ratio": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("hot=%00", "query.hot"),
+        ("hot=99999999999999999999999", "query.hot"),
+        ("hot=%C2%B2", "query.hot"),
+        ("window_s=1e308", "query.window_s"),
+        ("window_s=nan", "query.window_s"),
+        ("window_s=1&window_s=2", "query.window_s"),
+    ],
+)
+async def test_stats_reject_bad_query(cache_plane: CachePlane, query: str, field: str) -> None:
+    resp = await cache_plane.client.get(f"/admin/cache/stats?{query}", headers=cache_plane.admin())
+    assert (await assert_problem(resp, 400))["field"] == field
+
+
+async def test_warmup_status_rejects_a_nul_job_id(cache_plane: CachePlane) -> None:
+    resp = await cache_plane.client.get("/admin/cache/warmup/a%00b", headers=cache_plane.admin())
+    # A NUL anywhere in the path is refused before routing (field "path") or by the handler.
+    assert (await assert_problem(resp, 400))["field"].startswith("path")

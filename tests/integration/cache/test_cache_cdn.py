@@ -285,7 +285,7 @@ async def test_invalidate_l3_rejects_key_prefixes(plane: Plane) -> None:
         json={"prefix": "page:", "layers": ["l3"]},
         headers=plane.admin(),
     )
-    assert (await assert_problem(resp, 400))["field"] == "prefix"
+    assert (await assert_problem(resp, 400))["field"] == "body.prefix"
 
 
 @pytest.fixture
@@ -311,7 +311,7 @@ async def test_without_a_cdn_purges_are_refused(bare_plane: Plane) -> None:
         json={"tags": ["t"], "layers": ["l3"]},
         headers=bare_plane.admin(),
     )
-    assert (await assert_problem(resp, 400))["field"] == "layers[0]"
+    assert (await assert_problem(resp, 400))["field"] == "body.layers[0]"
     policy = await (await bare_plane.client.get(POLICY)).json()
     assert policy["layers"] == ["l1", "l2"] and policy["cdn"] == "none"
 

@@ -55,14 +55,14 @@ async def test_stats_list_hot_keys_and_warmup_loads_them(cache_plane: CachePlane
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"source": "cold", "namespace": "page"}, "source"),
-        ({"source": "hot", "namespace": "page", "keys": ["page:1"]}, "source"),
-        ({"source": "hot"}, "namespace"),
-        ({"source": "hot", "namespace": "nons"}, "namespace"),
-        ({"source": "hot", "namespace": "page", "limit": 0}, "limit"),
-        ({"source": "hot", "namespace": "page", "limit": "5"}, "limit"),
-        ({"source": "hot", "namespace": "page"}, "namespace"),  # nothing recorded yet
-        ({"keys": ["page:1"], "limit": 3}, "namespace"),
+        ({"source": "cold", "namespace": "page"}, "body.source"),
+        ({"source": "hot", "namespace": "page", "keys": ["page:1"]}, "body.source"),
+        ({"source": "hot"}, "body.namespace"),
+        ({"source": "hot", "namespace": "nons"}, "body.namespace"),
+        ({"source": "hot", "namespace": "page", "limit": 0}, "body.limit"),
+        ({"source": "hot", "namespace": "page", "limit": "5"}, "body.limit"),
+        ({"source": "hot", "namespace": "page"}, "body.namespace"),  # nothing recorded yet
+        ({"keys": ["page:1"], "limit": 3}, "body.namespace"),
     ],
 )
 async def test_hot_warmup_rejects_bad_input(cache_plane: CachePlane, body: Any, field: str) -> None:

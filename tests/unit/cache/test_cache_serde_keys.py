@@ -48,6 +48,7 @@ def test_public_face_matches_all() -> None:
             "l3",
             "layered",
             "resp",
+            "warmup",
             "serde",
             "sketch",
             "stats",
