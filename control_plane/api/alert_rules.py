@@ -8,15 +8,80 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aiohttp import web
+from pydantic import Field
 
+from control_plane.query.matchers import MAX_MATCHER, METRIC_NAME
 from control_plane.rules import ExprError, Rule, RuleError, rule_from_mapping
 from control_plane.rules.context import RULE_ENGINE
-from control_plane.rules.model import RULE_NAME, threshold_rule
-from haetae.web.bodies import json_response, read_json
+from control_plane.rules.model import (
+    DEFAULT_FLAP_MAX_FLIPS,
+    DEFAULT_FLAP_WINDOW_S,
+    RULE_NAME,
+    Severity,
+    threshold_rule,
+)
+from haetae.web import validation
+from haetae.web.bodies import json_response
 from haetae.web.problem import ProblemError, invalid
+
+MAX_RULE_NAME = 128
+MAX_THRESHOLD_MATCHERS = 32
+
+if TYPE_CHECKING:  # validation.text() builds its type at run time, out of mypy's sight
+    RuleName = str
+    ExprText = str
+    MetricName = str
+    MatcherText = str
+    PolicyName = str
+    Annotations = dict[str, str]
+else:
+    RuleName = validation.text(MAX_RULE_NAME, min_length=1)
+    ExprText = validation.text(validation.MAX_TEXT, min_length=1)
+    MetricName = validation.text(
+        validation.MAX_NAME, min_length=1, pattern=f"^{METRIC_NAME.pattern}$"
+    )
+    MatcherText = validation.text(MAX_MATCHER, min_length=1)
+    PolicyName = validation.Name
+    Annotations = Annotated[
+        dict[validation.LabelName, validation.text(validation.MAX_TEXT)],
+        Field(max_length=validation.MAX_LABELS),
+    ]
+
+Comparator = Literal[">", "<", ">=", "<=", "==", "!="]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class Flap(validation.Model):
+    max_flips: validation.bounded_int(1, 10_000) = DEFAULT_FLAP_MAX_FLIPS  # type: ignore[valid-type]
+    window: validation.Duration = DEFAULT_FLAP_WINDOW_S
+
+
+class _RuleFields(validation.Model):
+    """What both forms share. The rule model (control_plane.rules.model) still decides what
+    the fields mean (reserved labels, templates, the expression); this bounds their shape."""
+
+    name: RuleName | None = None
+    for_: validation.Duration | None = Field(None, alias="for")
+    keep_firing_for: validation.Duration | None = None
+    severity: Severity | None = None
+    labels: validation.Labels = {}
+    annotations: Annotations = {}
+    escalation_policy: PolicyName | None = None
+
+
+class RuleRequest(_RuleFields):
+    expr: ExprText
+    flap: Flap | None = None
+
+
+class ThresholdRequest(_RuleFields):
+    metric: MetricName
+    matchers: Annotated[list[MatcherText], Field(max_length=MAX_THRESHOLD_MATCHERS)] = []
+    comparator: Comparator
+    value: Number
 
 
 def setup_routes(app: web.Application) -> None:
@@ -28,13 +93,20 @@ def setup_routes(app: web.Application) -> None:
 
 
 async def post_rule(request: web.Request) -> web.Response:
-    body = await read_json(request, max_bytes=256 * 1024)
-    return await _save(request, _validated(lambda: rule_from_mapping(body)))
+    body = await validation.body(request, RuleRequest, max_bytes=256 * 1024)
+    spec = _spec(body)
+    return await _save(request, _validated(lambda: rule_from_mapping(spec)))
 
 
 async def post_threshold(request: web.Request) -> web.Response:
-    body = await read_json(request, max_bytes=64 * 1024)
-    return await _save(request, _validated(lambda: threshold_rule(body)))
+    body = await validation.body(request, ThresholdRequest, max_bytes=64 * 1024)
+    spec = _spec(body)
+    return await _save(request, _validated(lambda: threshold_rule(spec)))
+
+
+def _spec(body: validation.Model) -> dict[str, Any]:
+    """The validated request in the rule model's mapping shape (durations as seconds)."""
+    return body.model_dump(by_alias=True, exclude_unset=True)
 
 
 async def list_rules(request: web.Request) -> web.Response:
@@ -52,9 +124,11 @@ async def get_rule(request: web.Request) -> web.Response:
 
 async def delete_rule(request: web.Request) -> web.Response:
     engine = request.app[RULE_ENGINE]
-    name = request.match_info["name"]
+    name = validation.path_text(request, "name", MAX_RULE_NAME)
+    if not RULE_NAME.fullmatch(name):
+        raise _not_found(name)
     if name in engine.ruleset.file_rules:
-        raise _file_rule(name)
+        raise _file_rule(name, "path.name")
     if not await engine.store.delete_rule(name, time.time()):
         raise _not_found(name)
     await engine.reload()
@@ -64,7 +138,7 @@ async def delete_rule(request: web.Request) -> web.Response:
 async def _save(request: web.Request, rule: Rule) -> web.Response:
     engine = request.app[RULE_ENGINE]
     if rule.name in engine.ruleset.file_rules:
-        raise _file_rule(rule.name)
+        raise _file_rule(rule.name, "body.name")
     created = await engine.store.put_rule(rule)
     await engine.reload()
     return json_response(_rule_json(rule), status=201 if created else 200)
@@ -79,18 +153,18 @@ def _validated(build: Callable[[], Rule]) -> Rule:
             "Invalid expression",
             detail=exc.detail,
             type_="invalid-expression",
-            field="expr",
+            field="body.expr",
             hint="a PromQL expression, e.g. rate(http_requests_total[5m]) > 10",
             extra={"position": exc.position},
         ) from exc
     except RuleError as exc:
-        raise invalid(exc.field, exc.message) from exc
+        raise invalid(f"body.{exc.field}", exc.message) from exc
     return rule
 
 
 async def _find(request: web.Request) -> Rule:
     engine = request.app[RULE_ENGINE]
-    name = request.match_info["name"]
+    name = validation.path_text(request, "name", MAX_RULE_NAME)
     if not RULE_NAME.fullmatch(name):
         raise _not_found(name)
     rule = engine.ruleset.file_rules.get(name) or await engine.store.get_rule(name)
@@ -105,15 +179,19 @@ def _rule_json(rule: Rule) -> dict[str, Any]:
 
 def _not_found(name: str) -> ProblemError:
     return ProblemError(
-        404, "Not Found", detail=f"no rule named {name[:128]!r}", type_="not-found", field="name"
+        404,
+        "Not Found",
+        detail=f"no rule named {name[:MAX_RULE_NAME]!r}",
+        type_="not-found",
+        field="path.name",
     )
 
 
-def _file_rule(name: str) -> ProblemError:
+def _file_rule(name: str, field: str) -> ProblemError:
     return ProblemError(
         409,
         "Conflict",
         detail=f"{name!r} is defined in a rule file; edit the file instead",
         type_="rule-in-file",
-        field="name",
+        field=field,
     )

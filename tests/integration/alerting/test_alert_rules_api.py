@@ -43,13 +43,13 @@ async def test_bad_expression_is_a_problem_with_the_position(plane: Plane) -> No
         headers=plane.admin(),
     )
     body = await assert_problem(resp, 400)
-    assert body["field"] == "expr"
+    assert body["field"] == "body.expr"
     assert body["position"] == 18
     assert "expected ']'" in body["detail"]
     resp = await plane.client.post(
         "/admin/alerts/rule", json={**RULE, "for": "soon"}, headers=plane.admin()
     )
-    assert (await assert_problem(resp, 400))["field"] == "for"
+    assert (await assert_problem(resp, 400))["field"] == "body.for"
     # Nothing was stored.
     resp = await plane.client.get("/admin/alerts/rules", headers=plane.admin())
     assert [r["name"] for r in (await resp.json())["rules"]] == ["FileRule"]
@@ -60,7 +60,7 @@ async def test_file_rules_are_read_only_through_the_api(plane: Plane) -> None:
     resp = await c.post(
         "/admin/alerts/rule", json={"name": "FileRule", "expr": "x > 1"}, headers=plane.admin()
     )
-    assert (await assert_problem(resp, 409))["field"] == "name"
+    assert (await assert_problem(resp, 409))["field"] == "body.name"
     await assert_problem(await c.delete("/admin/alerts/rules/FileRule", headers=plane.admin()), 409)
     resp = await c.get("/admin/alerts/rules/FileRule", headers=plane.admin())
     assert (await resp.json())["severity"] == "info"
@@ -102,7 +102,7 @@ async def test_threshold_form(plane: Plane) -> None:
         json={"metric": "q", "comparator": "~", "value": 1},
         headers=plane.admin(),
     )
-    assert (await assert_problem(resp, 400))["field"] == "comparator"
+    assert (await assert_problem(resp, 400))["field"] == "body.comparator"
 
 
 async def test_routes_need_an_admin_token(plane: Plane) -> None:
