@@ -19,29 +19,45 @@ log = logging.getLogger("haetae.backing")
 class Backing:
     postgres_dsn: str
     redis_url: str
-    embedded: tuple[str, ...]  # which of "postgres", "redis" were started here
+    servers: tuple[EmbeddedPostgres | EmbeddedRedis, ...] = ()  # the ones started here
+
+    @property
+    def embedded(self) -> tuple[str, ...]:
+        """Which of "postgres", "redis" were started here."""
+        return tuple(server.name for server in self.servers)
 
 
 @contextlib.contextmanager
 def backing_services(
-    data_dir: Path, *, postgres_dsn: str | None, redis_url: str | None
+    data_dir: Path,
+    *,
+    postgres_dsn: str | None,
+    redis_url: str | None,
+    logs_dir: Path | None = None,
 ) -> Iterator[Backing]:
-    """Yield DSNs, starting embedded servers for the ones not given; stop them on exit."""
+    """Yield DSNs, starting embedded servers for the ones not given; stop them on exit. The
+    servers are in ``Backing.servers`` for a supervisor to watch and restart (the same handle
+    restarts one on the same socket, so the DSNs stay valid)."""
     with contextlib.ExitStack() as stack:
-        embedded = []
+        servers: list[EmbeddedPostgres | EmbeddedRedis] = []
         if postgres_dsn is None:
-            pg = EmbeddedPostgres(data_dir / "postgres")
-            postgres_dsn = pg.start()
+            pg = EmbeddedPostgres(
+                data_dir / "postgres", log_path=logs_dir / "postgres.log" if logs_dir else None
+            )
             stack.callback(pg.stop)
-            embedded.append("postgres")
+            postgres_dsn = pg.start()
+            servers.append(pg)
         if redis_url is None:
-            rd = EmbeddedRedis(data_dir / "redis")
-            redis_url = rd.start()
+            rd = EmbeddedRedis(
+                data_dir / "redis", log_path=logs_dir / "redis.log" if logs_dir else None
+            )
             stack.callback(rd.stop)
-            embedded.append("redis")
-        if embedded:
-            log.info("embedded servers running: %s (data in %s)", ", ".join(embedded), data_dir)
-        yield Backing(postgres_dsn, redis_url, tuple(embedded))
+            redis_url = rd.start()
+            servers.append(rd)
+        if servers:
+            names = ", ".join(s.name for s in servers)
+            log.info("embedded servers running: %s (data in %s)", names, data_dir)
+        yield Backing(postgres_dsn, redis_url, tuple(servers))
 
 
 def blocking_redis(
