@@ -41,6 +41,7 @@ from control_plane.telemetry import ControlPlaneMetrics, metrics_middleware
 from haetae.backing import blocking_redis
 from haetae.web import problem_middleware
 from haetae.web.bodies import HANDLER_ARGS
+from haetae.web.guard import input_guard_middleware
 from link_analyzer import api as link_analyzer_api
 
 log = logging.getLogger("haetae.control_plane")
@@ -53,7 +54,14 @@ def create_app(
         raise ValueError("postgres.dsn must be resolved before the app is built")
     app_metrics = metrics_ or ControlPlaneMetrics()
     app = web.Application(
-        middlewares=[metrics_middleware(app_metrics), problem_middleware, auth_middleware],
+        # The input guard refuses what no route may see (NUL in the URL) before auth reads it;
+        # the problem middleware answers both, and maps a database or Redis outage to a 503.
+        middlewares=[
+            metrics_middleware(app_metrics),
+            problem_middleware,
+            input_guard_middleware,
+            auth_middleware,
+        ],
         # Bodies are streamed and capped by the handlers; this is aiohttp's outer guard.
         client_max_size=config.http.max_body_bytes,
         handler_args=HANDLER_ARGS,

@@ -24,6 +24,9 @@ class HttpConfig(StrictModel):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     # Largest body after gzip decompression: guards against decompression bombs.
     max_decompressed_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    # A connection must send a complete request head this soon after it opens (or after its
+    # first byte, on a kept-alive connection), else it is closed: slowloris holds no descriptor.
+    header_timeout_s: float = Field(10.0, gt=0, le=600)
 
 
 class PostgresConfig(StrictModel):

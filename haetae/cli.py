@@ -25,12 +25,11 @@ def _env_or(name: str) -> str | None:
 
 
 def cmd_control_plane(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from control_plane.app import create_app
     from control_plane.config import load_config
     from haetae.backing import backing_services
     from haetae.logs import setup_logging
+    from haetae.web.server import run_app
 
     config = load_config(args.config)
     setup_logging(
@@ -48,13 +47,13 @@ def cmd_control_plane(args: argparse.Namespace) -> int:
             }
         )
         app = create_app(config)
-        # run_app turns SIGINT/SIGTERM into a graceful shutdown that runs every cleanup_ctx.
-        web.run_app(
+        # SIGINT/SIGTERM become a graceful shutdown that runs every cleanup_ctx; connections get
+        # problem+json protocol errors and a request-head deadline.
+        run_app(
             app,
             host=config.http.host,
             port=config.http.port,
-            print=None,
-            access_log=None,
+            header_timeout_s=config.http.header_timeout_s,
             shutdown_timeout=10,
         )
     return 0
@@ -160,20 +159,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_app(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from haetae.demo_app import create_demo_app
+    from haetae.web.server import run_app
 
-    web.run_app(create_demo_app(), host=args.host, port=args.port, print=None, access_log=None)
+    run_app(create_demo_app(), host=args.host, port=args.port)
     return 0
 
 
 def cmd_demo_peers(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from haetae.demo_peers import create_peers_app
+    from haetae.web.server import run_app
 
-    web.run_app(create_peers_app(), host=args.host, port=args.port, print=None, access_log=None)
+    run_app(create_peers_app(), host=args.host, port=args.port)
     return 0
 
 

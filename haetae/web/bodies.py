@@ -1,4 +1,5 @@
-"""Reading request bodies safely: size caps, gzip, JSON with a clear error."""
+"""Reading request bodies safely: size caps, gzip, a Content-Type check, JSON and forms with a
+clear error (a 4xx problem, never an exception from deep inside aiohttp)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import zlib
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import http_exceptions, web
+from multidict import MultiDictProxy
 
 from haetae.web.problem import ProblemError
 
@@ -54,6 +56,8 @@ async def read_body(request: web.Request, *, max_bytes: int, max_decompressed: i
 async def read_json(
     request: web.Request, *, max_bytes: int = 1024 * 1024, max_decompressed: int | None = None
 ) -> Any:
+    """The body parsed as JSON; 415 when its Content-Type says it is something else."""
+    require_json(request)
     body = await read_body(
         request, max_bytes=max_bytes, max_decompressed=max_decompressed or max_bytes * 8
     )
@@ -77,6 +81,70 @@ def parse_json(body: bytes) -> Any:
         ) from exc
 
 
+def require_json(request: web.BaseRequest) -> None:
+    """415 for a body that says it is not JSON. A missing Content-Type is taken as JSON, and so
+    are form-encoded, text/plain and octet-stream: ``curl -d`` sends form-encoded by default and
+    many clients send raw bytes untyped, while multipart, XML or protobuf can only be a mistake."""
+    ctype = request.headers.get("Content-Type")
+    if ctype is None:
+        return
+    mime = ctype.split(";", 1)[0].strip().lower()
+    if mime in _JSON_LIKE or mime.endswith("+json"):
+        return
+    raise _unsupported(mime, "application/json")
+
+
+_JSON_LIKE = frozenset(
+    (
+        "",
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "application/octet-stream",
+        "text/plain",
+    )
+)
+_FORM_TYPES = frozenset(("application/x-www-form-urlencoded", "multipart/form-data"))
+
+
+async def read_form(request: web.Request, *, max_bytes: int = 64 * 1024) -> dict[str, str]:
+    """An HTML form's text fields: 415 unless form-encoded or multipart, 413 past ``max_bytes``,
+    400 for a body aiohttp cannot parse (a multipart boundary that is never found, invalid
+    UTF-8, a broken part) or a field holding NUL. File parts are refused: no form here has one."""
+    mime = request.content_type.lower()
+    if request.body_exists and mime not in _FORM_TYPES:
+        raise _unsupported(mime, "application/x-www-form-urlencoded")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise _too_large(max_bytes)
+    try:
+        form: MultiDictProxy[Any] = await request.post()
+    except web.HTTPException:
+        raise
+    except (ValueError, http_exceptions.HttpProcessingError) as exc:
+        # aiohttp raises ValueError for a missing boundary and UnicodeDecodeError (a ValueError)
+        # for bytes that are not UTF-8; its parser's own errors for a broken part.
+        raise _malformed(f"cannot read the form: {type(exc).__name__}") from exc
+    fields: dict[str, str] = {}
+    for name, value in form.items():
+        if not isinstance(value, str):
+            raise ProblemError(
+                400,
+                "Invalid request",
+                detail="file uploads are not accepted here",
+                type_="invalid-field",
+                field=f"form.{name[:64]}",
+            )
+        if "\x00" in name or "\x00" in value:
+            raise ProblemError(
+                400,
+                "Invalid request",
+                detail="must not contain a NUL character",
+                type_="invalid-field",
+                field=f"form.{name.replace(chr(0), '')[:64]}",
+            )
+        fields.setdefault(name, value)
+    return fields
+
+
 def json_response(
     data: Any, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -87,6 +155,16 @@ def json_response(
 
 def _malformed(detail: str) -> ProblemError:
     return ProblemError(400, "Malformed body", detail=detail, type_="malformed-body", field="body")
+
+
+def _unsupported(mime: str, expected: str) -> ProblemError:
+    return ProblemError(
+        415,
+        "Unsupported Media Type",
+        detail=f"expected {expected}, got {mime[:64]!r}",
+        type_="unsupported-media-type",
+        field="header.Content-Type",
+    )
 
 
 def _too_large(limit: int, *, decompressed: bool = False) -> ProblemError:

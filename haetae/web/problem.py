@@ -1,21 +1,30 @@
 """RFC 9457 problem details: every error a Haetae service returns has this shape.
 
 Handlers raise :class:`ProblemError`; the middleware turns it (and aiohttp's own HTTP errors, and
-anything unexpected) into ``application/problem+json``. Unexpected exceptions become a 500 with no
-internals leaked, and are logged with the request id.
+anything unexpected) into ``application/problem+json``. Exceptions of a dependency that is down
+become a 503 with ``Retry-After`` (the table in :mod:`haetae.web.faults`); anything else
+unexpected becomes a 500 with no internals leaked, logged with a bounded traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from haetae.web.faults import Fault, FaultTable, fault_for
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_BASE = "https://haetae.dev/problems/"
+# ``instance`` names the request path; a hostile 8 KB path is not echoed back whole.
+MAX_INSTANCE = 256
+# One unhandled error is one bounded log line, even for a RecursionError 10,000 frames deep.
+MAX_LOGGED_FRAMES = 12
+MAX_LOGGED_CHARS = 8 * 1024
 
 log = logging.getLogger("haetae.web")
 
@@ -59,7 +68,7 @@ class ProblemError(Exception):
         if self.hint:
             body["hint"] = self.hint
         if instance:
-            body["instance"] = instance
+            body["instance"] = bounded_instance(instance)
         body.update(self.extra)
         return body
 
@@ -69,6 +78,10 @@ def invalid(field: str, detail: str, *, hint: str | None = None) -> ProblemError
     return ProblemError(
         400, "Invalid request", detail=detail, type_="invalid-field", field=field, hint=hint
     )
+
+
+def bounded_instance(path: str) -> str:
+    return path if len(path) <= MAX_INSTANCE else path[: MAX_INSTANCE - 3] + "..."
 
 
 def problem_response(problem: ProblemError, instance: str | None = None) -> web.Response:
@@ -92,6 +105,28 @@ _HTTP_TYPES = {
 async def problem_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    return await _answer_problems(request, handler, None)
+
+
+def problem_middleware_with(
+    faults: FaultTable,
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """The problem middleware with another fault table (a service with other dependencies)."""
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        return await _answer_problems(request, handler, faults)
+
+    return middleware
+
+
+async def _answer_problems(
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    faults: FaultTable | None,
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except ProblemError as exc:
@@ -107,7 +142,69 @@ async def problem_middleware(
             headers={k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")},
         )
         return problem_response(problem, request.path)
-    except Exception:
-        log.exception("unhandled error", extra={"url.path": request.path})
-        problem = ProblemError(500, "Internal Server Error", type_="internal")
+    except Exception as exc:
+        fault = fault_for(exc, faults)
+        if fault is None:
+            log_unhandled(exc, request)
+            problem = ProblemError(500, "Internal Server Error", type_="internal")
+        else:
+            _log_fault(fault, exc, request)
+            problem = fault_problem(fault)
         return problem_response(problem, request.path)
+
+
+def fault_problem(fault: Fault) -> ProblemError:
+    headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
+    return ProblemError(
+        fault.status, fault.title, detail=fault.detail, type_=fault.type_, headers=headers
+    )
+
+
+def _log_fault(fault: Fault, exc: Exception, request: web.Request) -> None:
+    where = {"url.path": bounded_instance(request.path), "error.type": _type_name(exc)}
+    if fault.seam_missed:
+        log.warning(
+            "the validation seam let through input that %s refused (%s): %s; "
+            "answered 400, fix the route's model",
+            type(exc).__module__.split(".", 1)[0],
+            _type_name(exc),
+            _bounded(str(exc), 512),
+            extra=where,
+        )
+    else:
+        log.warning(
+            "answered %d: %s: %s",
+            fault.status,
+            _type_name(exc),
+            _bounded(str(exc), 512),
+            extra=where,
+        )
+
+
+def log_unhandled(exc: BaseException, request: web.Request | None = None) -> None:
+    """Log an unexpected exception as one bounded line: the innermost frames, a cut message."""
+    log.error(
+        "unhandled error: %s: %s",
+        _type_name(exc),
+        _bounded(str(exc), 512),
+        extra={
+            "url.path": bounded_instance(request.path) if request is not None else None,
+            "error.type": _type_name(exc),
+            "error.stack_trace": bounded_traceback(exc),
+        },
+    )
+
+
+def bounded_traceback(exc: BaseException) -> str:
+    # A negative limit keeps the innermost frames: where the error was raised, not the framework.
+    summary = traceback.TracebackException.from_exception(exc, limit=-MAX_LOGGED_FRAMES)
+    return _bounded("".join(summary.format()), MAX_LOGGED_CHARS)
+
+
+def _type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
