@@ -40,7 +40,7 @@ from control_plane.rules.ast import (
 from control_plane.rules.durations import parse_duration
 from control_plane.rules.errors import ExprError
 from control_plane.rules.lexer import Tok, Token, tokenize, unquote
-from haetae.web.problem import ProblemError
+from control_plane.rules.regex import RegexError, compile_matcher
 
 AGGREGATIONS = frozenset({"sum", "avg", "min", "max", "count"})
 # name -> argument types
@@ -385,10 +385,15 @@ class _Parser:
         value = self.expect(Tok.STRING)
         if label.text == "__name__":
             raise ExprError("put the metric name before '{', not in __name__", label.pos)
+        match_op = MatchOp(op.text)
+        pattern = unquote(value)
+        if match_op not in (MatchOp.RE, MatchOp.NRE):
+            return Matcher(label.text, match_op, pattern)
         try:
-            return Matcher.build(label.text, MatchOp(op.text), unquote(value), where="expr")
-        except ProblemError as exc:
-            raise ExprError(exc.detail or "bad label matcher", value.pos) from None
+            # RE2 syntax, as Prometheus reads it (the Matcher keeps the original text).
+            return Matcher(label.text, match_op, pattern, compile_matcher(pattern))
+        except RegexError as exc:
+            raise ExprError(f"bad regular expression {pattern!r}: {exc}", value.pos) from None
 
 
 def _check_height(expr: Expr) -> None:
