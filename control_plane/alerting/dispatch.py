@@ -3,8 +3,8 @@
 The rule engine records each transition in ``alert_events``; the dispatcher takes the ones not
 yet notified, routes each alert to its receiver and group (``group_by``) and files it there, in
 the transaction that marks the events notified: a crash loses nothing and files nothing twice.
-A firing alert on a route with an escalation policy opens the group's incident (one open
-incident per group).
+A route with an escalation policy marks its groups so: their flushes file alerts into incidents
+(:mod:`correlation`) instead of sending group messages.
 One dispatcher runs at a time across control planes (a transaction-level advisory lock), so an
 alert's transitions are filed in order. Each group change is announced (``NOTIFY``, see
 :mod:`wakeups`) with the group's next flush, so whichever control plane flushes it wakes then.
@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from control_plane.alerting import wakeups
-from control_plane.alerting.incidents import open_incident
 from control_plane.alerting.routing import Route, route_for
 
 _DISPATCH_LOCK = 0x4AE7_0002
@@ -34,10 +33,11 @@ FROM alert_events WHERE NOT notified ORDER BY event_id LIMIT $1 FOR UPDATE SKIP 
 # last send + group_interval; a group never sent yet keeps its group_wait.
 _GROUP = """
 INSERT INTO notify_groups (group_key, receiver, group_labels, group_interval_s,
-                           repeat_interval_s, next_flush_at, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+                           repeat_interval_s, next_flush_at, created_at, escalation_policy)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $9)
 ON CONFLICT (group_key) DO UPDATE SET
     receiver = EXCLUDED.receiver,
+    escalation_policy = EXCLUDED.escalation_policy,
     next_flush_at = LEAST(
         notify_groups.next_flush_at,
         GREATEST(
@@ -118,20 +118,10 @@ async def dispatch_events(
                 first_flush,
                 when,
                 route.group_wait_s,
+                route.escalation_policy,
             )
             flushes.add(next_flush)
             if kind == "firing":
-                if route.escalation_policy is not None:
-                    title = r["annotations"].get("summary") or labels.get("alertname", key)
-                    # Escalation starts when the group is first flushed (after group_wait).
-                    await open_incident(
-                        conn,
-                        title,
-                        route.escalation_policy,
-                        now,
-                        group_key=key,
-                        escalate_at=now + route.group_wait_s,
-                    )
                 await conn.execute(
                     _FIRING,
                     key,

@@ -12,6 +12,11 @@ flush time, as in Alertmanager. Groups are claimed with ``FOR UPDATE SKIP LOCKED
 control planes each group is flushed by exactly one of them. The outbox rows are announced to
 every control plane's senders (``NOTIFY``, :mod:`wakeups`); the periodic re-checks are left to
 the poll (not latency-critical, and announcing them would wake every replica per group).
+
+A group whose route has an escalation policy sends nothing itself: its alerts are filed into
+incidents (:mod:`correlation`: one incident per service or host), which talk to the responders
+(:mod:`incident_messages`). An incident whose alerts all resolved is resolved here; one whose
+alerts changed otherwise is shown in place where the channel can edit its message.
 """
 
 from __future__ import annotations
@@ -24,6 +29,13 @@ import asyncpg
 import orjson
 
 from control_plane.alerting import incidents
+from control_plane.alerting.correlation import Filed, file_alerts
+from control_plane.alerting.incident_messages import (
+    Event,
+    LinkMaker,
+    incident_notification,
+    update_in_place,
+)
 from control_plane.alerting.outbox import enqueue
 from control_plane.alerting.payload import GroupAlert, build_notification
 from control_plane.alerting.routing import InhibitRule, Silence, inhibited, silenced
@@ -56,7 +68,7 @@ async def flush_due(
     now: float,
     *,
     policies: Mapping[str, EscalationPolicyConfig] | None = None,
-    link: incidents.LinkMaker | None = None,
+    link: LinkMaker | None = None,
     inhibit_rules: Sequence[InhibitRule] = (),
     limit: int = 100,
 ) -> int:
@@ -75,17 +87,53 @@ async def flush_due(
             rows = await conn.fetch("SELECT labels FROM alert_states WHERE state = 'firing'")
             firing = [r["labels"] for r in rows]
         muted = MuteStage(silences, inhibit_rules, firing, now)
+        filed = Filed()
         for g in groups:
-            queued += await _flush_group(conn, g, destinations, muted, now, when)
+            queued += await _flush_group(conn, g, destinations, muted, now, when, filed)
             if not await conn.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM notify_group_alerts"
                 " WHERE group_key = $1 AND state = 'firing')",
                 g["group_key"],
             ):
+                # An incident opened per group (before incidents were correlated).
                 await incidents.resolve_for_group(
                     conn, g["group_key"], now, policies or {}, destinations, link=link
                 )
+        for incident_id in sorted(filed.touched):
+            await _after_filing(
+                conn, incident_id, incident_id in filed.opened, now, policies, destinations, link
+            )
     return queued
+
+
+async def _after_filing(
+    conn: asyncpg.Connection,
+    incident_id: int,
+    opened: bool,
+    now: float,
+    policies: Mapping[str, EscalationPolicyConfig] | None,
+    destinations: Mapping[str, Sequence[str]],
+    link: LinkMaker | None,
+) -> None:
+    """Resolve an incident none of whose alerts fires any more; else show the change in place
+    (a new incident is paged by its escalation timer instead)."""
+    inc = await conn.fetchrow(
+        "SELECT * FROM incidents WHERE incident_id = $1 AND status <> 'resolved' FOR UPDATE",
+        incident_id,
+    )
+    if inc is None:
+        return
+    if not await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM incident_alerts WHERE incident_id = $1 AND state = 'firing')",
+        incident_id,
+    ):
+        await incidents.resolve_locked(
+            conn, inc, "alerting", now, policies or {}, destinations, link=link
+        )
+    elif not opened:
+        level = max(inc["level"] - 1, 0)
+        note = await incident_notification(conn, inc, Event.UPDATED, level, now, link)
+        await update_in_place(conn, incident_id, note, now)
 
 
 async def _flush_group(
@@ -95,6 +143,7 @@ async def _flush_group(
     muted: MuteStage,
     now: float,
     when: dt.datetime,
+    filed: Filed,
 ) -> int:
     key = g["group_key"]
     rows = await conn.fetch(
@@ -129,7 +178,17 @@ async def _flush_group(
         digest != g["last_sent_digest"] or resolved_news or repeat_due
     )
     queued = 0
-    if send:
+    policy = g["escalation_policy"]
+    if policy is not None:
+        # The group's incidents do the talking; it only files its alerts into them.
+        done_alerts = [a for a in alerts if a.state == "resolved"]
+        values = {r["fingerprint"]: r["value"] for r in rows}
+        changed = await file_alerts(
+            conn, key, g["receiver"], policy, firing, done_alerts, values, now
+        )
+        filed.merge(changed)
+        send = bool(changed.touched)
+    elif send:
         receiver = g["receiver"]
         note = build_notification(key, receiver, g["group_labels"], firing + resolved)
         for dest in destinations.get(receiver, ()):

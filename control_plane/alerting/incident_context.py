@@ -23,7 +23,7 @@ class IncidentSeed:
     incident_id: int
     title: str
     created_at: float
-    # The labels of the alerts in the incident's group (empty for incidents opened by hand).
+    # The labels of the incident's alerts (empty for incidents opened by hand).
     alerts: Sequence[Mapping[str, str]]
 
 
@@ -111,13 +111,16 @@ async def gather_pending(
             limit,
         )
         for r in rows:
-            alerts = []
-            if r["group_key"] is not None:
+            found = await conn.fetch(
+                "SELECT labels FROM incident_alerts WHERE incident_id = $1 ORDER BY starts_at",
+                r["incident_id"],
+            )
+            if not found and r["group_key"] is not None:
                 found = await conn.fetch(
                     "SELECT labels FROM notify_group_alerts WHERE group_key = $1",
                     r["group_key"],
                 )
-                alerts = [a["labels"] for a in found]
+            alerts = [a["labels"] for a in found]
             seed = IncidentSeed(r["incident_id"], r["title"], r["created_at"].timestamp(), alerts)
             context: dict[str, Any] = {}
             for source in sources:

@@ -20,22 +20,28 @@ timeline records who was paged, through what, and why someone could not be.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import asyncpg
 
 from control_plane.alerting import wakeups
+from control_plane.alerting.incident_messages import (
+    Destinations,
+    Event,
+    LinkMaker,
+    incident_notification,
+    page_destination,
+    told_destinations,
+    update_in_place,
+)
 from control_plane.alerting.outbox import enqueue
-from control_plane.alerting.payload import GroupAlert, Notification, build_notification
+from control_plane.alerting.payload import Notification
 from control_plane.config import EscalationPolicyConfig
 from control_plane.oncall.model import PEOPLE, ContactMethod, User, people_destination
 from control_plane.oncall.store import get_user, who_is_on_call
 
 Policies = Mapping[str, EscalationPolicyConfig]
-Destinations = Mapping[str, Sequence[str]]
-# incident id, now -> a signed link to its page
-LinkMaker = Callable[[int, float], str]
 
 
 class IncidentError(Exception):
@@ -80,13 +86,16 @@ async def open_incident(
     group_key: str | None = None,
     actor: str = "alerting",
     escalate_at: float | None = None,
+    receiver: str | None = None,
+    correlation: Sequence[str] = (),
 ) -> int | None:
     """Open an incident whose escalation starts at ``escalate_at`` (default: now); None when
-    the group already has one open."""
+    the group already has one open. ``receiver`` (a route's) is told with the first level;
+    ``correlation`` are the keys alerts join it by (:mod:`correlation`)."""
     incident_id = await conn.fetchval(
         """INSERT INTO incidents (title, status, policy, group_key, next_escalation_at,
-                                  created_at)
-           VALUES ($1, 'triggered', $2, $3, $4, $5)
+                                  created_at, receiver, correlation)
+           VALUES ($1, 'triggered', $2, $3, $4, $5, $6, $7)
            ON CONFLICT (group_key) WHERE status <> 'resolved' DO NOTHING
            RETURNING incident_id""",
         title,
@@ -94,6 +103,8 @@ async def open_incident(
         group_key,
         _ts(now if escalate_at is None else escalate_at),
         _ts(now),
+        receiver,
+        list(correlation),
     )
     if incident_id is not None:
         await record(conn, incident_id, "opened", actor, now, {"policy": policy})
@@ -150,10 +161,14 @@ async def _escalate(
 ) -> None:
     incident_id = inc["incident_id"]
     level, repeats = inc["level"], inc["repeats_done"]
+    # A page to someone told already is a re-page only on a new pass of the policy or after an
+    # acknowledgement timed out; otherwise they see the escalation in place (Slack) or not.
+    repage = False
     if inc["status"] == "acknowledged":
         # Acknowledged but not resolved in time: the last level notified is told again, and
         # escalation goes on from there.
         level = max(level - 1, 0)
+        repage = True
         await record(conn, incident_id, "ack_timeout", "alerting", now, {"level": level})
     if level >= len(policy.levels):
         if repeats >= policy.repeat:
@@ -163,23 +178,34 @@ async def _escalate(
             )
             return
         level, repeats = 0, repeats + 1
+    repage = repage or repeats > 0  # a new pass of the policy pages its levels again
     step = policy.levels[level]
-    note = await _notification(conn, inc, "triggered", level, now, link)
-    people: list[str] = []
-    for kind, name in step.parsed_targets():
-        if kind != "receiver":
-            people.append(f"{kind}:{name}")
-            continue
+    note = await incident_notification(conn, inc, Event.TRIGGERED, level, now, link)
+    receivers = list(step.receiver_names)
+    if level == 0 and repeats == 0 and inc["receiver"] and inc["receiver"] not in receivers:
+        receivers.insert(0, inc["receiver"])  # the route's receiver hears of it from the start
+    told = set(await told_destinations(conn, incident_id))
+    paged_now: list[str] = []
+    for name in receivers:
         for dest in destinations.get(name, ()):
-            await enqueue(
+            if dest in paged_now or (dest in told and not repage):
+                continue
+            paged_now.append(dest)
+            await page_destination(
                 conn,
+                incident_id,
                 dest,
-                f"incident/{incident_id}",
                 note,
-                f"incident/{incident_id}/l{level}/{int(now * 1000)}/{dest}",
+                level,
                 now,
+                f"incident/{incident_id}/l{level}/{int(now * 1000)}/{dest}",
             )
-    detail: dict[str, Any] = {"level": level, "receivers": step.receiver_names, "repeat": repeats}
+    if told - set(paged_now):
+        escalated = await incident_notification(conn, inc, Event.ESCALATED, level, now, link)
+        escalated["incident"]["status"] = "triggered"
+        await update_in_place(conn, incident_id, escalated, now, skip=paged_now)
+    people = [f"{kind}:{name}" for kind, name in step.parsed_targets() if kind != "receiver"]
+    detail: dict[str, Any] = {"level": level, "receivers": receivers, "repeat": repeats}
     if people:
         detail["targets"] = people
     await record(conn, incident_id, "escalated", "alerting", now, detail)
@@ -200,8 +226,15 @@ async def _escalate(
 
 
 async def acknowledge(
-    pool: asyncpg.Pool, incident_id: int, actor: str, now: float, policies: Policies
+    pool: asyncpg.Pool,
+    incident_id: int,
+    actor: str,
+    now: float,
+    policies: Policies,
+    *,
+    link: LinkMaker | None = None,
 ) -> None:
+    """Stop the escalation (or arm the ack timeout); destinations that edit in place show it."""
     async with pool.acquire() as conn, conn.transaction():
         inc = await _locked(conn, incident_id)
         if inc["status"] == "resolved":
@@ -221,6 +254,9 @@ async def acknowledge(
             await wakeups.notify(conn, wakeups.TIMER, at=now + timeout)
         await record(conn, incident_id, "acknowledged", actor, now)
         await _cancel_delayed_pages(conn, incident_id)
+        level = max(inc["level"] - 1, 0)
+        note = await incident_notification(conn, inc, Event.ACKNOWLEDGED, level, now, link)
+        await update_in_place(conn, incident_id, note, now)
 
 
 async def resolve(
@@ -260,23 +296,18 @@ async def resolve_locked(
     )
     await record(conn, incident_id, "resolved", actor, now)
     await _cancel_delayed_pages(conn, incident_id)
-    note = await _notification(conn, inc, "resolved", max(inc["level"] - 1, 0), now, link)
+    level = max(inc["level"] - 1, 0)
+    note = await incident_notification(conn, inc, Event.RESOLVED, level, now, link)
     await _tell_paged_people(conn, incident_id, note, destinations, now)
-    policy = policies.get(inc["policy"])
-    if policy is None:
-        return
-    reached = policy.levels if inc["repeats_done"] else policy.levels[: inc["level"]]
-    told = sorted({r for step in reached for r in step.receiver_names})
-    for receiver in told:
-        for dest in destinations.get(receiver, ()):
-            await enqueue(
-                conn,
-                dest,
-                f"incident/{incident_id}",
-                note,
-                f"incident/{incident_id}/resolved/{dest}",
-                now,
-            )
+    for dest in await told_destinations(conn, incident_id):
+        await enqueue(
+            conn,
+            dest,
+            f"incident/{incident_id}",
+            note,
+            f"incident/{incident_id}/resolved/{dest}",
+            now,
+        )
 
 
 async def resolve_for_group(
@@ -372,50 +403,6 @@ async def _locked(conn: asyncpg.Connection, incident_id: int) -> asyncpg.Record:
     if inc is None:
         raise IncidentError(incident_id, "no such incident", missing=True)
     return inc
-
-
-async def _notification(
-    conn: asyncpg.Connection,
-    inc: asyncpg.Record,
-    status: str,
-    level: int,
-    now: float,
-    link: LinkMaker | None,
-) -> Notification:
-    alerts: list[GroupAlert] = []
-    group_labels: dict[str, str] = {}
-    if inc["group_key"] is not None:
-        group = await conn.fetchrow(
-            "SELECT group_labels FROM notify_groups WHERE group_key = $1", inc["group_key"]
-        )
-        group_labels = dict(group["group_labels"]) if group else {}
-        rows = await conn.fetch(
-            "SELECT * FROM notify_group_alerts WHERE group_key = $1 ORDER BY fingerprint",
-            inc["group_key"],
-        )
-        alerts = [
-            GroupAlert(
-                r["fingerprint"],
-                r["labels"],
-                r["annotations"],
-                r["state"],
-                r["flapping"],
-                r["starts_at"].timestamp(),
-                None if r["ends_at"] is None else r["ends_at"].timestamp(),
-            )
-            for r in rows
-        ]
-    note = build_notification(f"incident/{inc['incident_id']}", inc["policy"], group_labels, alerts)
-    note["status"] = "resolved" if status == "resolved" else "firing"
-    note["incident"] = {
-        "id": inc["incident_id"],
-        "title": inc["title"],
-        "status": status,
-        "level": level,
-    }
-    if link is not None:
-        note["incident"]["url"] = link(inc["incident_id"], now)
-    return note
 
 
 # --- paging people ---------------------------------------------------------------------------
@@ -572,7 +559,7 @@ async def _delayed_pages_due(
             continue
         user = User(row["user_id"], row["name"] or row["user_id"])
         contact = ContactMethod(row["contact"]["type"], row["contact"]["address"])
-        note = await _notification(conn, inc, "triggered", row["level"], now, link)
+        note = await incident_notification(conn, inc, Event.TRIGGERED, row["level"], now, link)
         await _page(
             conn,
             inc["incident_id"],

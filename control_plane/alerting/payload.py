@@ -27,6 +27,10 @@ class IncidentInfo(TypedDict):
     status: str  # triggered | acknowledged | resolved
     level: int  # the escalation level this message is for (0-based)
     url: NotRequired[str]  # a signed, expiring link to the incident page
+    # Why it is sent: triggered (a page), updated, escalated, acknowledged, resolved.
+    event: NotRequired[str]
+    # Edit the message already sent to this destination; post nothing new (Slack).
+    update_only: NotRequired[bool]
 
 
 class Notification(TypedDict):
@@ -40,7 +44,7 @@ class Notification(TypedDict):
     commonAnnotations: dict[str, str]
     externalURL: str
     alerts: list[AlertPayload]
-    # Present on escalation messages: the incident they are about.
+    # Present on incident messages: the incident they are about.
     incident: NotRequired[IncidentInfo]
 
 
@@ -117,5 +121,6 @@ def summary_line(n: Notification) -> str:
     incident = n.get("incident")
     if incident is not None:
         head = f"INCIDENT #{incident['id']} {incident['status'].upper()}"
-        return f"[{head} level {incident['level'] + 1}] {incident['title']}"
+        more = f" ({firing} alerts firing)" if firing > 1 else ""
+        return f"[{head} level {incident['level'] + 1}] {incident['title']}{more}"
     return f"[{status}] {', '.join(names)}{extra}"

@@ -32,6 +32,9 @@ from control_plane.config import AlimTalkChannelConfig
 
 # AlimTalk's limit for one template parameter's value (the whole message: 1000 characters).
 _MAX_PARAMETER = 1000
+# An approved template shows every parameter: one with nothing to say reads as this, never as
+# an empty line such as "link: ".
+_NOTHING = "-"
 
 
 def template_fields(n: Notification) -> dict[str, str]:
@@ -46,7 +49,7 @@ def template_fields(n: Notification) -> dict[str, str]:
         "alertname": ", ".join(names),
         "summary": "\n".join(s for s in summaries if s) or ", ".join(names),
         "count": str(sum(1 for a in alerts if a["status"] == "firing")),
-        "url": (incident.get("url") or "") if incident is not None else n["externalURL"],
+        "url": (incident.get("url") if incident is not None else None) or n["externalURL"],
     }
 
 
@@ -57,7 +60,7 @@ def build_request(
     recipient: dict[str, Any] = {
         "recipientNo": cfg.to,
         "templateParameter": {
-            name: template.format_map(fields)[:_MAX_PARAMETER]
+            name: template.format_map(fields)[:_MAX_PARAMETER].strip() or _NOTHING
             for name, template in cfg.template_parameters.items()
         },
     }

@@ -1,8 +1,10 @@
-"""Slack via slack-sdk's AsyncWebClient: one thread per notification group.
+"""Slack via slack-sdk's AsyncWebClient: one message per notification group or incident.
 
-The group's first notification is posted with ``chat.postMessage`` (Block Kit); later ones
-``chat.update`` that message to the group's current state and post the change in its thread.
-The receipt keeps the channel and thread ``ts`` for the next send.
+The first notification is posted with ``chat.postMessage`` (Block Kit); later ones
+``chat.update`` that message to the current state and post a short follow-up in its thread,
+except an incident's in-place updates (``incident.update_only``: an alert joined, a level
+escalated, someone acknowledged), which only edit it. The receipt keeps the channel and thread
+``ts`` for the next send. Incident messages link to the incident page.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ class SlackChannel:
         blocks = render_blocks(notification)
         thread = previous.get("thread_ts") if previous else None
         channel = str(previous.get("channel", self._cfg.channel)) if previous else self._cfg.channel
+        incident = notification.get("incident")
+        url = incident.get("url") if incident is not None else None
+        if url:
+            text = f"{text} <{url}|Open the incident>"
         try:
             if thread is None:
                 resp = await self._client.chat_postMessage(
@@ -58,7 +64,13 @@ class SlackChannel:
                     resp.status_code,
                     {"channel": resp["channel"], "ts": resp["ts"], "thread_ts": resp["ts"]},
                 )
-            await self._client.chat_update(channel=channel, ts=thread, text=text, blocks=blocks)
+            updated = await self._client.chat_update(
+                channel=channel, ts=thread, text=text, blocks=blocks
+            )
+            if incident is not None and incident.get("update_only"):
+                return Delivery(
+                    updated.status_code, {"channel": channel, "ts": thread, "thread_ts": thread}
+                )
             reply = await self._client.chat_postMessage(
                 channel=channel, thread_ts=thread, text=text
             )
@@ -112,5 +124,13 @@ def render_blocks(n: Notification) -> list[dict[str, Any]]:
     if hidden > 0:
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"and {hidden} more"}]}
+        )
+    incident = n.get("incident")
+    if incident is not None and incident.get("url"):
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"<{incident['url']}|Open the incident page>"},
+            }
         )
     return blocks

@@ -110,18 +110,22 @@ async def test_escalation_timeline(pool: asyncpg.Pool, peer_url: tuple[Peer, str
     assert inc["status"] == "resolved"
     assert [e["kind"] for e in inc["timeline"]] == [
         "opened",
+        "alert_firing",  # the alerts the incident holds are listed in its timeline
         "escalated",
         "escalated",
         "acknowledged",
         "ack_timeout",
         "escalated",
+        "alert_resolved",
         "resolved",
     ]
+    # The route's receiver heard of it with the first level, once.
+    assert inc["timeline"][2]["detail"]["receivers"] == ["team", "first"]
     # Escalation messages thread per incident and say which incident and level.
     rows = await pool.fetch(
         "SELECT payload FROM notify_outbox WHERE group_key = 'incident/1' ORDER BY outbox_id"
     )
-    assert [r["payload"]["incident"]["level"] for r in rows][:2] == [0, 1]
+    assert [r["payload"]["incident"]["level"] for r in rows][:3] == [0, 0, 1]
     assert rows[-1]["payload"]["incident"]["status"] == "resolved"
 
 
