@@ -82,6 +82,29 @@ class IngestConfig(StrictModel):
     # Samples waiting to be published while Redis is unreachable; beyond, the oldest are
     # dropped (counted) and the other replicas back-fill that span from PostgreSQL.
     replicate_buffer_samples: int = Field(1_000_000, ge=1)
+    # Series cardinality limits (ingest/limits.py): a report that would create more series is
+    # refused whole, naming the limit. Sized for one app per agent: node + process + a large app
+    # exporter is a few thousand series; a deploy relabelling everything stays well inside the
+    # hourly budget; 1,000,000 live series is about what one control plane's windows and series
+    # cache hold in ~1 GB. The benchmarks (50 agents x 1,000 series) stay far below.
+    max_new_series_per_report: int = Field(10_000, ge=1)
+    max_new_series_per_agent_hour: int = Field(50_000, ge=1)
+    max_series_per_agent: int = Field(100_000, ge=1)
+    max_series_global: int = Field(1_000_000, ge=1)
+    # How often the live counts are re-read from the series table (other replicas' new series,
+    # pruned ones).
+    series_count_refresh_s: float = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _series_limits_nest(self) -> IngestConfig:
+        # A report refused by the hourly limit must fit once the hour has moved on.
+        if self.max_new_series_per_report > self.max_new_series_per_agent_hour:
+            raise ValueError(
+                "max_new_series_per_report must not exceed max_new_series_per_agent_hour"
+            )
+        if self.max_series_per_agent > self.max_series_global:
+            raise ValueError("max_series_per_agent must not exceed max_series_global")
+        return self
 
 
 class RetentionConfig(StrictModel):

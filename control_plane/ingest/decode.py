@@ -22,13 +22,22 @@ from control_plane.config import IngestConfig
 from control_plane.query.matchers import LABEL_NAME, METRIC_NAME
 from haetae.web.bodies import parse_json
 from haetae.web.problem import invalid
+from haetae.web.validation import (
+    MAX_LABEL_NAME,
+    MAX_LABEL_SET_BYTES,
+    MAX_LABEL_VALUE,
+    MAX_LABELS,
+    MAX_METRIC_NAME,
+    MAX_NAME,
+)
 
 AGENT_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-# Guards for the series table (a label set becomes a row there); generous for real exporters.
-MAX_NAME_LEN = 256
-MAX_LABELS = 64
-MAX_LABEL_NAME_LEN = 128
-MAX_LABEL_VALUE_LEN = 4096
+# The bounds of every route (haetae.web.validation), so a label set always fits the series
+# table's unique btree: see docs/wire-format.md. Invalid UTF-8 and lone surrogates never get
+# this far (orjson refuses them while parsing).
+MAX_NAME_LEN = MAX_METRIC_NAME
+MAX_LABEL_NAME_LEN = MAX_LABEL_NAME
+MAX_LABEL_VALUE_LEN = MAX_LABEL_VALUE
 MAX_SEQ = 2**63 - 1
 
 _SPECIAL_VALUES = {"NaN": math.nan, "+Inf": math.inf, "-Inf": -math.inf}
@@ -130,9 +139,10 @@ def _samples(raw: list[Any], default_ts: float, latest: float) -> list[Sample]:
             labels = {}
             key = "{}"
         elif type(labels) is dict:
-            key = dumps(labels, option=sort_keys).decode()
+            raw_key = dumps(labels, option=sort_keys)
+            key = raw_key.decode()
             if key not in label_keys:
-                _check_labels(labels, i)
+                _check_labels(labels, i, len(raw_key))
                 _remember(label_keys, key)
         else:
             raise invalid(f"samples[{i}].labels", "labels must be an object of strings")
@@ -162,7 +172,7 @@ def _check_name(name: Any, i: int) -> str:
     return name
 
 
-def _check_labels(labels: dict[str, Any], i: int) -> None:
+def _check_labels(labels: dict[str, Any], i: int, stored_bytes: int) -> None:
     if len(labels) > MAX_LABELS:
         raise invalid(f"samples[{i}].labels", f"more than {MAX_LABELS} labels")
     for lname, lvalue in labels.items():
@@ -179,6 +189,17 @@ def _check_labels(labels: dict[str, Any], i: int) -> None:
                 f"samples[{i}].labels.{lname}",
                 f"label value longer than {MAX_LABEL_VALUE_LEN} characters",
             )
+        if "\x00" in lvalue:
+            raise invalid(f"samples[{i}].labels.{lname}", "must not contain a NUL character")
+    # Checked on the stored form (escapes and multi-byte characters included): what the index
+    # holds.
+    if stored_bytes > MAX_LABEL_SET_BYTES:
+        raise invalid(
+            f"samples[{i}].labels",
+            f"the label set takes {stored_bytes} bytes as stored, over the limit of "
+            f"{MAX_LABEL_SET_BYTES}",
+            hint="fewer or shorter labels",
+        )
 
 
 def _value(raw: Any, i: int) -> float:
@@ -251,8 +272,8 @@ def _collectors(raw: Any) -> list[CollectorStatus]:
         if not isinstance(item, dict):
             raise invalid(where, "a collector status must be a JSON object")
         name = item.get("name")
-        if not isinstance(name, str) or not name:
-            raise invalid(f"{where}.name", "name must be a non-empty string")
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or "\x00" in name:
+            raise invalid(f"{where}.name", f"1 to {MAX_NAME} characters without NUL")
         ok = item.get("ok")
         if not isinstance(ok, bool):
             raise invalid(f"{where}.ok", "ok must be true or false")

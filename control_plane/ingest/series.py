@@ -19,9 +19,10 @@ for that delete and inserts a fresh row.
 
 from __future__ import annotations
 
+import collections
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import asyncpg
 
@@ -35,6 +36,7 @@ SELECT a, n, k::jsonb, k FROM unnest($1::text[], $2::text[], $3::text[]) AS t(a,
 ORDER BY t.a, t.n, t.k
 ON CONFLICT (agent_id, name, labels_key) DO UPDATE SET last_seen_at = now()
     WHERE series.last_seen_at < now() - interval '1 minute'
+RETURNING agent_id, xmax = 0 AS inserted
 """
 # A cached series id is resolved again (which refreshes last_seen_at) within this long.
 SERIES_TOUCH_MAX_S = 3600.0
@@ -46,6 +48,13 @@ FROM series s
 JOIN unnest($1::text[], $2::text[], $3::text[]) AS t(a, n, k)
   ON s.agent_id = t.a AND s.name = t.n AND s.labels_key = t.k
 """
+_EXISTING = """
+SELECT s.agent_id, s.name, s.labels_key
+FROM series s
+JOIN unnest($1::text[], $2::text[], $3::text[]) AS t(a, n, k)
+  ON s.agent_id = t.a AND s.name = t.n AND s.labels_key = t.k
+"""
+_COUNT_PER_AGENT = "SELECT agent_id, count(*) AS n FROM series GROUP BY agent_id"
 
 
 class SeriesResolver:
@@ -93,18 +102,34 @@ class SeriesResolver:
     def get(self, key: SeriesKey) -> SeriesRef | None:
         return self._cache.get(key)
 
+    async def existing(self, conn: asyncpg.Connection, keys: Iterable[SeriesKey]) -> set[SeriesKey]:
+        """Which of ``keys`` have a series row already (for counting the new ones exactly)."""
+        ordered = sorted(keys)
+        rows = await conn.fetch(
+            _EXISTING, [k[0] for k in ordered], [k[1] for k in ordered], [k[2] for k in ordered]
+        )
+        return {(r["agent_id"], r["name"], r["labels_key"]) for r in rows}
+
     async def resolve(
         self, conn: asyncpg.Connection, missing: Mapping[SeriesKey, Mapping[str, str]]
     ) -> dict[SeriesKey, SeriesRef]:
         """Ids for ``missing`` (key -> labels), creating the series that do not exist yet.
         Must run outside a transaction that could roll back after it."""
+        found, _ = await self.resolve_counting(conn, missing)
+        return found
+
+    async def resolve_counting(
+        self, conn: asyncpg.Connection, missing: Mapping[SeriesKey, Mapping[str, str]]
+    ) -> tuple[dict[SeriesKey, SeriesRef], dict[str, int]]:
+        """:meth:`resolve`, and how many series it created per agent (for the limits)."""
         if not missing:
-            return {}
+            return {}, {}
         keys = sorted(missing)
         agents = [k[0] for k in keys]
         names = [k[1] for k in keys]
         label_keys = [k[2] for k in keys]
-        await conn.execute(_UPSERT, agents, names, label_keys)
+        upserted = await conn.fetch(_UPSERT, agents, names, label_keys)
+        created = collections.Counter(r["agent_id"] for r in upserted if r["inserted"])
         rows = await conn.fetch(_LOOKUP, agents, names, label_keys)
         if len(self._cache) + len(rows) > self._max_cached:
             # Simple bound: a cleared cache just costs one lookup per series again.
@@ -125,4 +150,9 @@ class SeriesResolver:
             due.setdefault(bucket, []).append(key)
         if len(found) != len(keys):  # pragma: no cover - would be a schema bug
             raise RuntimeError(f"resolved {len(found)} of {len(keys)} series")
-        return found
+        return found, dict(created)
+
+
+async def count_per_agent(conn: asyncpg.Connection) -> dict[str, int]:
+    """Live series per agent, as the series table holds them."""
+    return {r["agent_id"]: r["n"] for r in await conn.fetch(_COUNT_PER_AGENT)}

@@ -9,10 +9,20 @@ a 200 to the agent means "durably stored". Each flush is ONE transaction:
 2. the new reports' samples are binary-COPied into ``samples``;
 3. the agents' ``last_seen_at`` / ``last_seq`` are updated.
 
-Any failure rolls the whole transaction back and fails every waiter of the batch with
-:class:`IngestUnavailable` (the route answers 503 and the agent retries): nothing is half
-written. Series rows and missing partitions are created just before the transaction, on their
-own; both are idempotent and harmless if the batch then fails.
+Any failure rolls the whole transaction back: nothing is half written. Series rows and missing
+partitions are created just before the transaction, on their own; both are idempotent and
+harmless if the batch then fails. What happens next depends on the failure:
+
+* the data (PostgreSQL refused a value: ``DataError``, ``ProgramLimitExceededError``, ...): decode
+  refuses all we know of, so this is a gap in it; the batch is split in halves and each written
+  again, down to the report at fault, which alone fails with :class:`IngestRejected` (422, the
+  agent dead-letters it); every other report of the flush is stored;
+* anything else (connection lost, database down): every waiter of the batch fails with
+  :class:`IngestUnavailable` (503, the agent retries).
+
+Before any series row is written, the reports that would create series are admitted against the
+cardinality limits (``limits.py``); a report over a limit fails alone with
+:class:`SeriesLimitExceeded`.
 """
 
 from __future__ import annotations
@@ -27,11 +37,20 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import asyncpg
+from prometheus_client import Counter, Gauge
 
 from control_plane.config import IngestConfig, RetentionConfig
-from control_plane.ingest.batch import PreparedReport, prepare, report_key, split_first_copies
+from control_plane.ingest.batch import (
+    PreparedReport,
+    ReportKey,
+    prepare,
+    report_key,
+    split_first_copies,
+)
 from control_plane.ingest.decode import Report
-from control_plane.ingest.series import SeriesKey, SeriesResolver
+from control_plane.ingest.errors import IngestRejected, IngestUnavailable
+from control_plane.ingest.limits import SeriesBudget, SeriesLimit, SeriesLimitExceeded
+from control_plane.ingest.series import SeriesKey, SeriesResolver, count_per_agent
 from control_plane.ingest.windows import SeriesWindows
 from control_plane.store import partitions
 from control_plane.telemetry import ControlPlaneMetrics
@@ -60,20 +79,23 @@ _NO_PARTITION = "23514"
 # Pending work beyond this many flushes' worth is refused with a 503: memory stays bounded.
 _PENDING_FLUSHES = 4
 _EVICT_EVERY_S = 60.0
-
-
-class IngestUnavailable(Exception):
-    """Retryable: the report was not stored (database failure, overload, shutting down)."""
-
-    def __init__(self, reason: str, *, retry_after_s: float = 1.0) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after_s = retry_after_s
+# What PostgreSQL (or asyncpg encoding a value) raises for a value it refuses: the report's fault.
+# Connection loss and the like are not among them.
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,
+    asyncpg.ProgramLimitExceededError,
+    asyncpg.IntegrityConstraintViolationError,
+    UnicodeError,
+)
+__all__ = ["IngestRejected", "IngestUnavailable", "Ingestor", "SubmitResult"]
 
 
 class SubmitResult(NamedTuple):
     accepted: int
     duplicate: bool
+
+
+Outcome = SubmitResult | IngestRejected
 
 
 class _Waiter(NamedTuple):
@@ -107,7 +129,23 @@ class Ingestor:
         self.windows = windows or SeriesWindows(
             window_seconds=cfg.window_seconds, max_points=cfg.window_max_points
         )
-        self.series = SeriesResolver()
+        # The series cache never holds more than the live series the limits allow (+10 %).
+        self.series = SeriesResolver(max_cached=cfg.max_series_global + cfg.max_series_global // 10)
+        self.budget = SeriesBudget(cfg, clock=clock)
+        self._next_count_at = 0.0
+        self._limited = Counter(
+            "haetae_ingest_limited",
+            "Reports refused by a series cardinality limit, by limit.",
+            ["limit"],
+            registry=metrics.registry,
+        )
+        for limit in SeriesLimit:
+            self._limited.labels(limit.value)
+        self._live_series = Gauge(
+            "haetae_ingest_live_series",
+            "Series rows as this replica counts them (for the limits).",
+            registry=metrics.registry,
+        )
         self._known_days: set[dt.date] = set()
         self._pending: list[_Waiter] = []
         self._pending_samples = 0
@@ -153,7 +191,8 @@ class Ingestor:
     async def submit(self, report: Report) -> SubmitResult:
         """Store ``report``; returns once it is committed (or known to be a duplicate).
 
-        Raises :class:`IngestUnavailable` when it could not be stored (retry later)."""
+        Raises :class:`IngestUnavailable` when it could not be stored (retry later), and
+        :class:`IngestRejected` when this report cannot be stored as it is."""
         if self._closing or self._runner is None:
             raise IngestUnavailable("the ingestor is not running", retry_after_s=5.0)
         n = len(report.samples)
@@ -229,7 +268,7 @@ class Ingestor:
     async def _flush(self, batch: list[_Waiter]) -> None:
         started = time.perf_counter()
         try:
-            results = await self._write([w.report for w in batch])
+            results = await self._write_isolating([w.report for w in batch])
         except Exception as exc:
             self._log.warning(
                 "ingest flush failed; %d reports will be retried by their agents",
@@ -246,10 +285,39 @@ class Ingestor:
         finally:
             self._metrics.ingest_flush_duration.observe(time.perf_counter() - started)
         for w, result in zip(batch, results, strict=True):
-            if not w.future.done():  # the caller may have gone away (client disconnect)
+            if w.future.done():  # the caller may have gone away (client disconnect)
+                continue
+            if isinstance(result, IngestRejected):
+                w.future.set_exception(result)
+            else:
                 w.future.set_result(result)
 
-    async def _write(self, reports: list[Report]) -> list[SubmitResult]:
+    async def _write_isolating(self, reports: list[Report]) -> list[Outcome]:
+        """:meth:`_write`, and when PostgreSQL refuses the data, the halves on their own, down
+        to the one report at fault (log2(n) extra writes for one bad report among n)."""
+        try:
+            return await self._write(reports)
+        except _DATA_ERRORS as exc:
+            if len(reports) == 1:
+                self._metrics.ingest_reports.labels("rejected").inc()
+                self._log.warning(
+                    "report %s of agent %s refused by PostgreSQL: %s",
+                    reports[0].report_id,
+                    reports[0].agent_id,
+                    exc,
+                )
+                return [IngestRejected(f"PostgreSQL refused the report's data: {exc}"[:500])]
+            self._log.info(
+                "a flush of %d reports failed on their data (%s); writing the halves apart",
+                len(reports),
+                type(exc).__name__,
+            )
+        mid = len(reports) // 2
+        return await self._write_isolating(reports[:mid]) + await self._write_isolating(
+            reports[mid:]
+        )
+
+    async def _write(self, reports: list[Report]) -> list[Outcome]:
         try:
             return await self._write_once(reports)
         except asyncpg.PostgresError as exc:
@@ -259,7 +327,7 @@ class Ingestor:
             self._known_days.clear()
             return await self._write_once(reports)
 
-    async def _write_once(self, reports: list[Report]) -> list[SubmitResult]:
+    async def _write_once(self, reports: list[Report]) -> list[Outcome]:
         now = self._clock()
         cutoff = partitions.retention_cutoff(now, self._retention.retention_days)
         firsts, _ = split_first_copies(reports)
@@ -268,9 +336,16 @@ class Ingestor:
         timestamps: dict[float, dt.datetime] = {}
         known = self.series.known
         prepared = [prepare(r, cutoff, known, missing, timestamps) for r in firsts]
+        refused: dict[ReportKey, IngestRejected] = {}
         async with self._pool.acquire() as conn:
+            if now >= self._next_count_at:
+                await self._count_series(conn, now)
             if missing:
-                created = await self.series.resolve(conn, missing)
+                prepared, missing, refused = await self._admit(conn, prepared, missing)
+            if missing:
+                created, per_agent = await self.series.resolve_counting(conn, missing)
+                self.budget.created(per_agent)
+                self._live_series.set(self.budget.live_total)
                 for p in prepared:
                     p.resolve(created)
             if timestamps:
@@ -291,17 +366,67 @@ class Ingestor:
                         "samples", records=records, columns=_COPY_COLUMNS
                     )
                 await conn.execute(_TOUCH_AGENTS, *_agent_touches(reports, fresh))
-        return self._after_commit(reports, new, now)
+        return self._after_commit(reports, new, now, refused)
+
+    async def _count_series(self, conn: asyncpg.Connection, now: float) -> None:
+        # Re-read at most every series_count_refresh_s: other replicas' series, pruned ones.
+        self._next_count_at = now + self._cfg.series_count_refresh_s
+        self.budget.set_live(await count_per_agent(conn))
+        self._live_series.set(self.budget.live_total)
+
+    async def _admit(
+        self,
+        conn: asyncpg.Connection,
+        prepared: list[PreparedReport],
+        missing: dict[SeriesKey, dict[str, str]],
+    ) -> tuple[
+        list[PreparedReport], dict[SeriesKey, dict[str, str]], dict[ReportKey, IngestRejected]
+    ]:
+        """The reports whose new series fit the limits (in batch order), the series to resolve
+        for them, and the refusals of the others."""
+        wanted = [(p, {key for _, key in p.unresolved}) for p in prepared]
+        admission = self.budget.admission()
+        exists: set[SeriesKey] = set()
+        # A missing series is usually a new one; only when counting them all as new would pass
+        # a limit are they looked up (some may exist: cache expiry, another replica).
+        if not admission.fits((p.report.agent_id, len(keys)) for p, keys in wanted):
+            exists = await self.series.existing(conn, missing)
+        admitted: list[PreparedReport] = []
+        needed: dict[SeriesKey, dict[str, str]] = {}
+        refused: dict[ReportKey, IngestRejected] = {}
+        for p, keys in wanted:
+            new = keys - exists - needed.keys()
+            try:
+                admission.admit(p.report.agent_id, len(new))
+            except SeriesLimitExceeded as exc:
+                refused[p.key] = exc
+                self._limited.labels(exc.limit.value).inc()
+                self._log.warning("report %s refused: %s", p.report.report_id, exc.detail)
+                continue
+            admitted.append(p)
+            for key in keys:
+                needed[key] = missing[key]
+        return admitted, needed, refused
 
     def _after_commit(
-        self, reports: list[Report], new: list[PreparedReport], now: float
-    ) -> list[SubmitResult]:
+        self,
+        reports: list[Report],
+        new: list[PreparedReport],
+        now: float,
+        refused: dict[ReportKey, IngestRejected],
+    ) -> list[Outcome]:
         by_key = {p.key: p for p in new}
-        results = []
-        stored = expired = 0
+        results: list[Outcome] = []
+        stored = expired = rejected = 0
         for r in reports:
+            key = report_key(r)
+            rejection = refused.get(key)
+            if rejection is not None:  # every copy of it
+                results.append(rejection)
+                rejected += 1
+                continue
             # pop: a second copy of the same report in this batch is a duplicate.
-            p = by_key.pop(report_key(r), None)
+            p = by_key.pop(key, None)
             if p is None:
                 results.append(SubmitResult(0, True))
                 continue
@@ -310,7 +435,8 @@ class Ingestor:
             expired += p.expired
         m = self._metrics
         m.ingest_reports.labels("stored").inc(len(new))
-        m.ingest_reports.labels("duplicate").inc(len(reports) - len(new))
+        m.ingest_reports.labels("duplicate").inc(len(reports) - len(new) - rejected)
+        m.ingest_reports.labels("rejected").inc(rejected)
         m.ingest_samples.inc(stored)
         m.ingest_samples_expired.inc(expired)
         self.windows.add(itertools.chain.from_iterable(p.window_items() for p in new), now)

@@ -8,7 +8,6 @@ import uuid
 from typing import Any
 
 import orjson
-import pytest
 from api_agents_support import Api
 from tests_support import assert_problem
 
@@ -75,47 +74,6 @@ async def test_enrol_then_report_exactly_once(api: Api) -> None:
         "/api/v1/agents/web-1/reports", data=orjson.dumps(plain), headers=api.bearer(token)
     )
     assert await resp.json() == {"accepted": 1, "duplicate": False}
-
-
-async def test_enrolling_again_revokes_the_older_token(api: Api) -> None:
-    old = await api.enroll("web-1")
-    new = await api.enroll("web-1", hostname="renamed")
-    await assert_problem(await post_report(api, "web-1", old, report_doc()), 401)
-    assert (await post_report(api, "web-1", new, report_doc())).status == 200
-    assert await api.pool.fetchval("SELECT hostname FROM agents") == "renamed"
-
-
-async def test_enrolment_needs_an_enrolment_token(api: Api) -> None:
-    url = "/api/v1/agents/enroll"
-    await assert_problem(await api.client.post(url, json={"agent_id": "x"}), 401)
-    admin = api.bearer(api.admin_token)
-    await assert_problem(await api.client.post(url, json={"agent_id": "x"}, headers=admin), 403)
-    agent_token = await api.enroll("web-1")
-    resp = await api.client.post(url, json={"agent_id": "x"}, headers=api.bearer(agent_token))
-    await assert_problem(resp, 403)
-
-
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({}, "agent_id"),
-        ({"agent_id": "has space"}, "agent_id"),
-        ({"agent_id": "a/b"}, "agent_id"),
-        ({"agent_id": "x" * 129}, "agent_id"),
-        ({"agent_id": 5}, "agent_id"),
-        ({"agent_id": "a", "hostname": 5}, "hostname"),
-        ({"agent_id": "a", "labels": ["x"]}, "labels"),
-        ({"agent_id": "a", "labels": {"env": 1}}, "labels.env"),
-        ({"agent_id": "a", "labels": {"bad-name": "x"}}, "labels"),
-        ({"agent_id": "a", "extra": 1}, "extra"),
-        ([], "body"),
-    ],
-)
-async def test_enrolment_validation_names_the_field(api: Api, body: Any, field: str) -> None:
-    resp = await api.client.post(
-        "/api/v1/agents/enroll", json=body, headers=api.bearer(api.enrolment_token)
-    )
-    assert (await assert_problem(resp, 400))["field"] == field
 
 
 async def test_an_agent_may_write_only_its_own_reports(api: Api) -> None:
