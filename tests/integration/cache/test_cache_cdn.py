@@ -256,16 +256,18 @@ async def test_origin_sets_cdn_headers_and_answers_304(plane: Plane) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({}, "urls"),
+        ({}, "body.urls"),
         ([], "body"),
-        ({"urls": "https://x/"}, "urls"),
-        ({"urls": ["/relative"]}, "urls[0]"),
-        ({"tags": ["a b"]}, "tags[0]"),
-        ({"tags": [""]}, "tags[0]"),
-        ({"prefixes": ["https://example.com/a"]}, "prefixes[0]"),
-        ({"everything": "yes"}, "everything"),
-        ({"everything": True, "tags": ["t"]}, "everything"),
-        ({"hosts": ["example.com"]}, "hosts"),
+        ({"urls": "https://x/"}, "body.urls"),
+        ({"urls": ["/relative"]}, "body.urls[0]"),
+        ({"urls": ["http://[::1/"]}, "body.urls[0]"),  # urlsplit raises: was a 500
+        ({"tags": ["a b"]}, "body.tags[0]"),
+        ({"tags": [""]}, "body.tags[0]"),
+        ({"tags": ["a\u0000b"]}, "body.tags[0]"),
+        ({"prefixes": ["https://example.com/a"]}, "body.prefixes[0]"),
+        ({"everything": "yes"}, "body.everything"),
+        ({"everything": True, "tags": ["t"]}, "body.everything"),
+        ({"hosts": ["example.com"]}, "body.hosts"),
     ],
 )
 async def test_purge_validates_input(plane: Plane, body: Any, field: str) -> None:
