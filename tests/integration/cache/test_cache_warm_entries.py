@@ -4,6 +4,7 @@ an invalidation is never undone by a warm-up, and the format stays readable both
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -65,7 +66,7 @@ async def test_warm_entries_are_chunked_and_numbered(
     keys = [f"k:{i}" for i in range(WARM_ENTRY_KEYS + 1)]
     entry = await bus.warm(keys)
     assert entry is not None
-    tail = await redis_client.xrevrange(ck.INVALIDATION_STREAM, count=2)
+    tail: Any = await redis_client.xrevrange(ck.INVALIDATION_STREAM, count=2)
     (_, last), (_, first) = tail
     assert int(last[b"n"]) == int(first[b"n"]) + 1 == seq_before + 2
     assert len(orjson.loads(first[b"w"])) == WARM_ENTRY_KEYS
