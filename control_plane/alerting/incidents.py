@@ -353,6 +353,23 @@ async def get_incident(pool: asyncpg.Pool, incident_id: int) -> dict[str, Any]:
         "SELECT * FROM incident_events WHERE incident_id = $1 ORDER BY event_id", incident_id
     )
     out = incident_json(row)
+    alerts = await pool.fetch(
+        """SELECT * FROM incident_alerts WHERE incident_id = $1
+           ORDER BY state = 'resolved', starts_at, fingerprint""",
+        incident_id,
+    )
+    out["alerts"] = [
+        {
+            "fingerprint": a["fingerprint"],
+            "state": a["state"],
+            "labels": a["labels"],
+            "annotations": a["annotations"],
+            "value": a["value"],
+            "starts_at": _iso(a["starts_at"]),
+            "ends_at": _iso(a["ends_at"]),
+        }
+        for a in alerts
+    ]
     out["timeline"] = [
         {"at": _iso(e["at"]), "kind": e["kind"], "actor": e["actor"], "detail": e["detail"]}
         for e in events
@@ -389,6 +406,8 @@ def incident_json(r: asyncpg.Record) -> dict[str, Any]:
         "acknowledged_at": _iso(r["acknowledged_at"]),
         "resolved_at": _iso(r["resolved_at"]),
         "context": r["context"],
+        "receiver": r["receiver"],
+        "correlation": list(r["correlation"]),
     }
 
 
