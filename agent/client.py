@@ -33,8 +33,9 @@ class FailureReason(enum.StrEnum):
     CONNECTION = "connection_error"
     TIMEOUT = "timeout"
     SERVER_ERROR = "server_error"
-    THROTTLED = "throttled"  # 408 or 429
+    THROTTLED = "throttled"  # 408, 409, 425 or 429
     UNAUTHORIZED = "unauthorized"
+    MISCONFIGURED = "misconfigured"  # 403, 404, 405: the agent's id or URL, not the report
     NOT_ENROLLED = "not_enrolled"
 
 
@@ -51,7 +52,7 @@ class Answer:
         except orjson.JSONDecodeError:
             return self.body[:_MAX_DETAIL].decode("utf-8", "replace")
         if isinstance(doc, dict):
-            parts = [str(doc[k]) for k in ("title", "detail") if doc.get(k)]
+            parts = [str(doc[k]) for k in ("title", "detail", "hint") if doc.get(k)]
             if parts:
                 return ": ".join(parts)[:_MAX_DETAIL]
         return str(doc)[:_MAX_DETAIL]

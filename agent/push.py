@@ -16,7 +16,8 @@ Bodies: the Prometheus text exposition format (any ``Content-Type`` but JSON's, 
 ``{"samples": [{"name": ..., "labels": {...}, "value": ..., "ts": ...}]}`` (``Content-Type:
 application/json``; ``labels`` and ``ts`` optional). Samples without a timestamp are stamped
 with the time the agent received them. Bad input is a ``400 application/problem+json`` naming
-the field at fault; nothing of such a body is kept.
+the field at fault; nothing of such a body is kept. "Bad" is what the control plane would refuse
+(agent/wire.py: NUL, lengths, the label set's size), so a push can never block the spool.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from agent.collectors.base import Sample
-from agent.collectors.exposition import MAX_FUTURE_S, ExpositionParser, acceptable_series
+from agent.collectors.exposition import MAX_FUTURE_S, ExpositionParser
 from agent.http.server import Answer, Request
 from agent.runner import CollectorRun, Cycle
+from agent.wire import series_problem
 
 PATH = "/v1/push"
 PROBLEM = "application/problem+json"
@@ -137,8 +139,9 @@ def _parse_json(body: bytes, now: float) -> list[Sample]:
             isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
         ):
             raise _invalid(f"{where}.labels", "expected an object of strings")
-        if not acceptable_series(name, labels):
-            raise _invalid(where, "name or labels the control plane would refuse")
+        problem = series_problem(name, labels)
+        if problem is not None:  # it would get the urgent report refused (and dead-lettered)
+            raise _invalid(f"{where}.{problem[0]}", problem[1])
         value = raw.get("value")
         if isinstance(value, str) and value in _SPECIAL:
             value = _SPECIAL[value]

@@ -1,9 +1,16 @@
 """Deliver reports to the control plane: spool first, then drain the spool oldest-first.
 
 Every report is written to the on-disk spool before any attempt to send it, and leaves the spool
-only once the control plane has answered 2xx (stored) or a permanent 4xx (it never will be), so
+only once the control plane has answered 2xx (stored) or a poison 4xx (it never will be), so
 an outage or a restart loses nothing; replays carry the same ``Idempotency-Key``, so nothing is
 stored twice either. See docs/wire-format.md.
+
+Which 4xx are poison: those about the report itself (400 invalid, 413 too large, 415, 422 data
+PostgreSQL refused or a series limit, and any other 4xx not listed next). A poison report goes
+to the dead-letter file (``dead_letter.py``) with the reason, is counted, and the spool moves on:
+one bad report never blocks the ones behind it. Not poison, so kept and retried: 401 (the token:
+enrol again), 403/404/405 (the agent's id or URL is wrong: every report would fail the same),
+408/409/425/429 (come back later).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import struct
 import time
@@ -21,7 +29,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from agent.backoff import Backoff
-from agent.client import ControlPlaneClient, FailureReason
+from agent.client import Answer, ControlPlaneClient, FailureReason
+from agent.dead_letter import DeadLetterReason, DeadLetters
 from agent.errors import (
     ControlPlaneUnavailable,
     EnrolmentError,
@@ -39,12 +48,15 @@ _ENVELOPE = struct.Struct(">B16sQ")
 _ENVELOPE_V1 = 1
 _PEEK_BATCH = 16
 _MAX_RETRY_AFTER_S = 300.0
+# Answers that say nothing against the report itself (see the module docstring).
+_MISCONFIGURED = frozenset({403, 404, 405})
+_RETRY_LATER = frozenset({408, 409, 425, 429})
 
 
 class DropReason(enum.StrEnum):
     """Why a report was given up for good (a metric label)."""
 
-    REJECTED = "rejected"  # a 4xx: the control plane will never accept it
+    REJECTED = "rejected"  # a poison 4xx: the control plane will never accept it
     TOO_LARGE = "too_large"  # larger than the whole spool
     SPOOL_ERROR = "spool_error"  # could not be written to disk
     MALFORMED = "malformed"  # a spool record this version cannot read
@@ -62,8 +74,8 @@ class LinkStatus:
 
 class Reporter:
     """Spools each report (``submit``) and delivers the spool in order in the background
-    (``start``/``close``): 2xx acknowledges, a 4xx other than 401/408/429 drops the report as
-    poison (counted), anything else stops the drain until a jittered backoff has passed."""
+    (``start``/``close``): 2xx acknowledges, a poison 4xx dead-letters the report (counted)
+    and goes on, anything else stops the drain until a jittered backoff has passed."""
 
     def __init__(
         self,
@@ -72,6 +84,7 @@ class Reporter:
         spool: Spool,
         seq: SeqAllocator,
         registry: CollectorRegistry,
+        dead_letters: DeadLetters | None = None,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
         logger: logging.Logger | None = None,
@@ -79,6 +92,7 @@ class Reporter:
         self._client = client
         self._spool = spool
         self._seq = seq
+        self._dead_letters = dead_letters
         self._backoff = backoff or Backoff()
         self._clock = clock
         self._log = logger or logging.getLogger("haetae.agent.reporter")
@@ -110,6 +124,14 @@ class Reporter:
             ["reason"],
             registry=registry,
         )
+        self._dead_lettered = Counter(
+            "haetae_agent_reports_dead_lettered",
+            "Reports refused for good (a poison 4xx), moved to the dead-letter file.",
+            ["reason"],
+            registry=registry,
+        )
+        for dl in DeadLetterReason:
+            self._dead_lettered.labels(dl.value)
         self._last_success = Gauge(
             "haetae_agent_last_report_success_timestamp_seconds",
             "When the control plane last acknowledged a report (unix seconds).",
@@ -229,7 +251,7 @@ class Reporter:
             self._dropped.labels(DropReason.MALFORMED.value).inc()
             self._log.error("dropping an unreadable spool record at %d", record.offset)
             return
-        report_id, _, body = envelope
+        report_id, seq, body = envelope
         answer = await self._client.post_report(report_id, body)
         status = answer.status
         if 200 <= status < 300:
@@ -240,17 +262,20 @@ class Reporter:
                 "the control plane refused the agent token (HTTP 401)",
                 reason=FailureReason.UNAUTHORIZED,
             )
-        if status in (408, 429):
+        if status in _MISCONFIGURED:
             raise ControlPlaneUnavailable(
-                f"the control plane asked to retry later (HTTP {status})",
+                f"the control plane refused the agent (HTTP {status}: {answer.detail()}); "
+                "check control_plane.url and agent_id",
+                reason=FailureReason.MISCONFIGURED,
+            )
+        if status in _RETRY_LATER:
+            raise ControlPlaneUnavailable(
+                f"the control plane asked to retry later (HTTP {status}: {answer.detail()})",
                 reason=FailureReason.THROTTLED,
                 retry_after_s=answer.retry_after_s,
             )
         if 400 <= status < 500:
-            self._dropped.labels(DropReason.REJECTED.value).inc()
-            self._log.warning(
-                "report %s rejected with HTTP %d, dropped: %s", report_id, status, answer.detail()
-            )
+            await self._dead_letter(report_id, seq, body, answer)
             return
         # 5xx (a 503 may say when to come back: ingest overloaded, database down).
         raise ControlPlaneUnavailable(
@@ -258,6 +283,34 @@ class Reporter:
             reason=FailureReason.SERVER_ERROR,
             retry_after_s=answer.retry_after_s,
         )
+
+    async def _dead_letter(self, report_id: str, seq: int, body: bytes, answer: Answer) -> None:
+        reason = DeadLetterReason.of(answer.status)
+        detail = answer.detail()
+        self._dead_lettered.labels(reason.value).inc()
+        self._dropped.labels(DropReason.REJECTED.value).inc()
+        self._log.warning(
+            "report %s (seq %d) refused with HTTP %d, moved to the dead-letter file: %s",
+            report_id,
+            seq,
+            answer.status,
+            detail,
+        )
+        if self._dead_letters is None:
+            return
+        try:
+            add = functools.partial(
+                self._dead_letters.add,
+                report_id=report_id,
+                seq=seq,
+                status=answer.status,
+                reason=reason,
+                detail=detail,
+                body=body,
+            )
+            await self._writer.run(add)  # fsync, off the loop
+        except OSError as exc:  # the spool must move on even when the disk refuses the copy
+            self._log.error("could not write the dead-letter file: %s", exc)
 
     # -- bookkeeping -------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from prometheus_client import ProcessCollector as SelfProcessMetrics
 
 from agent.client import ControlPlaneClient
 from agent.collectors import build_collectors
+from agent.dead_letter import DeadLetters
 from agent.fsutil import ensure_private_dir
 from agent.http.client import HttpClient
 from agent.http.server import BodyHandler
@@ -140,7 +141,13 @@ class Agent:
             tokens=TokenStore(state_dir / "agent.token", cfg.agent_id),
             registry=self.registry,
         )
-        self._reporter = Reporter(client=client, spool=spool, seq=seq, registry=self.registry)
+        self._reporter = Reporter(
+            client=client,
+            spool=spool,
+            seq=seq,
+            registry=self.registry,
+            dead_letters=DeadLetters(state_dir / "dead-letter.jsonl"),
+        )
         post_routes: dict[str, BodyHandler] = {}
         if cfg.push.enabled:
             token = cfg.push.token.get_secret_value() if cfg.push.token is not None else None

@@ -19,6 +19,7 @@ import re
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.collectors.base import Sample
+from agent.wire import series_problem
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -137,12 +138,8 @@ def acceptable_series(name: str, labels: dict[str, str]) -> bool:
 
 
 def _acceptable(name: str, labels: dict[str, str]) -> bool:
-    if len(name) > MAX_NAME_LEN or not _NAME.fullmatch(name) or len(labels) > MAX_LABELS:
-        return False
-    return all(
-        len(k) <= MAX_LABEL_NAME_LEN and len(v) <= MAX_LABEL_VALUE_LEN and _LABEL_NAME.fullmatch(k)
-        for k, v in labels.items()
-    )
+    # The control plane's own bounds (NUL, the label set's stored size included): agent/wire.py.
+    return series_problem(name, labels) is None
 
 
 def _parse_series(key: str) -> Series:

@@ -4,6 +4,7 @@ reports, lost answers, and replay after a restart. Every report must arrive once
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +19,9 @@ from agent.backoff import Backoff
 from agent.client import ControlPlaneClient
 from agent.collectors.base import Sample
 from agent.config import AgentConfig
+from agent.dead_letter import DeadLetters
 from agent.http.client import HttpClient
+from agent.report import decode_report
 from agent.reporter import Reporter, last_spooled_seq
 from agent.runner import CollectorRun, Cycle
 from agent.spool import Spool
@@ -57,8 +60,10 @@ class Harness:
             spool=self.spool,
             seq=self.seq,
             registry=self.registry,
+            dead_letters=DeadLetters(state / "dead-letter.jsonl", max_bytes=4096),
             backoff=Backoff(base_s=0.01, cap_s=0.05),
         )
+        self.dead_letters = DeadLetters(state / "dead-letter.jsonl", max_bytes=4096)
 
     async def submit(self, n: int) -> list[str]:
         ids = []
@@ -198,7 +203,7 @@ async def test_timeout_is_retried_and_idempotent(
     h.close()
 
 
-async def test_poison_report_is_dropped_and_counted(
+async def test_poison_report_is_dead_lettered_and_the_spool_moves_on(
     session: HttpClient, control_plane: tuple[FakeControlPlane, str], tmp_path: Path
 ) -> None:
     cp, url = control_plane
@@ -209,7 +214,57 @@ async def test_poison_report_is_dropped_and_counted(
     assert cp.seqs == [1, 3]
     assert [r["report_id"] for r in cp.stored] == [ids[0], ids[2]]
     assert h.metric("haetae_agent_reports_dropped_total", reason="rejected") == 1
+    assert h.metric("haetae_agent_reports_dead_lettered_total", reason="unprocessable") == 1
+    assert h.metric("haetae_agent_reports_dead_lettered_total", reason="invalid") == 0
     assert h.spool.pending_count == 0
+    (entry,) = h.dead_letters.entries()
+    assert (entry["report_id"], entry["seq"], entry["status"]) == (ids[1], 2, 422)
+    assert (entry["reason"], entry["detail"]) == ("unprocessable", "poison report")
+    # the body is kept as sent, for a person to look at or replay
+    body = decode_report(base64.b64decode(str(entry["body_gzip_base64"])))
+    assert body["report_id"] == ids[1]
+    h.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(400, "invalid"), (413, "too_large"), (415, "unsupported"), (418, "other")],
+)
+async def test_every_poison_4xx_is_dead_lettered(
+    session: HttpClient,
+    control_plane: tuple[FakeControlPlane, str],
+    tmp_path: Path,
+    status: int,
+    reason: str,
+) -> None:
+    cp, url = control_plane
+    h = Harness(session, tmp_path, url)
+    cp.fail_next = [status]
+    ids = await h.submit(2)
+    assert await h.reporter.drain()
+    assert [r["report_id"] for r in cp.stored] == [ids[1]]
+    assert h.metric("haetae_agent_reports_dead_lettered_total", reason=reason) == 1
+    assert [e["status"] for e in h.dead_letters.entries()] == [status]
+    h.close()
+
+
+@pytest.mark.parametrize("status", [403, 404, 405, 408, 409, 425, 429])
+async def test_answers_about_the_agent_or_the_moment_keep_the_report(
+    session: HttpClient,
+    control_plane: tuple[FakeControlPlane, str],
+    tmp_path: Path,
+    status: int,
+) -> None:
+    cp, url = control_plane
+    h = Harness(session, tmp_path, url)
+    cp.fail_next = [status]
+    ids = await h.submit(2)
+    assert not await h.reporter.drain()  # stopped: retry later, nothing given up
+    assert h.spool.pending_count == 2
+    assert await h.reporter.drain()
+    assert [r["report_id"] for r in cp.stored] == ids
+    assert h.dead_letters.entries() == []
+    assert h.metric("haetae_agent_reports_dead_lettered_total", reason="other") == 0
     h.close()
 
 

@@ -53,7 +53,40 @@ def test_json_form() -> None:
         (b"\xff\xfe", "text/plain", 400, "body"),
         (b'{"samples": [}', "application/json", 400, "body"),
         (b"[]", "application/json", 400, "samples"),
-        (b'{"samples": [{"name": "1bad", "value": 1}]}', "application/json", 400, "samples[0]"),
+        (
+            b'{"samples": [{"name": "1bad", "value": 1}]}',
+            "application/json",
+            400,
+            "samples[0].name",
+        ),
+        # what PostgreSQL would refuse, or what would not fit the series index (issue 9)
+        (
+            b'{"samples": [{"name": "a", "labels": {"k": "x\\u0000y"}, "value": 1}]}',
+            "application/json",
+            400,
+            "samples[0].labels.k",
+        ),
+        (
+            b'{"samples": [{"name": "a", "labels": {"k": "' + b"v" * 1025 + b'"}, "value": 1}]}',
+            "application/json",
+            400,
+            "samples[0].labels.k",
+        ),
+        (
+            orjson.dumps(
+                {
+                    "samples": [
+                        {"name": "a", "value": 1, "labels": {f"l{i}": "v" * 200 for i in range(12)}}
+                    ]
+                }
+            ),
+            "application/json",
+            400,
+            "samples[0].labels",
+        ),
+        (b'{"samples": [{"name": "a", "value": 1', "application/json", 400, "body"),
+        (b'{"samples": [{"name": "a\xff", "value": 1}]}', "application/json", 400, "body"),
+        (b'a{k="x\x00y"} 1\n', "text/plain", 400, "body"),
         (
             b'{"samples": [{"name": "a", "value": true}]}',
             "application/json",
