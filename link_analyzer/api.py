@@ -11,17 +11,20 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import StrictBool
 from redis.exceptions import RedisError
 
 from control_plane.appkeys import CACHE, CONFIG, METRICS, REDIS
 from control_plane.auth.middleware import forbidden, require_principal
 from control_plane.auth.principal import Scope, TokenKind
 from haetae.cache import InvalidationError
-from haetae.web.bodies import json_response, read_json
+from haetae.web import validation
+from haetae.web.bodies import json_response
 from haetae.web.problem import ProblemError, invalid
+from haetae.web.validation import Model, text
 from link_analyzer.cache import NAMESPACE
 from link_analyzer.errors import (
     AnalyzerError,
@@ -32,10 +35,12 @@ from link_analyzer.errors import (
 from link_analyzer.metrics import LinkAnalyzerMetrics
 from link_analyzer.queue import Enqueued, Priority, QueueError
 from link_analyzer.service import LinkAnalyzerService
-from link_analyzer.urls import UrlRefused, canonicalize
+from link_analyzer.targets import checked_target
+from link_analyzer.urls import MAX_URL_LENGTH, CanonicalUrl, UrlRefused
 
 LINK_ANALYZER: web.AppKey[LinkAnalyzerService] = web.AppKey("link_analyzer", LinkAnalyzerService)
 
+_MAX_BODY = 16 * 1024
 _TASK_ID = re.compile(r"^[0-9a-f]{24}$")
 _URL_HASH = re.compile(r"^[0-9a-f]{32}$")
 _PRIORITIES = {p.name.lower(): p for p in Priority}
@@ -86,38 +91,35 @@ def _authorize(request: web.Request, scope: Scope) -> None:
         raise forbidden(f"this route needs the {scope.value!r} scope")
 
 
-async def _analysis_request(request: web.Request) -> tuple[str, bool, dict[str, Any]]:
-    body = await read_json(request, max_bytes=16 * 1024)
-    if not isinstance(body, dict):
-        raise invalid("body", "the body must be a JSON object", hint='{"url": "https://..."}')
-    unknown = sorted(set(body) - {"url", "refresh", "priority"})
-    if unknown:
-        raise invalid(unknown[0], f"unknown field {unknown[0]!r}")
-    url = body.get("url")
-    if not isinstance(url, str):
-        raise invalid("url", "url is required and must be a string")
-    refresh = body.get("refresh", False)
-    if not isinstance(refresh, bool):
-        raise invalid("refresh", "refresh must be true or false")
+class AnalyzeBody(Model):
+    url: text(MAX_URL_LENGTH, min_length=1)  # type: ignore[valid-type]
+    refresh: StrictBool = False
+
+
+class AnalyzeAsyncBody(AnalyzeBody):
+    priority: Literal["high", "normal", "low"] = "normal"
+
+
+def _target(service: LinkAnalyzerService, url: str) -> CanonicalUrl:
+    """The URL's static checks (no DNS): a 400 for what is no public URL, a 422 for an
+    internal target, as the guard would answer after resolving it."""
     try:
-        canonicalize(url)
-    except UrlRefused as exc:
-        raise invalid(
-            "url", exc.detail, hint="send an absolute http(s) URL of a public page"
-        ) from None
-    return url, refresh, body
+        return checked_target(url, service.fetcher.policy)
+    except AnalyzerError as exc:
+        raise _problem(exc) from None
 
 
 async def analyze_sync(request: web.Request) -> web.Response:
     _authorize(request, Scope.WRITE)
     service = _service(request)
-    url, refresh, _ = await _analysis_request(request)
+    body = await validation.body(request, AnalyzeBody, max_bytes=_MAX_BODY)
+    canon = _target(service, body.url)
     try:
         async with asyncio.timeout(service.config.sync_deadline_s):
-            report = await service.analyzer.analyze(url, refresh=refresh)
+            report = await service.analyzer.analyze(body.url, refresh=body.refresh)
     except TimeoutError:
         # Past the deadline the work goes on as a queued job; the caller polls for it.
-        enq = await _enqueue(service, url, refresh, Priority.HIGH)
+        enq = await _enqueue(service, canon, body.url, body.refresh, Priority.HIGH)
         return _accepted(enq.job_id, created=enq.created, deadline=service.config.sync_deadline_s)
     except AnalyzerError as exc:
         raise _problem(exc) from None
@@ -127,18 +129,18 @@ async def analyze_sync(request: web.Request) -> web.Response:
 async def analyze_async(request: web.Request) -> web.Response:
     _authorize(request, Scope.WRITE)
     service = _service(request)
-    url, refresh, body = await _analysis_request(request)
-    name = body.get("priority", "normal")
-    if name not in _PRIORITIES:
-        raise invalid("priority", f"priority must be one of {sorted(_PRIORITIES)}")
-    enq = await _enqueue(service, url, refresh, _PRIORITIES[name])
+    body = await validation.body(request, AnalyzeAsyncBody, max_bytes=_MAX_BODY)
+    # The same refusals as the sync route, before anything is queued (DNS and the guard's
+    # address checks still run in the worker, at connect time).
+    canon = _target(service, body.url)
+    enq = await _enqueue(service, canon, body.url, body.refresh, _PRIORITIES[body.priority])
     return _accepted(enq.job_id, created=enq.created)
 
 
 async def task_status(request: web.Request) -> web.Response:
     _authorize(request, Scope.READ)
     service = _service(request)
-    task_id = request.match_info["task_id"]
+    task_id = validation.path_text(request, "task_id", 24)
     if not _TASK_ID.match(task_id):
         raise invalid("path.task_id", "a task id is 24 lower-case hex characters")
     try:
@@ -187,7 +189,7 @@ async def cache_stats(request: web.Request) -> web.Response:
 async def cache_delete(request: web.Request) -> web.Response:
     _authorize(request, Scope.ADMIN)
     service = _service(request)
-    url_hash = request.match_info["url_hash"]
+    url_hash = validation.path_text(request, "url_hash", 32)
     if not _URL_HASH.match(url_hash):
         raise invalid("path.url_hash", "a URL hash is 32 lower-case hex characters")
     try:
@@ -208,12 +210,12 @@ async def cache_delete(request: web.Request) -> web.Response:
 
 
 async def _enqueue(
-    service: LinkAnalyzerService, url: str, refresh: bool, priority: Priority
+    service: LinkAnalyzerService, canon: CanonicalUrl, url: str, refresh: bool, priority: Priority
 ) -> Enqueued:
     q = service.config.queue
     try:
         return await service.queue.enqueue(
-            canonicalize(url).key,
+            canon.key,
             {"url": url, "refresh": refresh},
             priority=priority,
             max_attempts=q.max_attempts,
@@ -246,14 +248,14 @@ def _queue_down(exc: Exception) -> ProblemError:
 
 def _problem(exc: AnalyzerError) -> ProblemError:
     if isinstance(exc, UrlRefused):
-        return invalid("url", exc.detail)
+        return invalid("body.url", exc.detail, hint="send an absolute http(s) URL of a public page")
     if isinstance(exc, FetchRefused):
         return ProblemError(
             422,
             "URL refused",
             detail=str(exc),
             type_=exc.code,
-            field="url",
+            field="body.url",
             hint="only public http(s) pages are analysed",
         )
     if isinstance(exc, FetchTimeout):

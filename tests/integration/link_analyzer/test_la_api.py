@@ -17,6 +17,7 @@ from tests_support import assert_problem
 from control_plane.app import create_app
 from control_plane.config import ControlPlaneConfig
 from haetae.config import load
+from link_analyzer import ssrf
 from link_analyzer.api import LINK_ANALYZER
 from link_analyzer.runner import run_worker
 
@@ -129,15 +130,24 @@ async def test_async_analysis_runs_on_a_worker(
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"url": "javascript:alert(1)"}, "url"),
-        ({"url": "file:///etc/passwd"}, "url"),
-        ({"url": "data:text/html,hi"}, "url"),
-        ({"url": "http://"}, "url"),
-        ({"url": 42}, "url"),
-        ({}, "url"),
-        ({"url": "https://e.com", "refresh": "yes"}, "refresh"),
-        ({"url": "https://e.com", "bogus": 1}, "bogus"),
+        ({"url": "javascript:alert(1)"}, "body.url"),
+        ({"url": "file:///etc/passwd"}, "body.url"),
+        ({"url": "data:text/html,hi"}, "body.url"),
+        ({"url": "http://"}, "body.url"),
+        ({"url": 42}, "body.url"),
+        ({}, "body.url"),
+        ({"url": "https://e.com", "refresh": "yes"}, "body.refresh"),
+        ({"url": "https://e.com", "refresh": 1}, "body.refresh"),
+        ({"url": "https://e.com", "bogus": 1}, "body.bogus"),
         ([1, 2], "body"),
+        # Bare words: no public host could answer; refused before any DNS lookup.
+        ({"url": "not-a-number"}, "body.url"),
+        ({"url": "https://intranet-wiki/page"}, "body.url"),
+        ({"url": "https://e.com/a\u0000b"}, "body.url"),
+        ({"url": "https://e\u0000.com/"}, "body.url"),
+        ({"url": ["https://e.com"]}, "body.url"),
+        ({"url": {"href": "https://e.com"}}, "body.url"),
+        ({"url": "https://e.com/" + "a" * 5000}, "body.url"),
     ],
 )
 async def test_bad_input_is_problem_json(
@@ -158,8 +168,25 @@ async def test_more_bad_input_and_refusals(
     resp = await client.post(
         "/api/v1/analyze/async", json={"url": "https://e.com", "priority": "urgent"}, headers=admin
     )
-    assert (await assert_problem(resp, 400))["field"] == "priority"
+    assert (await assert_problem(resp, 400))["field"] == "body.priority"
+    for priority in (["high"], {"high": 1}, 0, None):
+        resp = await client.post(
+            "/api/v1/analyze/async",
+            json={"url": "https://e.com", "priority": priority},
+            headers=admin,
+        )
+        assert (await assert_problem(resp, 400))["field"] == "body.priority"
+    # The sync route takes no priority (it queues at high priority past its deadline).
+    resp = await client.post(
+        "/api/v1/analyze", json={"url": "https://e.com", "priority": "low"}, headers=admin
+    )
+    assert (await assert_problem(resp, 400))["field"] == "body.priority"
     await assert_problem(await client.get("/api/v1/analyze/status/nothex", headers=admin), 400)
+    for bad in ("a%00b", "f" * 25, "%C2%B2" * 12):
+        for path in ("/api/v1/analyze/status/", "/api/v1/cache/"):
+            method = client.get if "status" in path else client.delete
+            got = await assert_problem(await method(path + bad, headers=admin), 400)
+            assert got["field"].startswith("path")
     await assert_problem(await client.get("/api/v1/analyze/status/" + "0" * 24, headers=admin), 404)
     await assert_problem(await client.delete("/api/v1/cache/short", headers=admin), 400)
     # Private targets are refused by the guard (the test policy allows loopback only).
@@ -195,3 +222,50 @@ async def test_sync_deadline_hands_over_to_the_queue(
     assert "continuing as a queued task" in body["detail"]
     status = await (await client.get(body["status_url"], headers=admin)).json()
     assert status["status"] == "queued" and status["priority"] == "high"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:a9fe:a9fe]/",
+        "http://0xa9fea9fe/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://printer.local/",
+        "http://router.home.arpa/",
+    ],
+)
+async def test_internal_targets_refused_alike_by_sync_and_async(
+    api: tuple[Client, dict[str, str]], url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, admin = api
+
+    async def no_lookup(host: str, port: int) -> list[Any]:
+        raise AssertionError(f"{host} was resolved: the static check should have refused it")
+
+    monkeypatch.setattr(ssrf, "resolve", no_lookup)
+    for path in ("/api/v1/analyze", "/api/v1/analyze/async"):
+        resp = await client.post(path, json={"url": url}, headers=admin)
+        got = await assert_problem(resp, 422)
+        assert got["type"].endswith("ssrf-refused") and got["field"] == "body.url"
+    depth = await client.app[LINK_ANALYZER].queue.depth()
+    assert depth["queued"] == 0
+
+
+async def test_a_bare_word_is_refused_before_any_lookup(
+    api: tuple[Client, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, admin = api
+    looked_up: list[str] = []
+
+    async def record(host: str, port: int) -> list[Any]:
+        looked_up.append(host)
+        raise OSError("no such host")
+
+    monkeypatch.setattr(ssrf, "resolve", record)
+    for path in ("/api/v1/analyze", "/api/v1/analyze/async"):
+        resp = await client.post(path, json={"url": "not-a-number"}, headers=admin)
+        got = await assert_problem(resp, 400)
+        assert "bare word" in got["detail"]
+    assert looked_up == []
