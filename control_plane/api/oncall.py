@@ -22,22 +22,33 @@ from control_plane.auth import Scope, requires_scope
 from control_plane.auth.middleware import current_principal
 from control_plane.oncall import store
 from control_plane.oncall.model import (
+    ID_PATTERN,
+    MAX_ID,
     OncallInputError,
     Schedule,
     iso,
-    parse_instant,
     parse_override,
     parse_schedule,
     parse_user,
 )
+from control_plane.oncall.requests import (
+    AtParams,
+    NoParams,
+    OverrideRequest,
+    RangeParams,
+    ScheduleRequest,
+    UserRequest,
+    as_mapping,
+)
 from control_plane.oncall.schedule import MAX_RANGE_S, oncall_at, shifts
-from control_plane.query.params import reject_unknown
-from haetae.web.bodies import json_response, read_json
+from haetae.web import validation
+from haetae.web.bodies import json_response
 from haetae.web.problem import ProblemError, invalid
 
 log = logging.getLogger("control_plane.oncall")
 
 _DEFAULT_RANGE_S = 7 * 86400
+_MAX_BODY = 256 * 1024
 
 
 def setup_routes(app: web.Application) -> None:
@@ -65,24 +76,27 @@ def setup_routes(app: web.Application) -> None:
 
 @requires_scope(Scope.ADMIN)
 async def get_users(request: web.Request) -> web.Response:
-    reject_unknown(request.query, ())
+    validation.query(request, NoParams)
     users = await store.list_users(request.app[POOL])
     return json_response({"users": [u.to_json() for u in users]})
 
 
 @requires_scope(Scope.ADMIN)
 async def post_user(request: web.Request) -> web.Response:
-    user = _parsed(parse_user, await _body(request))
+    req = await validation.body(request, UserRequest, max_bytes=_MAX_BODY)
+    user = _parsed(parse_user, as_mapping(req))
     async with request.app[POOL].acquire() as conn, conn.transaction():
         if await store.get_user(conn, user.id) is not None:
-            raise _conflict("id", f"user {user.id!r} exists (PUT /admin/oncall/users/{user.id})")
+            raise _conflict(
+                "body.id", f"user {user.id!r} exists (PUT /admin/oncall/users/{user.id})"
+            )
         await store.put_user(conn, user)
     return json_response(user.to_json(), status=201)
 
 
 @requires_scope(Scope.ADMIN)
 async def get_user(request: web.Request) -> web.Response:
-    user = await store.get_user(request.app[POOL], request.match_info["id"])
+    user = await store.get_user(request.app[POOL], _path_key(request))
     if user is None:
         raise _not_found("user")
     return json_response(user.to_json())
@@ -90,14 +104,16 @@ async def get_user(request: web.Request) -> web.Response:
 
 @requires_scope(Scope.ADMIN)
 async def put_user(request: web.Request) -> web.Response:
-    user = _parsed(parse_user, await _body(request), user_id=request.match_info["id"])
+    user_id = _path_key(request)
+    req = await validation.body(request, UserRequest, max_bytes=_MAX_BODY)
+    user = _parsed(parse_user, as_mapping(req), user_id=user_id)
     created = await store.put_user(request.app[POOL], user)
     return json_response(user.to_json(), status=201 if created else 200)
 
 
 @requires_scope(Scope.ADMIN)
 async def delete_user(request: web.Request) -> web.Response:
-    user_id = request.match_info["id"]
+    user_id = _path_key(request)
     _not_in_policies(request, f"user:{user_id}")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         # Locks out a schedule naming the user being written meanwhile.
@@ -105,7 +121,8 @@ async def delete_user(request: web.Request) -> web.Response:
         in_schedules = await store.schedules_with_user(conn, user_id)
         if in_schedules:
             raise _conflict(
-                "id", f"schedules {', '.join(in_schedules)} rotate {user_id!r}: change them first"
+                "path.id",
+                f"schedules {', '.join(in_schedules)} rotate {user_id!r}: change them first",
             )
         if not await store.delete_user(conn, user_id):
             raise _not_found("user")
@@ -116,18 +133,20 @@ async def delete_user(request: web.Request) -> web.Response:
 
 
 async def get_schedules(request: web.Request) -> web.Response:
-    reject_unknown(request.query, ())
+    validation.query(request, NoParams)
     schedules = await store.list_schedules(request.app[POOL])
     return json_response({"schedules": [s.to_json() for s in schedules]})
 
 
 @requires_scope(Scope.ADMIN)
 async def post_schedule(request: web.Request) -> web.Response:
-    schedule = _parsed(parse_schedule, await _body(request))
+    req = await validation.body(request, ScheduleRequest, max_bytes=_MAX_BODY)
+    schedule = _parsed(parse_schedule, as_mapping(req))
     async with request.app[POOL].acquire() as conn, conn.transaction():
         if await store.get_schedule(conn, schedule.id) is not None:
             raise _conflict(
-                "id", f"schedule {schedule.id!r} exists (PUT /admin/oncall/schedules/{schedule.id})"
+                "body.id",
+                f"schedule {schedule.id!r} exists (PUT /admin/oncall/schedules/{schedule.id})",
             )
         await _users_exist(conn, schedule)
         await store.put_schedule(conn, schedule)
@@ -141,7 +160,9 @@ async def get_schedule(request: web.Request) -> web.Response:
 
 @requires_scope(Scope.ADMIN)
 async def put_schedule(request: web.Request) -> web.Response:
-    schedule = _parsed(parse_schedule, await _body(request), schedule_id=request.match_info["id"])
+    schedule_id = _path_key(request)
+    req = await validation.body(request, ScheduleRequest, max_bytes=_MAX_BODY)
+    schedule = _parsed(parse_schedule, as_mapping(req), schedule_id=schedule_id)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await _users_exist(conn, schedule)
         created = await store.put_schedule(conn, schedule)
@@ -150,8 +171,9 @@ async def put_schedule(request: web.Request) -> web.Response:
 
 @requires_scope(Scope.ADMIN)
 async def delete_schedule(request: web.Request) -> web.Response:
-    _not_in_policies(request, f"schedule:{request.match_info['id']}")
-    if not await store.delete_schedule(request.app[POOL], request.match_info["id"]):
+    schedule_id = _path_key(request)
+    _not_in_policies(request, f"schedule:{schedule_id}")
+    if not await store.delete_schedule(request.app[POOL], schedule_id):
         raise _not_found("schedule")
     return web.Response(status=204)
 
@@ -160,21 +182,21 @@ async def delete_schedule(request: web.Request) -> web.Response:
 
 
 async def get_overrides(request: web.Request) -> web.Response:
-    reject_unknown(request.query, ("since", "until"))
-    since, until = _range(request, default_since=None)
+    since, until = _range(validation.query(request, RangeParams), default_since=None)
     pool = request.app[POOL]
-    await _schedule(pool, request)
-    overrides = await store.list_overrides(pool, request.match_info["id"], since, until)
+    schedule = await _schedule(pool, request)
+    overrides = await store.list_overrides(pool, schedule.id, since, until)
     return json_response({"overrides": [o.to_json() for o in overrides]})
 
 
 @requires_scope(Scope.ADMIN)
 async def post_override(request: web.Request) -> web.Response:
-    user_id, start, end = _parsed(parse_override, await _body(request))
+    req = await validation.body(request, OverrideRequest, max_bytes=_MAX_BODY)
+    user_id, start, end = _parsed(parse_override, as_mapping(req))
     async with request.app[POOL].acquire() as conn, conn.transaction():
         schedule = await _schedule(conn, request)
         if await store.get_user(conn, user_id) is None:
-            raise invalid("user", f"no user {user_id!r} (POST /admin/oncall/users first)")
+            raise invalid("body.user", f"no user {user_id!r} (POST /admin/oncall/users first)")
         principal = current_principal(request)
         override = await store.add_override(
             conn, schedule.id, user_id, start, end, principal.name if principal else "unknown"
@@ -184,20 +206,17 @@ async def post_override(request: web.Request) -> web.Response:
 
 @requires_scope(Scope.ADMIN)
 async def delete_override(request: web.Request) -> web.Response:
-    raw = request.match_info["override_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise _not_found("override")
-    if not await store.delete_override(request.app[POOL], request.match_info["id"], int(raw)):
+    schedule_id = _path_key(request)
+    override_id = validation.path_id(request, "override_id")
+    if not await store.delete_override(request.app[POOL], schedule_id, override_id):
         raise _not_found("override")
     return web.Response(status=204)
 
 
 async def get_oncall(request: web.Request) -> web.Response:
     """Who is on call at ``at`` (default: now), and through which layer or override."""
-    reject_unknown(request.query, ("at",))
-    at = _instant(request, "at", None)
-    if at is None:
-        at = time.time()
+    params = validation.query(request, AtParams)
+    at = time.time() if params.at is None else params.at
     pool = request.app[POOL]
     schedule = await _schedule(pool, request)
     overrides = await store.list_overrides(pool, schedule.id, at, at + 1)
@@ -211,8 +230,7 @@ async def get_oncall(request: web.Request) -> web.Response:
 
 async def get_shifts(request: web.Request) -> web.Response:
     """The final schedule over ``[since, until)`` (default: the next 7 days)."""
-    reject_unknown(request.query, ("since", "until"))
-    since, until = _range(request, default_since=time.time())
+    since, until = _range(validation.query(request, RangeParams), default_since=time.time())
     assert since is not None and until is not None
     pool = request.app[POOL]
     schedule = await _schedule(pool, request)
@@ -266,18 +284,23 @@ async def check_policy_targets(app: web.Application) -> None:
 
 
 def _parsed(parse: Any, *args: Any, **kwargs: Any) -> Any:
+    """The model's verdict on a body the seam has bounded (its fields named ``body.*``)."""
     try:
         return parse(*args, **kwargs)
     except OncallInputError as exc:
-        raise invalid(exc.field, exc.detail) from None
+        raise invalid(f"body.{exc.field}", exc.detail) from None
 
 
-async def _body(request: web.Request) -> Any:
-    return await read_json(request, max_bytes=256 * 1024)
+def _path_key(request: web.Request) -> str:
+    """The user or schedule id in the path: bounded, without NUL, in the id alphabet."""
+    key = validation.path_text(request, "id", MAX_ID)
+    if not ID_PATTERN.fullmatch(key):
+        raise invalid("path.id", "an id: lowercase letters, digits, '.', '_', '-' (1-64)")
+    return key
 
 
 async def _schedule(conn: asyncpg.Connection | asyncpg.Pool, request: web.Request) -> Schedule:
-    schedule = await store.get_schedule(conn, request.match_info["id"])
+    schedule = await store.get_schedule(conn, _path_key(request))
     if schedule is None:
         raise _not_found("schedule")
     return schedule
@@ -289,7 +312,8 @@ async def _users_exist(conn: asyncpg.Connection, schedule: Schedule) -> None:
         for j, user in enumerate(layer.users):
             if user in missing:
                 raise invalid(
-                    f"layers[{i}].users[{j}]", f"no user {user!r} (POST /admin/oncall/users first)"
+                    f"body.layers[{i}].users[{j}]",
+                    f"no user {user!r} (POST /admin/oncall/users first)",
                 )
 
 
@@ -301,36 +325,25 @@ def _not_in_policies(request: web.Request, target: str) -> None:
     )
     if naming:
         raise _conflict(
-            "id", f"escalation policies {', '.join(naming)} target {target} (config): change them"
+            "path.id",
+            f"escalation policies {', '.join(naming)} target {target} (config): change them",
         )
 
 
 def _range(
-    request: web.Request, *, default_since: float | None
+    params: RangeParams, *, default_since: float | None
 ) -> tuple[float | None, float | None]:
-    since = _instant(request, "since", default_since)
-    default_until = None if since is None else since + _DEFAULT_RANGE_S
-    until = _instant(request, "until", default_until)
+    since = default_since if params.since is None else params.since
+    until = params.until
+    if until is None and since is not None:
+        # Capped so the default range of a far-future since still renders (iso() ends at 9999).
+        until = min(since + _DEFAULT_RANGE_S, validation.MAX_UNIX_S)
     if since is not None and until is not None:
         if until <= since:
             raise invalid("query.until", "after since")
         if until - since > MAX_RANGE_S:
             raise invalid("query.until", f"at most {MAX_RANGE_S // 86400} days after since")
     return since, until
-
-
-def _instant(request: web.Request, key: str, default: float | None) -> float | None:
-    raw = request.query.get(key)
-    if raw is None:
-        return default
-    try:
-        value: Any = float(raw)
-    except ValueError:
-        value = raw
-    try:
-        return parse_instant(value, f"query.{key}")
-    except OncallInputError as exc:
-        raise invalid(exc.field, exc.detail) from None
 
 
 def _not_found(what: str) -> ProblemError:

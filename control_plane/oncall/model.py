@@ -19,17 +19,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from haetae.web.validation import parse_duration_s, parse_unix_time
+
 CONTACT_TYPES = ("slack", "sms", "alimtalk", "email")
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_PHONE = re.compile(r"^\+?[0-9]{7,16}$")
-_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
-_TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
-# Durations: seconds, or "90s", "5m", "1h30m", "2d", "1w" (not control_plane.rules.durations:
-# importing the rules package pulls in the alerting package, which imports this module).
-_DURATION = re.compile(r"(?:\d+(?:s|m|h|d|w))+")
-_DURATION_PART = re.compile(r"(\d+)(s|m|h|d|w)")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Patterns are used with fullmatch: "$" alone would let a trailing newline through.
+ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+MAX_ID = 64
+_PHONE = re.compile(r"\+?[0-9]{7,16}")
+_SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,20}")
+_EMAIL = re.compile(r"[^@\s\x00]{1,64}@[^@\s\x00]{1,255}")
+_TIME_OF_DAY = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+MAX_ADDRESS = 320
+MAX_TIMEZONE = 64
+MAX_CONTACT_METHODS = 20
+MAX_NOTIFICATION_RULES = 20
+MAX_RESTRICTIONS = 14
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ROTATIONS = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400}
 MIN_ROTATION_S = 3600
@@ -187,9 +191,11 @@ def parse_user(body: Any, *, user_id: str | None = None) -> User:
         raise OncallInputError("id", "differs from the id in the path")
     name = _text(obj.get("name", uid), "name", 200)
     timezone = _timezone(obj.get("timezone", "UTC"), "timezone")
-    raw_methods = _list(obj.get("contact_methods", []), "contact_methods", 20)
+    raw_methods = _list(obj.get("contact_methods", []), "contact_methods", MAX_CONTACT_METHODS)
     methods = tuple(_contact(m, f"contact_methods[{i}]") for i, m in enumerate(raw_methods))
-    raw_rules = _list(obj.get("notification_rules", []), "notification_rules", 20)
+    raw_rules = _list(
+        obj.get("notification_rules", []), "notification_rules", MAX_NOTIFICATION_RULES
+    )
     rules = []
     for i, r in enumerate(raw_rules):
         where = f"notification_rules[{i}]"
@@ -236,19 +242,12 @@ def parse_override(body: Any) -> tuple[str, float, float]:
 
 
 def parse_instant(value: Any, where: str) -> float:
-    """Unix seconds or an RFC 3339 time with a zone."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value) or value < 0:
-            raise OncallInputError(where, "non-negative unix seconds")
-        return float(value)
-    if isinstance(value, str):
-        try:
-            when = dt.datetime.fromisoformat(value)
-        except ValueError:
-            when = None
-        if when is not None and when.tzinfo is not None and "T" in value.upper():
-            return when.timestamp()
-    raise OncallInputError(where, "unix seconds or an RFC 3339 time like 2026-11-02T09:00:00Z")
+    """Unix seconds or an RFC 3339 time with a zone, between 1970 and 9999 (the seam's
+    bounds: what datetime, iso() and PostgreSQL all hold)."""
+    try:
+        return parse_unix_time(value)
+    except ValueError as exc:
+        raise OncallInputError(where, f"{exc} (e.g. 2026-11-02T09:00:00Z)") from None
 
 
 def user_from_row(row: Mapping[str, Any]) -> User:
@@ -296,7 +295,7 @@ def _layer(raw: Any, where: str) -> Layer:
         end = math.floor(parse_instant(obj["end"], f"{where}.end"))
         if end <= start:
             raise OncallInputError(f"{where}.end", "a layer ends after it starts")
-    raw_restrictions = _list(obj.get("restrictions", []), f"{where}.restrictions", 14)
+    raw_restrictions = _list(obj.get("restrictions", []), f"{where}.restrictions", MAX_RESTRICTIONS)
     restrictions = tuple(
         _restriction(r, f"{where}.restrictions[{i}]") for i, r in enumerate(raw_restrictions)
     )
@@ -309,7 +308,7 @@ def _restriction(raw: Any, where: str) -> Restriction:
     if kind not in ("daily", "weekly"):
         raise OncallInputError(f"{where}.type", "daily or weekly")
     start = obj.get("start")
-    m = _TIME_OF_DAY.match(start) if isinstance(start, str) else None
+    m = _TIME_OF_DAY.fullmatch(start) if isinstance(start, str) else None
     if m is None:
         raise OncallInputError(f"{where}.start", "a local time of day like 09:00")
     duration = _duration(obj.get("duration_s", obj.get("duration")), f"{where}.duration_s")
@@ -335,8 +334,8 @@ def _contact(raw: Any, where: str) -> ContactMethod:
     if kind not in CONTACT_TYPES:
         raise OncallInputError(f"{where}.type", f"one of {', '.join(CONTACT_TYPES)}")
     address = obj.get("address")
-    if not isinstance(address, str):
-        raise OncallInputError(f"{where}.address", "a string")
+    if not isinstance(address, str) or len(address) > MAX_ADDRESS:
+        raise OncallInputError(f"{where}.address", f"a string of at most {MAX_ADDRESS} characters")
     address = address.strip()
     pattern, what = {
         "slack": (_SLACK_USER, "a Slack user id like U012AB3CD"),
@@ -344,7 +343,7 @@ def _contact(raw: Any, where: str) -> ContactMethod:
         "alimtalk": (_PHONE, "a phone number like 01012345678"),
         "email": (_EMAIL, "an email address"),
     }[kind]
-    if not pattern.match(address):
+    if not pattern.fullmatch(address):
         raise OncallInputError(f"{where}.address", what)
     return ContactMethod(kind, address)
 
@@ -366,34 +365,31 @@ def _list(raw: Any, where: str, most: int, *, min_items: int = 0) -> Sequence[An
 
 
 def _id(raw: Any, where: str) -> str:
-    if not isinstance(raw, str) or not ID_PATTERN.match(raw):
+    if not isinstance(raw, str) or not ID_PATTERN.fullmatch(raw):
         raise OncallInputError(where, "an id: lowercase letters, digits, '.', '_', '-' (1-64)")
     return raw
 
 
 def _text(raw: Any, where: str, most: int) -> str:
-    if not isinstance(raw, str) or not raw.strip() or len(raw) > most:
-        raise OncallInputError(where, f"a text of 1-{most} characters")
+    if not isinstance(raw, str) or not raw.strip() or len(raw) > most or "\x00" in raw:
+        raise OncallInputError(where, f"a text of 1-{most} characters without NUL")
     return raw.strip()
 
 
 def _timezone(raw: Any, where: str) -> str:
-    if not isinstance(raw, str):
+    if not isinstance(raw, str) or len(raw) > MAX_TIMEZONE or "\x00" in raw:
         raise OncallInputError(where, "an IANA time zone like UTC or Asia/Seoul")
     try:
         zoneinfo.ZoneInfo(raw)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise OncallInputError(where, "an IANA time zone like UTC or Asia/Seoul") from None
     return raw
 
 
 def _duration(raw: Any, where: str) -> float:
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        seconds = float(raw)
-    elif isinstance(raw, str) and _DURATION.fullmatch(raw.strip()):
-        seconds = float(sum(int(n) * _UNITS[u] for n, u in _DURATION_PART.findall(raw)))
-    else:
-        raise OncallInputError(where, "seconds, or a duration like 30m, 12h, 1d")
-    if not (math.isfinite(seconds) and seconds >= 0):
-        raise OncallInputError(where, "a duration cannot be negative")
-    return seconds
+    """Seconds, or ``30m``, ``12h``, ``1d``: at most ten years (the seam's bound), so a
+    rotation always fits PostgreSQL's bigint and Python's datetime."""
+    try:
+        return parse_duration_s(raw.strip() if isinstance(raw, str) else raw)
+    except ValueError as exc:
+        raise OncallInputError(where, f"{exc} (e.g. 30m, 12h, 1d)") from None

@@ -72,14 +72,21 @@ async def test_people_and_schedules(
         )
         assert resp.status == 201, await resp.text()
     resp = await client.post("/admin/oncall/users", json={"id": "alice"}, headers=h)
-    assert (await assert_problem(resp, 409))["field"] == "id"
+    assert (await assert_problem(resp, 409))["field"] == "body.id"
     resp = await client.post(
         "/admin/oncall/users",
         json={"id": "dan", "contact_methods": [{"type": "sms", "address": "not a phone"}]},
         headers=h,
     )
-    assert (await assert_problem(resp, 400))["field"] == "contact_methods[0].address"
-    await assert_problem(await client.post("/admin/oncall/users", data=b"[", headers=h), 400)
+    assert (await assert_problem(resp, 400))["field"] == "body.contact_methods[0].address"
+    await assert_problem(
+        await client.post(
+            "/admin/oncall/users",
+            data=b"[",
+            headers={**h, "Content-Type": "application/json"},
+        ),
+        400,
+    )
     resp = await client.put(
         "/admin/oncall/users/bob",
         json={
@@ -107,13 +114,13 @@ async def test_people_and_schedules(
     resp = await client.post(
         "/admin/oncall/schedules", json={"id": "primary", "layers": [layer]}, headers=h
     )
-    assert (await assert_problem(resp, 400))["field"] == "layers[0].users[1]"
+    assert (await assert_problem(resp, 400))["field"] == "body.layers[0].users[1]"
     resp = await client.post(
         "/admin/oncall/schedules",
         json={"id": "primary", "layers": [{**layer, "rotation": "1m", "users": ["alice"]}]},
         headers=h,
     )
-    assert (await assert_problem(resp, 400))["field"] == "layers[0].rotation_s"
+    assert (await assert_problem(resp, 400))["field"] == "body.layers[0].rotation_s"
     resp = await client.post(
         "/admin/oncall/schedules",
         json={"id": "primary", "name": "Primary", "layers": [{**layer, "users": ["alice", "bob"]}]},
@@ -146,7 +153,7 @@ async def test_people_and_schedules(
         json={"user": "ghost", "start": MON, "end": "2026-11-04T00:00:00Z"},
         headers=h,
     )
-    assert (await assert_problem(resp, 400))["field"] == "user"
+    assert (await assert_problem(resp, 400))["field"] == "body.user"
     covered = await oncall("2026-11-03T12:00:00Z")
     assert covered["user"] == "carol" and covered["source"] == "override"
     resp = await client.get(
@@ -177,7 +184,7 @@ async def test_people_and_schedules(
     # Deletions that would leave a dangling reference are refused.
     resp = await client.delete("/admin/oncall/users/alice", headers=h)
     body = await assert_problem(resp, 409)
-    assert body["field"] == "id" and "primary" in body["detail"]
+    assert body["field"] == "path.id" and "primary" in body["detail"]
     resp = await client.delete("/admin/oncall/users/carol", headers=h)
     assert "escalation policies p" in (await assert_problem(resp, 409))["detail"]
     resp = await client.delete("/admin/oncall/schedules/primary", headers=h)
