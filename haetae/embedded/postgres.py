@@ -226,7 +226,8 @@ class EmbeddedPostgres:
             "--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--locale=C",
         ]  # fmt: skip
         result = self._run([*base, "--lc-ctype=C.UTF-8"])
-        if result.returncode != 0:  # a libc without the C.UTF-8 locale: ASCII-only trigrams
+        if result.returncode != 0 and b"locale" in result.stderr:
+            # A libc without the C.UTF-8 locale: trigrams and full text see ASCII letters only.
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self._prepare_data_dir()
             result = self._run(base)
