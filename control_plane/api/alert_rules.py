@@ -114,12 +114,16 @@ async def list_rules(request: web.Request) -> web.Response:
     api = await engine.store.api_rules()
     rules = [_rule_json(r) for r in engine.ruleset.file_rules.values()]
     rules += [_rule_json(s.rule) for s in api]
+    for r in rules:  # each rule's last evaluation: ok, err (with the error) or unknown
+        r.update(engine.health.get(r["name"]).as_json())
     rules.sort(key=lambda r: r["name"])
     return json_response({"rules": rules})
 
 
 async def get_rule(request: web.Request) -> web.Response:
-    return json_response(_rule_json(await _find(request)))
+    rule = await _find(request)
+    health = request.app[RULE_ENGINE].health.get(rule.name).as_json()
+    return json_response({**_rule_json(rule), **health})
 
 
 async def delete_rule(request: web.Request) -> web.Response:

@@ -25,7 +25,8 @@ import asyncpg
 from control_plane.config import AlertingConfig
 from control_plane.ingest.windows import Point, SeriesRef
 from control_plane.query.matchers import Matcher
-from control_plane.rules.evaluator import EvaluationError, SeriesSource, evaluate
+from control_plane.rules.evaluator import SeriesSource, evaluate
+from control_plane.rules.health import RuleHealthBook
 from control_plane.rules.leases import ShardLeases, shard_of
 from control_plane.rules.metrics import AlertingMetrics
 from control_plane.rules.model import Rule
@@ -78,6 +79,8 @@ class RuleEngine:
         self.ruleset = RuleSet(self.store, cfg.rules_dir, log=self._log)
         self.leases = ShardLeases(pool, cfg.shards, log=self._log)
         self.listeners: list[Listener] = []
+        # Each rule's last evaluation: ok, or the error it raised (shown by the rules API).
+        self.health = RuleHealthBook(self.metrics, self._log)
         # shard -> rule -> fingerprint -> alert; a shard is here only while its lock is held.
         self._alerts: dict[int, dict[str, dict[str, Alert]]] = {}
         # (shard, rule, fingerprint) -> (what must be stored at once, when last stored)
@@ -201,12 +204,12 @@ class RuleEngine:
                 continue  # the windows are still filling: everything would look absent
             try:
                 result = evaluate(rule.expr, source, now, lookback_s=self._cfg.lookback_s)
-            except EvaluationError as exc:
-                self._log.warning("rule %s cannot be evaluated: %s", name, exc)
-                self.metrics.evaluation_failures.inc()
+                assert isinstance(result, list)
+                step = advance(rule, current, result, now, may_clear=warm)
+            except Exception as exc:  # whatever one rule raises, the others are evaluated
+                self.health.failed(name, now, exc)
                 continue
-            assert isinstance(result, list)
-            step = advance(rule, current, result, now, may_clear=warm)
+            self.health.ok(name, now)
             updated[name] = step.alerts
             transitions.extend(step.transitions)
             changed.extend(a for a in step.changed if self._must_store(shard, a, now))
@@ -245,6 +248,7 @@ class RuleEngine:
         if not await self.ruleset.refresh():
             return
         names = list(self.ruleset.rules)
+        self.health.keep_only(names)
         for shard, alerts in self._alerts.items():
             gone = [n for n in alerts if n not in self.ruleset.rules]
             if gone:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from control_plane.alerting.sender import Outcome
@@ -19,7 +21,8 @@ class AlertingMetrics:
         )
         self.evaluation_failures = Counter(
             "haetae_rule_evaluation_failures_total",
-            "Rule evaluations that failed on the data (e.g. duplicate label sets).",
+            "Rule evaluations that failed (e.g. duplicate label sets); the other rules go on.",
+            ["rule"],
             registry=r,
         )
         self.alerts = Gauge(
@@ -41,3 +44,8 @@ class AlertingMetrics:
             self.alerts.labels(state.value).set(0)
         for outcome in Outcome:
             self.notifications.labels(outcome.value)
+
+    def forget_rule(self, rule: str) -> None:
+        """Drop a deleted rule's series."""
+        with contextlib.suppress(KeyError):  # KeyError: it never failed
+            self.evaluation_failures.remove(rule)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 from control_plane.query.matchers import Matcher, MatchOp
 from control_plane.rules.ast import (
@@ -60,17 +62,20 @@ _CMP = ("==", "!=", ">", "<", ">=", "<=")
 _PRECEDENCE = {"or": 1, "and": 2, "unless": 2, **dict.fromkeys(_CMP, 3)}
 _PRECEDENCE |= {"+": 4, "-": 4, "*": 5, "/": 5, "%": 5}
 # How deep an expression may nest (parentheses, unary operators, call arguments and the height
-# of the operator tree). Prometheus sets no limit (Go's stacks grow to a gigabyte); here each
-# level costs the parser about four Python frames and the evaluator two or three, under
-# Python's default limit of 1,000 frames shared with the caller (an aiohttp handler, pytest).
-# 128 leaves that margin; rules people write nest a handful of levels (Prometheus's own test
-# files at most 6).
-MAX_DEPTH = 128
+# of the operator tree). Prometheus sets no limit (Go's stacks grow to a gigabyte); here the
+# worst shape, `a + (a + (...))`, costs the parser and evaluator about 6 Python frames a level,
+# under Python's default limit of 1,000 frames shared with the caller (an aiohttp handler,
+# pytest). 64 levels take under 400 frames; rules people write nest a handful of levels
+# (Prometheus's own test files at most 6).
+MAX_DEPTH = 64
 # Keywords that cannot start an operand (a metric of that name needs `{__name__=...}`).
 _KEYWORDS = frozenset(
     {"and", "or", "unless", "on", "ignoring", "group_left", "group_right", "bool"}
 )
 _SPECIAL_NUMBERS = {"inf": float("inf"), "nan": float("nan")}
+
+
+_Node = TypeVar("_Node", Unary, Binary, Call, Aggregate)
 
 
 def parse_expr(text: str) -> Expr:
@@ -80,7 +85,6 @@ def parse_expr(text: str) -> Expr:
     parser = _Parser(text, tokenize(text))
     expr = parser.expr()
     parser.expect_eof()
-    _check_height(expr)
     if expr.type is ValueType.MATRIX:
         raise ExprError("a range vector cannot be the result; wrap it in a function", expr.pos)
     return expr
@@ -92,6 +96,9 @@ class _Parser:
         self.tokens = tokens
         self.i = 0
         self.depth = 0
+        # The height of each operator node built so far (the node is kept so its id stays
+        # unique): a chain like `a + a + ... + a` parses in a loop, yet nests in the tree.
+        self.heights: dict[int, tuple[Expr, int]] = {}
 
     # -- token helpers -------------------------------------------------------------------
 
@@ -134,13 +141,21 @@ class _Parser:
         if not self.at(Tok.EOF):
             raise ExprError(f"unexpected {_describe(self.tok)}", self.tok.pos)
 
+    def grown(self, node: _Node, *children: Expr) -> _Node:
+        """``node``, once its height (1 + its tallest child's) is known to be within bounds."""
+        height = 1 + max((self.heights.get(id(c), (c, 1))[1] for c in children), default=0)
+        if height > MAX_DEPTH:
+            raise ExprError(f"the expression nests deeper than {MAX_DEPTH} levels", node.pos)
+        self.heights[id(node)] = (node, height)
+        return node
+
     # -- grammar -------------------------------------------------------------------------
 
     def expr(self, min_precedence: int = 1) -> Expr:
         lhs = self.unary()
         while (precedence := self.binary_precedence()) >= min_precedence:
             op = self.keyword() if self.tok.kind is Tok.IDENT else self.advance()
-            lhs = self.binary(op, lhs, lambda p=precedence: self.expr(p + 1))  # type: ignore[misc]
+            lhs = self.binary(op, lhs, partial(self.expr, precedence + 1))
         return lhs
 
     def binary_precedence(self) -> int:
@@ -165,7 +180,7 @@ class _Parser:
                 if isinstance(operand, NumberLiteral):
                     value = -operand.value if op.text == "-" else operand.value
                     return NumberLiteral(value, op.pos)
-                return Unary(op.text, operand, op.pos)
+                return self.grown(Unary(op.text, operand, op.pos), operand)
             return self.power()
         finally:
             self.depth -= 1
@@ -207,7 +222,8 @@ class _Parser:
         if vectors and matching is None:
             card = Cardinality.MANY_TO_MANY if op.text in SET_OPERATORS else Cardinality.ONE_TO_ONE
             matching = VectorMatching(card)
-        return Binary(op.text, lhs, rhs, op.pos, return_bool, matching if vectors else None)
+        matching = matching if vectors else None
+        return self.grown(Binary(op.text, lhs, rhs, op.pos, return_bool, matching), lhs, rhs)
 
     def matching(self, op: Token) -> tuple[Token | None, VectorMatching | None]:
         """`on(...)`/`ignoring(...)` and `group_left/right(...)` after an operator."""
@@ -294,7 +310,7 @@ class _Parser:
         for arg, want in zip(args, arg_types, strict=True):
             if arg.type is not want:
                 raise ExprError(f"{name.text}() expects {_a(want)}, got {_a(arg.type)}", arg.pos)
-        return Call(name.text, tuple(args), name.pos)
+        return self.grown(Call(name.text, tuple(args), name.pos), *args)
 
     def aggregate(self) -> Aggregate:
         op = self.keyword()
@@ -319,7 +335,7 @@ class _Parser:
             raise ExprError(
                 f"{op.text}() expects an instant vector, got {_a(inner.type)}", inner.pos
             )
-        return Aggregate(op.text, inner, grouping, without, op.pos)
+        return self.grown(Aggregate(op.text, inner, grouping, without, op.pos), inner)
 
     def label_list(self) -> tuple[str, ...]:
         self.expect(Tok.PUNCT, "(")
@@ -394,27 +410,6 @@ class _Parser:
             return Matcher(label.text, match_op, pattern, compile_matcher(pattern))
         except RegexError as exc:
             raise ExprError(f"bad regular expression {pattern!r}: {exc}", value.pos) from None
-
-
-def _check_height(expr: Expr) -> None:
-    """Refuse a tree taller than MAX_DEPTH (a long chain like ``a + a + ... + a`` parses in a
-    loop but would nest that deep in every recursive walk of the tree). Iterative."""
-    stack: list[tuple[Expr, int]] = [(expr, 1)]
-    while stack:
-        node, height = stack.pop()
-        if height > MAX_DEPTH:
-            raise ExprError(f"the expression nests deeper than {MAX_DEPTH} levels", node.pos)
-        stack.extend((child, height + 1) for child in _children(node))
-
-
-def _children(expr: Expr) -> tuple[Expr, ...]:
-    if isinstance(expr, Binary):
-        return (expr.lhs, expr.rhs)
-    if isinstance(expr, Aggregate | Unary):
-        return (expr.expr,)
-    if isinstance(expr, Call):
-        return expr.args
-    return ()
 
 
 def _need_value(expr: Expr, what: str) -> None:
