@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import web
 
-from control_plane.alerting.incident_context import RecentSeries
+from control_plane.alerting.incident_context import RecentSeries, RuleExpressions
 from control_plane.alerting.links import LinkSigner, load_link_key
 from control_plane.alerting.service import Notifier
 from control_plane.appkeys import CONFIG, METRICS, POOL
@@ -44,7 +44,10 @@ async def notify_ctx(app: web.Application) -> AsyncIterator[None]:
         registry=app[METRICS].registry,
         on_outcome=lambda o: counter.labels(o.value).inc(),
         signer=signer,
-        context_sources=[RecentSeries(lambda rule: _metric_names(engine, rule))],
+        context_sources=[
+            RecentSeries(lambda rule: _metric_names(engine, rule)),
+            RuleExpressions(lambda rule: _expression(engine, rule)),
+        ],
     )
     async with notifier:
         engine.listeners.append(notifier.wake)
@@ -58,3 +61,8 @@ async def notify_ctx(app: web.Application) -> AsyncIterator[None]:
 def _metric_names(engine: RuleEngine, rule_name: str) -> frozenset[str]:
     rule = engine.rules.get(rule_name)
     return rule.metric_names if rule is not None else frozenset()
+
+
+def _expression(engine: RuleEngine, rule_name: str) -> str | None:
+    rule = engine.rules.get(rule_name)
+    return rule.expr_text if rule is not None else None

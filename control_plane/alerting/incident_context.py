@@ -4,7 +4,8 @@ A :class:`ContextSource` has a name and one ``gather()``; the notifier runs ever
 each incident still without context (claimed with ``FOR UPDATE SKIP LOCKED``) and stores the
 results by source name in ``incidents.context``. A failing source records its error and never
 blocks the others. :class:`RecentSeries` (the alert's recent samples) is built in; error logs,
-slow queries and traces register their own sources as they arrive.
+slow queries and traces register their own sources as they arrive. :class:`RuleExpressions`
+keeps each alert's expression for the incident page.
 """
 
 from __future__ import annotations
@@ -90,6 +91,24 @@ class RecentSeries:
                 )
             if len(out) >= self._max_series:
                 break
+        return out
+
+
+class RuleExpressions:
+    """Each alert's rule expression as it was when the incident opened (rules change later)."""
+
+    name = "rule_expressions"
+
+    def __init__(self, expression: Callable[[str], str | None]) -> None:
+        self._expression = expression  # rule name -> its expression text
+
+    async def gather(self, conn: asyncpg.Connection, seed: IncidentSeed) -> Any:
+        out: dict[str, str] = {}
+        for labels in seed.alerts:
+            name = labels.get("alertname", "")
+            expr = self._expression(name) if name else None
+            if expr is not None:
+                out[name] = expr
         return out
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from urllib.parse import urlencode
 
 import asyncpg
 
 LIST = "list"  # the subject of a link to the incident list
+_EXP = re.compile(r"[0-9]{1,19}")
 
 
 async def load_link_key(pool: asyncpg.Pool) -> bytes:
@@ -45,7 +47,13 @@ class LinkSigner:
     def list_url(self, now: float) -> str:
         return f"{self.base_url}/incidents?{urlencode(self.query(LIST, now))}"
 
-    def verify(self, subject: int | str, exp: str | None, sig: str | None, now: float) -> bool:
-        if not exp or not sig or not exp.isdigit() or int(exp) < now:
+    def verify(
+        self, subject: int | str, exp: str | int | None, sig: str | None, now: float
+    ) -> bool:
+        """A link's ``exp`` and ``sig`` hold for ``subject`` and have not expired (``exp`` is
+        ASCII digits, at most 19 of them: "²" and a 5,000-digit number are simply invalid)."""
+        if isinstance(exp, str):
+            exp = int(exp) if _EXP.fullmatch(exp) else None
+        if exp is None or not sig or exp < now:
             return False
-        return hmac.compare_digest(self._mac(str(subject), int(exp)), sig)
+        return hmac.compare_digest(self._mac(str(subject), exp), sig)
