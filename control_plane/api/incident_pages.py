@@ -105,7 +105,7 @@ async def list_page(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     form = validate(LoginForm, await _form(request), where="body")
-    principal = await request.app[TOKEN_STORE].verify(form.token.strip())
+    principal = await request.app[TOKEN_STORE].verify(str(form.token).strip())
     if principal is None or not principal.has_scope(Scope.READ):
         return _html(render_login("That is not a valid admin token."), status=401)
     signer = _signer(request)
@@ -148,7 +148,7 @@ async def incident_action(request: web.Request) -> web.Response:
             )
             notifier.wake()
         else:
-            note = form.text.strip()
+            note = str(form.text).strip()
             if not note:
                 raise _invalid("body.text", "a note of 1-10000 characters")
             await add_note(pool, incident_id, actor, note, now)
