@@ -284,6 +284,9 @@ def run_up(opts: UpOptions) -> int:
                 ),
                 "HAETAE_AGENT_APP_METRICS_URL": f"{demo_url}/metrics",
                 "HAETAE_AGENT_HEALTH_URL": f"{demo_url}/health",
+                # The host's L1 (<state_dir>/l1.sock) on the shared L2: cache warm-ups reach it.
+                "HAETAE_AGENT_CACHE_ENABLED": "true",
+                "HAETAE_AGENT_CACHE_REDIS_URL": backing.redis_url,
             },
             log_path=logs_dir / "agent.log",
         )
