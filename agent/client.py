@@ -52,7 +52,7 @@ class Answer:
         except orjson.JSONDecodeError:
             return self.body[:_MAX_DETAIL].decode("utf-8", "replace")
         if isinstance(doc, dict):
-            parts = [str(doc[k]) for k in ("title", "detail", "hint") if doc.get(k)]
+            parts = [str(doc[k]) for k in ("title", "field", "detail", "hint") if doc.get(k)]
             if parts:
                 return ": ".join(parts)[:_MAX_DETAIL]
         return str(doc)[:_MAX_DETAIL]

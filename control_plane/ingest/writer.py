@@ -306,7 +306,9 @@ class Ingestor:
                     reports[0].agent_id,
                     exc,
                 )
-                return [IngestRejected(f"PostgreSQL refused the report's data: {exc}"[:500])]
+                # The first line says what (PostgreSQL's DETAIL/HINT lines name internals).
+                reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+                return [IngestRejected(f"PostgreSQL refused the report's data: {reason}")]
             self._log.info(
                 "a flush of %d reports failed on their data (%s); writing the halves apart",
                 len(reports),
