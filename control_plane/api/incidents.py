@@ -1,10 +1,11 @@
-"""Admin API for incidents: create, list, detail with timeline, acknowledge, resolve, note,
-reassign. Escalation itself runs in the notifier (durable timers in PostgreSQL)."""
+"""Admin API for incidents: create, list, detail with alerts and timeline, acknowledge,
+resolve, note, reassign. Escalation itself runs in the notifier (durable timers in PostgreSQL).
+Bodies, ids and queries go through the validation seam (400s naming the field)."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -23,10 +24,33 @@ from control_plane.appkeys import POOL
 from control_plane.auth.middleware import current_principal
 from control_plane.query.cursor import decode_cursor, encode_cursor
 from control_plane.query.params import parse_page, reject_unknown
-from haetae.web.bodies import json_response, read_json
+from haetae.web.bodies import json_response
 from haetae.web.problem import ProblemError, invalid
+from haetae.web.validation import Model, Name, body, path_id, query, text
 
-_STATUSES = ("triggered", "acknowledged", "resolved")
+Title = text(300, min_length=1)
+NoteText = text(10_000, min_length=1)
+Assignee = text(200, min_length=1)
+Cursor = text(2048)
+
+
+class CreateBody(Model):
+    title: Title  # type: ignore[valid-type]
+    policy: Name
+
+
+class NoteBody(Model):
+    text: NoteText  # type: ignore[valid-type]
+
+
+class ReassignBody(Model):
+    assignee: Assignee  # type: ignore[valid-type]
+
+
+class ListQuery(Model):
+    status: Literal["triggered", "acknowledged", "resolved"] | None = None
+    limit: str | None = None  # read by parse_page (bounds, cursor)
+    cursor: Cursor | None = None  # type: ignore[valid-type]
 
 
 def setup_routes(app: web.Application) -> None:
@@ -40,14 +64,13 @@ def setup_routes(app: web.Application) -> None:
 
 
 async def post_create(request: web.Request) -> web.Response:
-    body = await _object(request, {"title", "policy"})
-    title = body.get("title")
-    if not isinstance(title, str) or not title.strip() or len(title) > 300:
-        raise invalid("title", "a title of 1-300 characters")
-    policy = body.get("policy")
+    req = await body(request, CreateBody, max_bytes=64 * 1024)
+    title, policy = str(req.title), str(req.policy)
+    if not title.strip():
+        raise invalid("body.title", "a title of 1-300 characters")
     if policy not in request.app[NOTIFIER].policies:
         known = ", ".join(sorted(request.app[NOTIFIER].policies)) or "none configured"
-        raise invalid("policy", f"an escalation policy name ({known})")
+        raise invalid("body.policy", f"an escalation policy name ({known})")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         incident_id = await open_incident(
             conn, title.strip(), policy, time.time(), actor=_who(request)
@@ -60,9 +83,7 @@ async def post_create(request: web.Request) -> web.Response:
 async def get_list(request: web.Request) -> web.Response:
     q = request.query
     reject_unknown(q, ("status", "limit", "cursor"))
-    status = q.get("status")
-    if status is not None and status not in _STATUSES:
-        raise invalid("query.status", f"one of {', '.join(_STATUSES)}")
+    status = query(request, ListQuery).status
     page = parse_page(q)
     before = None if page.after is None else decode_cursor(page.after, kind=int)
     rows = await list_incidents(
@@ -83,9 +104,13 @@ async def get_one(request: web.Request) -> web.Response:
 
 
 async def post_ack(request: web.Request) -> web.Response:
-    policies = request.app[NOTIFIER].policies
+    notifier = request.app[NOTIFIER]
     pool = request.app[POOL]
-    await _call(acknowledge(pool, _id(request), _who(request), time.time(), policies))
+    link = notifier.signer.url if notifier.signer is not None else None
+    await _call(
+        acknowledge(pool, _id(request), _who(request), time.time(), notifier.policies, link=link)
+    )
+    notifier.wake()
     return json_response(await get_incident(pool, _id(request)))
 
 
@@ -108,20 +133,18 @@ async def post_resolve(request: web.Request) -> web.Response:
 
 
 async def post_note(request: web.Request) -> web.Response:
-    body = await _object(request, {"text"})
-    text = body.get("text")
-    if not isinstance(text, str) or not text.strip() or len(text) > 10_000:
-        raise invalid("text", "a note of 1-10000 characters")
+    note = str((await body(request, NoteBody, max_bytes=64 * 1024)).text)
+    if not note.strip():
+        raise invalid("body.text", "a note of 1-10000 characters")
     pool = request.app[POOL]
-    await _call(add_note(pool, _id(request), _who(request), text, time.time()))
+    await _call(add_note(pool, _id(request), _who(request), note, time.time()))
     return json_response(await get_incident(pool, _id(request)), status=201)
 
 
 async def post_reassign(request: web.Request) -> web.Response:
-    body = await _object(request, {"assignee"})
-    assignee = body.get("assignee")
-    if not isinstance(assignee, str) or not assignee.strip() or len(assignee) > 200:
-        raise invalid("assignee", "who takes the incident over (1-200 characters)")
+    assignee = str((await body(request, ReassignBody, max_bytes=64 * 1024)).assignee)
+    if not assignee.strip():
+        raise invalid("body.assignee", "who takes the incident over (1-200 characters)")
     pool = request.app[POOL]
     await _call(reassign(pool, _id(request), _who(request), assignee.strip(), time.time()))
     return json_response(await get_incident(pool, _id(request)))
@@ -138,21 +161,8 @@ async def _call(awaitable: Any) -> Any:
         ) from exc
 
 
-async def _object(request: web.Request, keys: set[str]) -> dict[str, Any]:
-    body = await read_json(request, max_bytes=64 * 1024)
-    if not isinstance(body, dict):
-        raise invalid("body", "a JSON object")
-    unknown = sorted(set(body) - keys)
-    if unknown:
-        raise invalid(unknown[0], "unknown key")
-    return body
-
-
 def _id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise ProblemError(404, "Not Found", detail="no such incident", type_="not-found")
-    return int(raw)
+    return path_id(request)
 
 
 def _who(request: web.Request) -> str:

@@ -166,10 +166,27 @@ async def test_incident_api(
     resp = await client.post(
         "/admin/incidents/create", json={"title": "x", "policy": "nope"}, headers=h
     )
-    assert (await assert_problem(resp, 400))["field"] == "policy"
+    assert (await assert_problem(resp, 400))["field"] == "body.policy"
     resp = await client.get("/admin/incidents?status=resolved&limit=1", headers=h)
     assert [i["id"] for i in (await resp.json())["incidents"]] == [iid]
     await assert_problem(await client.get("/admin/incidents?status=gone", headers=h), 400)
+    # Hostile input is a 400 naming the field, never a 5xx.
+    for payload, field in (
+        ({"title": "x\u0000y", "policy": "default"}, "body.title"),
+        ({"title": "x", "policy": ["default"]}, "body.policy"),
+        ({"title": "x", "policy": {"a": 1}}, "body.policy"),
+        ({"title": "x", "policy": "default", "extra": 1}, "body.extra"),
+    ):
+        resp = await client.post("/admin/incidents/create", json=payload, headers=h)
+        assert (await assert_problem(resp, 400))["field"] == field, payload
+    for path in ("/admin/incidents/%C2%B2", "/admin/incidents/%C2%B2/ack", "/admin/incidents/0"):
+        method = client.post if path.endswith("/ack") else client.get
+        resp = await method(path, headers=h)
+        assert (await assert_problem(resp, 400))["field"] == "path.id", path
+    resp = await client.post(f"/admin/incidents/{iid}/note", json={"text": "a\u0000b"}, headers=h)
+    assert (await assert_problem(resp, 400))["field"] == "body.text"
+    resp = await client.get("/admin/incidents?status=resolved&status=x", headers=h)
+    await assert_problem(resp, 400)
 
 
 class Broken:
