@@ -219,7 +219,10 @@ async def get_oncall(request: web.Request) -> web.Response:
     at = time.time() if params.at is None else params.at
     pool = request.app[POOL]
     schedule = await _schedule(pool, request)
-    overrides = await store.list_overrides(pool, schedule.id, at, at + 1)
+    # The one-second window stops at the last instant PostgreSQL and iso() both hold.
+    overrides = await store.list_overrides(
+        pool, schedule.id, at, min(at + 1, validation.MAX_UNIX_S)
+    )
     who = oncall_at(schedule, overrides, at)
     out: dict[str, Any] = {"schedule": schedule.id, "at": iso(at), "oncall": None}
     if who is not None:
