@@ -132,7 +132,32 @@ BAD: list[tuple[str, Any, str]] = [
     ("label value int", report(samples=[sample(labels={"path": 1})]), "samples[0].labels.path"),
     ("label value null", report(samples=[sample(labels={"p": None})]), "samples[0].labels.p"),
     ("label value obj", report(samples=[sample(labels={"p": {}})]), "samples[0].labels.p"),
-    ("label value long", report(samples=[sample(labels={"p": "x" * 4097})]), "samples[0].labels.p"),
+    ("label value long", report(samples=[sample(labels={"p": "x" * 1025})]), "samples[0].labels.p"),
+    # What PostgreSQL would refuse (issue 9): NUL, invalid UTF-8, label sets past the btree
+    ("label value NUL", report(samples=[sample(labels={"p": "x\u0000y"})]), "samples[0].labels.p"),
+    (
+        "label set over the index bound",
+        report(samples=[sample(labels={f"l{i}": "v" * 1024 for i in range(64)})]),
+        "samples[0].labels",
+    ),
+    (
+        "label set over the bound in UTF-8 bytes",
+        report(samples=[sample(labels={"a": "\u00e9" * 1000, "b": "x" * 100})]),
+        "samples[0].labels",
+    ),
+    (
+        "label set over the bound once escaped",
+        report(samples=[sample(labels={"a": "\u0001" * 400})]),
+        "samples[0].labels",
+    ),
+    ("invalid UTF-8", b'{"report_id": "x\xff"}', "body"),
+    ("lone surrogate", b'{"report_id": "\\ud800"}', "body"),
+    ("UTF-8 encoded surrogate", b'{"report_id": "\xed\xa0\x80"}', "body"),
+    (
+        "collector name NUL",
+        report(collectors=[{"name": "h\u0000", "ok": True}]),
+        "collectors[0].name",
+    ),
     ("value missing", report(samples=[{"name": "m"}]), "samples[0].value"),
     ("value string", report(samples=[sample(value="1.0")]), "samples[0].value"),
     ("value inf word", report(samples=[sample(value="Inf")]), "samples[0].value"),
@@ -171,6 +196,12 @@ def test_bad_input_is_a_400_naming_the_field(doc: Any, field: str) -> None:
     assert err.value.status == 400
     assert err.value.field == field
     assert err.value.detail
+
+
+def test_label_sets_up_to_the_bound_are_accepted() -> None:
+    labels = {"a": "v" * 1000, "b": "v" * 1000}  # 2,017 bytes stored
+    (s,) = decode(report(samples=[sample(labels=labels)])).samples
+    assert len(s.labels_key.encode()) <= 2048
 
 
 def test_validation_memo_never_hides_a_bad_label_value() -> None:
