@@ -60,6 +60,8 @@ class _Result:
 
 
 _UNAVAILABLE = object()
+# Keys per L2 read when a warm-up fills the L1.
+_FILL_SLICE = 64
 
 
 class LayeredCache:
@@ -283,20 +285,24 @@ class LayeredCache:
         Not lookups: no hit/miss counts and no hot-key records, so a warm-up does not make
         the keys it names look hot. A value invalidated while the read was in flight is not
         filled (the epoch check, as for any L2 read)."""
-        if self.l2 is None or not keys:
-            return 0
-        epoch = self.epoch
-        raws = await self._l2_call(lambda: self._l2().mget(keys))
-        if raws is _UNAVAILABLE:
-            return 0
-        assert isinstance(raws, list)
-        now, filled = self._wall(), 0
-        for key, raw in zip(keys, raws, strict=True):
-            rec = serde.decode(raw) if raw else None
-            if rec is None or rec.negative or rec.fresh_until <= now:
+        filled = 0
+        if self.l2 is None:
+            return filled
+        # In slices: each read stays well inside the breaker's per-call timeout.
+        for start in range(0, len(keys), _FILL_SLICE):
+            chunk = keys[start : start + _FILL_SLICE]
+            epoch = self.epoch
+            raws = await self._l2_call(functools.partial(self._l2().mget, chunk))
+            if raws is _UNAVAILABLE:
                 continue
-            self._fill_l1(key, rec.value, rec.fresh_until - now, False, rec.size, epoch)
-            filled += key in self.l1
+            assert isinstance(raws, list)
+            now = self._wall()
+            for key, raw in zip(chunk, raws, strict=True):
+                rec = serde.decode(raw) if raw else None
+                if rec is None or rec.negative or rec.fresh_until <= now:
+                    continue
+                self._fill_l1(key, rec.value, rec.fresh_until - now, False, rec.size, epoch)
+                filled += key in self.l1
         return filled
 
     def flush_l1(self) -> int:

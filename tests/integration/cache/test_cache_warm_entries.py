@@ -81,3 +81,12 @@ def test_format_is_compatible_both_ways() -> None:
     # A follower that predates warm entries reads one as an invalidation of nothing.
     assert Invalidation.from_fields(warm) == Invalidation()
     assert warm_keys({b"w": b'{"not": "a list"}'}) == ()
+
+
+async def test_many_keys_are_filled_in_slices(make_cache: MakeCache) -> None:
+    publisher, follower = await make_cache(), await make_cache()
+    keys = [f"item:{i}" for i in range(300)]
+    for key in keys:
+        await publisher.set(key, key)
+    assert await follower.fill_from_l2(keys) == 300
+    assert all(follower.l1.get_entry(k).value == k for k in keys)  # type: ignore[union-attr]
