@@ -115,7 +115,6 @@ async def purge_cdn(cdn: CdnPurger, purge: PurgeRequest) -> PurgeResult:
 
 
 async def purge(request: web.Request) -> web.Response:
-    validation.require_json(request)
     wanted = parse_purge(await read_json(request))
     result = await purge_cdn(configured_cdn(request, "body"), wanted)
     return json_response(
