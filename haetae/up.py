@@ -125,7 +125,7 @@ def _alerting_config(opts: UpOptions, cp_url: str) -> dict[str, object]:
         "external_url": cp_url,  # incident-page links in the messages
         "notify": {
             # Slack allows one message a second per channel; the local peers have no such limit,
-            # so an alert's message and its incident's are not spaced a second apart.
+            # so an incident's edits in place are not spaced a second apart.
             "slack_min_send_interval_s": 0,
             "receivers": [
                 receiver("on-call", "#alerts", "01000000001"),
@@ -321,7 +321,8 @@ Haetae is up.
   demo app       {demo_url}   (/metrics, /health, POST /demo/state)
   worker         link-analysis jobs from Redis (POST /api/v1/analyze/async)
   local peers    {peers_url}   (Slack and KakaoTalk AlimTalk stand-ins; /api/notifications)
-  incidents      {cp_url}/incidents   (config: {data_dir / "control-plane.yaml"})
+  incidents      {cp_url}/incidents   (sign in with the admin token below; config:
+                 {data_dir / "control-plane.yaml"})
   embedded       {servers}; data and logs in {data_dir}
   admin token    {token}
                  (saved in {data_dir / "admin.token"}, mode 600)
