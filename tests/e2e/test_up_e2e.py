@@ -30,8 +30,9 @@ def test_up_runs_everything_on_embedded_servers_and_stops_cleanly(tmp_path: Path
         series = wait_for(samples, 30, "the demo app's metrics through the query API")
         assert series[0]["agent"] == "local-demo"
         children = psutil.Process(up.proc.pid).children(recursive=True)
-        # control plane, demo app, agent, worker, peers, redis (postgres daemonises)
-        assert len(children) >= 6
+        # control plane, demo app, agent, worker, peers, redis and postgres (in the foreground)
+        assert len(children) >= 7
+        assert {"postgres", "redis-server"} <= {c.name() for c in children}
         banner = up.banner()
         assert f"http://127.0.0.1:{up.cp_port}" in banner and "admin token" in banner
     assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children)
