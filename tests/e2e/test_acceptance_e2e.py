@@ -50,6 +50,11 @@ def _epoch(value: Any) -> float:
     return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
+def _messages(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(provider, to) of each message sent (a Slack edit in place is not a message)."""
+    return [(n["provider"], n["to"]) for n in items if n["method"] != "chat.update"]
+
+
 def _incident_link(peers_url: str) -> str | None:
     for n in _get(f"{peers_url}/api/notifications")["notifications"]:
         if n["provider"] == "alimtalk" and "INCIDENT" in n["text"] and "link: http" in n["text"]:
@@ -98,10 +103,30 @@ def test_degraded_demo_app_notifies_slack_and_alimtalk_at_the_local_peers(tmp_pa
                 got.setdefault(n["provider"], n)  # the first of each
             return got if {"slack", "alimtalk"} <= got.keys() else None
 
+        def state_of_alerting() -> str:
+            """What the control plane knew when nothing arrived (the baseline failure had only
+            logs to go by)."""
+            out = []
+            for path in (
+                "/admin/monitoring/alerts",
+                "/admin/alerts/history?rule=CacheHitRatioDrop",
+                "/admin/incidents",
+                "/admin/monitoring/metrics?name=haetae_cache_requests_total"
+                "&match=cache%3D%22demo%22",
+            ):
+                try:
+                    body = orjson.dumps(_get(f"http://127.0.0.1:{cp}{path}", headers)).decode()
+                except OSError as exc:
+                    body = repr(exc)
+                out.append(f"--- {path}\n{body[-3000:]}")
+            return "\n".join(out)
+
         try:
             first = wait_for(delivered, 40, "Slack and AlimTalk notifications at the peers")
         except AssertionError:
-            raise AssertionError(up.diagnostics("no notifications")) from None
+            raise AssertionError(
+                up.diagnostics("no notifications") + "\n" + state_of_alerting()
+            ) from None
         assert "CacheHitRatioDrop" in first["slack"]["text"] or "Cache hit ratio" in str(
             first["slack"]["body"]
         )
@@ -120,19 +145,40 @@ def test_degraded_demo_app_notifies_slack_and_alimtalk_at_the_local_peers(tmp_pa
             print(f"{provider}: firing -> received {latency:.3f}s")
             assert latency < 1.0, (provider, latency, history)
 
-        # The default route's escalation policy opened an incident; its messages carry a signed
-        # link to the incident page, where acknowledging stops the escalation.
+        # The default route's escalation policy opened an incident; its one message per
+        # destination carries a signed link to the incident page, where acknowledging stops
+        # the escalation.
         link = wait_for(lambda: _incident_link(peers_url), 10, "an incident message with a link")
-        # The alert's messages and the incident's (level 1) alike arrived within a second.
         wave = _get(f"{peers_url}/api/notifications")["notifications"]
-        assert len(wave) >= 4, wave
+        assert sorted(_messages(wave)) == [("alimtalk", "01000000001"), ("slack", "#alerts")]
         assert all(n["received_at"] - fired_at < 1.0 for n in wave), (fired_at, wave)
+        assert all("/incidents/" in n["text"] for n in wave), wave
         page = urllib.request.urlopen(link, timeout=5).read().decode()
         assert "id=status>triggered" in page and "local-demo" in page
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(link).query))
-        form = urllib.parse.urlencode({**query, "action": "ack"}).encode()
+        form = urllib.parse.urlencode({**query, "action": "ack", "actor": "e2e"}).encode()
         action = link.split("?")[0] + "/action"
         with urllib.request.urlopen(urllib.request.Request(action, data=form), timeout=5) as resp:
             page = resp.read().decode()  # redirected back to the page
         assert "id=status>acknowledged" in page
         assert "<dt>Next escalation</dt><dd>none</dd>" in page
+
+        # Healthy again: the incident resolves, and each destination gets one more message.
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{demo}/demo/state", data=b'{"state": "healthy"}', method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 200
+        healthy_at = time.time()
+
+        def resolved() -> list[dict[str, Any]] | None:
+            items = _get(f"{peers_url}/api/notifications")["notifications"]
+            done = [n for n in items if "RESOLVED" in n["text"] and n["method"] != "chat.update"]
+            return done if len(done) >= 2 else None
+
+        done = wait_for(resolved, 60, "the resolution at Slack and AlimTalk")
+        assert max(n["received_at"] for n in done) - healthy_at < 60
+        final = _get(f"{peers_url}/api/notifications")["notifications"]
+        messages = _messages(final)
+        assert sorted(set(messages)) == [("alimtalk", "01000000001"), ("slack", "#alerts")]
+        assert all(messages.count(d) == 2 for d in set(messages)), final  # firing, resolved
