@@ -5,6 +5,7 @@ from elsewhere, and a phone gets it as part of the page)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -29,6 +30,19 @@ def _points(series: Mapping[str, Any]) -> list[tuple[float, float]]:
     return out
 
 
+_COUNTER_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
+
+
+def _per_second(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A counter's points as its rate between samples (a reset starts over), as a person
+    reads a counter: how fast it grows, not how far it has counted."""
+    out = []
+    for (t0, v0), (t1, v1) in itertools.pairwise(points):
+        if t1 > t0:
+            out.append((t1, (v1 - v0 if v1 >= v0 else v1) / (t1 - t0)))
+    return out
+
+
 def _iso_epoch(iso: str | None) -> float | None:
     if not iso:
         return None
@@ -47,13 +61,21 @@ def _label(series: Mapping[str, Any]) -> str:
     extra = ",".join(
         f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("agent", "__name__")
     )
-    return f"{series.get('name', '')}{{{extra}}}" if extra else str(series.get("name", ""))
+    name = str(series.get("name", ""))
+    text = f"{name}{{{extra}}}" if extra else name
+    return f"rate({text}) /s" if name.endswith(_COUNTER_SUFFIXES) else text
 
 
 def series_svg(series: Sequence[Mapping[str, Any]], *, marker_iso: str | None = None) -> str:
     """An SVG graph of ``series`` (each ``{name, labels, points: [[unix_s, value], ...]}``), or
     "" when there is nothing to draw."""
-    lines = [(s, pts) for s in series if len(pts := _points(s)) >= 2]
+    lines = []
+    for s in series:
+        pts = _points(s)
+        if str(s.get("name", "")).endswith(_COUNTER_SUFFIXES):
+            pts = _per_second(pts)
+        if len(pts) >= 2:
+            lines.append((s, pts))
     if not lines:
         return ""
     ts = [t for _, pts in lines for t, _ in pts]
@@ -105,4 +127,4 @@ def series_svg(series: Sequence[Mapping[str, Any]], *, marker_iso: str | None = 
         f'<span style="color:{_COLOURS[i % len(_COLOURS)]}">&#9632;</span> {escape(_label(s))}<br>'
         for i, (s, _) in enumerate(lines)
     )
-    return "".join(parts) + f"<div class=muted>{legend}</div>"
+    return "".join(parts) + f"<div class=legend>{legend}</div>"

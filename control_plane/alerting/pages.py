@@ -38,6 +38,7 @@ white-space:pre-wrap;overflow-wrap:anywhere}
 .alert-head{display:flex;justify-content:space-between;gap:.5rem;align-items:baseline}
 .value{font-weight:600}
 svg.graph{width:100%;height:auto;display:block;margin-top:.4rem}
+.legend{overflow-wrap:anywhere;font-size:.78rem;color:#5f6b7a}
 ol.timeline{list-style:none;padding:0;margin:0}
 ol.timeline li{padding:.45rem 0;border-bottom:1px solid #eceef1}
 .actions{display:flex;flex-wrap:wrap;gap:.5rem;align-items:flex-end}
@@ -225,7 +226,7 @@ def _alert_card(
     if alert.get("ends_at"):
         parts.append(f"<dt>Until</dt><dd>{when(alert['ends_at'])}</dd>")
     if isinstance(value, int | float):
-        parts.append(f"<dt>Value</dt><dd class=value>{escape(humanize(float(value)))}</dd>")
+        parts.append(f"<dt>Value</dt><dd class=value>{escape(_value(float(value)))}</dd>")
     runbook = annotations.get("runbook_url") or annotations.get("runbook")
     if runbook and runbook.startswith(("https://", "http://")):
         parts.append(
@@ -239,19 +240,32 @@ def _alert_card(
     expr = expressions.get(name)
     if isinstance(expr, str) and expr:
         parts.append(f"<code class=expr>{escape(expr)}</code>")
-    graph = series_svg(_series_for(labels, series), marker_iso=alert.get("starts_at"))
+    graph = series_svg(
+        _series_for(labels, series, expr if isinstance(expr, str) else ""),
+        marker_iso=alert.get("starts_at"),
+    )
     if graph:
         parts.append(graph)
     return f"<section class=card>{''.join(parts)}</section>"
 
 
-def _series_for(labels: Mapping[str, str], series: Sequence[Any]) -> list[dict[str, Any]]:
-    """The recent series of the alert's agent (the context holds those its rule reads)."""
+def _value(value: float) -> str:
+    """Ratios read as 0.1987, not 198.7m; larger values with SI prefixes (1.235M)."""
+    return f"{value:.4g}" if abs(value) < 1 else humanize(value)
+
+
+def _series_for(
+    labels: Mapping[str, str], series: Sequence[Any], expr: str
+) -> list[dict[str, Any]]:
+    """The recent series of the alert's agent that its rule's expression reads."""
     agent = labels.get("agent")
     return [
         s
         for s in series
-        if isinstance(s, dict) and (agent is None or s.get("agent") == agent) and s.get("points")
+        if isinstance(s, dict)
+        and (agent is None or s.get("agent") == agent)
+        and s.get("points")
+        and str(s.get("name", "\x00")) in expr
     ][:4]
 
 
