@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import asyncpg
 import orjson
@@ -69,11 +69,13 @@ async def flush_due(
     *,
     policies: Mapping[str, EscalationPolicyConfig] | None = None,
     link: LinkMaker | None = None,
+    list_link: Callable[[float], str] | None = None,
     inhibit_rules: Sequence[InhibitRule] = (),
     limit: int = 100,
 ) -> int:
     """Flush the groups that are due; returns how many notifications were queued.
-    ``destinations`` maps a receiver to its destination names."""
+    ``destinations`` maps a receiver to its destination names; ``list_link`` signs the link to
+    the incident list that group messages carry (``externalURL``)."""
     when = dt.datetime.fromtimestamp(now, dt.UTC)
     queued = 0
     async with pool.acquire() as conn, conn.transaction():
@@ -89,7 +91,7 @@ async def flush_due(
         muted = MuteStage(silences, inhibit_rules, firing, now)
         filed = Filed()
         for g in groups:
-            queued += await _flush_group(conn, g, destinations, muted, now, when, filed)
+            queued += await _flush_group(conn, g, destinations, muted, now, when, filed, list_link)
             if not await conn.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM notify_group_alerts"
                 " WHERE group_key = $1 AND state = 'firing')",
@@ -144,6 +146,7 @@ async def _flush_group(
     now: float,
     when: dt.datetime,
     filed: Filed,
+    list_link: Callable[[float], str] | None = None,
 ) -> int:
     key = g["group_key"]
     rows = await conn.fetch(
@@ -190,7 +193,13 @@ async def _flush_group(
         send = bool(changed.touched)
     elif send:
         receiver = g["receiver"]
-        note = build_notification(key, receiver, g["group_labels"], firing + resolved)
+        note = build_notification(
+            key,
+            receiver,
+            g["group_labels"],
+            firing + resolved,
+            external_url=list_link(now) if list_link is not None else "",
+        )
         for dest in destinations.get(receiver, ()):
             await enqueue(conn, dest, key, note, f"{key}/{dest}/{int(now * 1000)}", now)
             queued += 1

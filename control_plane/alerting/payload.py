@@ -111,6 +111,14 @@ def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+def message_link(n: Notification) -> str | None:
+    """Where a message sends its reader: the incident's page (signed), else the signed list of
+    incidents (``externalURL`` of a group message)."""
+    incident = n.get("incident")
+    url = incident.get("url") if incident is not None else None
+    return url or n["externalURL"] or None
+
+
 def summary_line(n: Notification) -> str:
     """One line for chat channels: status, alert name(s), how many, flapping."""
     names = sorted({a["labels"].get("alertname", "?") for a in n["alerts"]})

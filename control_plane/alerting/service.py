@@ -225,6 +225,7 @@ class Notifier:
             now,
             policies=self.policies,
             link=link,
+            list_link=self.signer.list_url if self.signer is not None else None,
             inhibit_rules=self.inhibit_rules,
         ):
             pass

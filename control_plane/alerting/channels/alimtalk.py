@@ -27,7 +27,7 @@ from control_plane.alerting.channels.base import (
 )
 from control_plane.alerting.channels.http_status import post
 from control_plane.alerting.channels.sms import SmsChannel, render_sms, trim_sms
-from control_plane.alerting.payload import Notification, summary_line
+from control_plane.alerting.payload import Notification, message_link, summary_line
 from control_plane.config import AlimTalkChannelConfig
 
 # AlimTalk's limit for one template parameter's value (the whole message: 1000 characters).
@@ -42,14 +42,13 @@ def template_fields(n: Notification) -> dict[str, str]:
     alerts = n["alerts"]
     names = sorted({a["labels"].get("alertname", "?") for a in alerts})
     summaries = [a["annotations"].get("summary", "") for a in alerts]
-    incident = n.get("incident")
     return {
         "status": n["status"].upper(),
         "title": summary_line(n),
         "alertname": ", ".join(names),
         "summary": "\n".join(s for s in summaries if s) or ", ".join(names),
         "count": str(sum(1 for a in alerts if a["status"] == "firing")),
-        "url": (incident.get("url") if incident is not None else None) or n["externalURL"],
+        "url": message_link(n) or "",
     }
 
 

@@ -22,7 +22,7 @@ from control_plane.alerting.channels.base import (
     RetryableSendError,
     SendError,
 )
-from control_plane.alerting.payload import Notification, summary_line
+from control_plane.alerting.payload import Notification, message_link, summary_line
 from control_plane.config import EmailChannelConfig
 
 
@@ -129,9 +129,9 @@ def _lines(n: Notification) -> list[tuple[str, str, str]]:
 
 def render_text(n: Notification) -> str:
     out = [summary_line(n), ""]
-    incident = n.get("incident")
-    if incident is not None and incident.get("url"):
-        out += [f"Incident: {incident['url']}", ""]
+    url = message_link(n)
+    if url:
+        out += [f"{'Incident' if n.get('incident') is not None else 'Incidents'}: {url}", ""]
     for state, title, labels in _lines(n):
         out += [f"{state}  {title}", f"    {labels}"]
     return "\n".join(out) + "\n"
@@ -144,8 +144,9 @@ def render_html(n: Notification) -> str:
         "</td></tr>"
         for state, title, labels in _lines(n)
     )
-    incident = n.get("incident")
+    url = message_link(n)
     link = ""
-    if incident is not None and incident.get("url"):
-        link = f'<p><a href="{esc(incident["url"])}">Open the incident</a></p>'
+    if url:
+        what = "the incident" if n.get("incident") is not None else "the incidents"
+        link = f'<p><a href="{esc(url)}">Open {what}</a></p>'
     return f"<html><body><h2>{esc(summary_line(n))}</h2>{link}<table>{rows}</table></body></html>"

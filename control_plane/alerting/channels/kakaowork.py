@@ -18,7 +18,7 @@ from control_plane.alerting.channels.base import (
     RetryableSendError,
 )
 from control_plane.alerting.channels.http_status import post
-from control_plane.alerting.payload import Notification, summary_line
+from control_plane.alerting.payload import Notification, message_link, summary_line
 from control_plane.config import KakaoWorkChannelConfig
 
 # Kakao Work's limits: a header's text is short; a message holds at most 50 blocks.
@@ -46,14 +46,15 @@ def render_blocks(n: Notification) -> list[dict[str, Any]]:
     hidden = len(n["alerts"]) - _MAX_ALERT_BLOCKS
     if hidden > 0:
         blocks.append({"type": "text", "text": f"and {hidden} more", "markdown": False})
-    if incident is not None and incident.get("url"):
+    url = message_link(n)
+    if url:
         blocks.append(
             {
                 "type": "button",
                 "text": "Open the incident",
                 "style": "default",
                 "action_type": "open_system_browser",
-                "value": incident["url"],
+                "value": url,
             }
         )
     return blocks

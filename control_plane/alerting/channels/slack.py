@@ -22,7 +22,7 @@ from control_plane.alerting.channels.base import (
     RateLimited,
     RetryableSendError,
 )
-from control_plane.alerting.payload import Notification, summary_line
+from control_plane.alerting.payload import Notification, message_link, summary_line
 from control_plane.alerting.retry import parse_retry_after
 from control_plane.config import SlackChannelConfig
 
@@ -52,7 +52,7 @@ class SlackChannel:
         thread = previous.get("thread_ts") if previous else None
         channel = str(previous.get("channel", self._cfg.channel)) if previous else self._cfg.channel
         incident = notification.get("incident")
-        url = incident.get("url") if incident is not None else None
+        url = message_link(notification)
         if url:
             text = f"{text} <{url}|Open the incident>"
         try:
@@ -125,12 +125,9 @@ def render_blocks(n: Notification) -> list[dict[str, Any]]:
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"and {hidden} more"}]}
         )
-    incident = n.get("incident")
-    if incident is not None and incident.get("url"):
-        blocks.append(
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": f"<{incident['url']}|Open the incident page>"},
-            }
-        )
+    url = message_link(n)
+    if url:
+        what = "the incident page" if n.get("incident") is not None else "the incidents"
+        link = {"type": "mrkdwn", "text": f"<{url}|Open {what}>"}
+        blocks.append({"type": "section", "text": link})
     return blocks

@@ -13,7 +13,7 @@ import orjson
 
 from control_plane.alerting.channels.base import Delivery
 from control_plane.alerting.channels.http_status import post
-from control_plane.alerting.payload import Notification, summary_line
+from control_plane.alerting.payload import Notification, message_link, summary_line
 from control_plane.config import SmsChannelConfig
 
 # GSM 03.38: the basic set (one septet each) and the extension set (escape + one septet).
@@ -68,9 +68,9 @@ def render_sms(n: Notification) -> str:
         title = alert["annotations"].get("summary") or alert["labels"].get("alertname", "")
         agent = alert["labels"].get("agent")
         lines.append(f"{alert['status']}: {title}" + (f" @{agent}" if agent else ""))
-    incident = n.get("incident")
-    if incident is not None and incident.get("url"):
-        lines.append(incident["url"])
+    url = message_link(n)
+    if url:
+        lines.append(url)
     return "\n".join(lines)
 
 
