@@ -28,6 +28,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from haetae.web import problem_middleware
+from haetae.web.server import HardenedAppRunner
 from link_analyzer.errors import AnalyzerError
 from link_analyzer.metrics import FAILURE_REASONS, LinkAnalyzerMetrics
 from link_analyzer.queue import Job, Queue, QueueError
@@ -266,10 +268,11 @@ class WorkerMetricsServer:
 
     async def start(self) -> int:
         """Listen; returns the bound port (``port=0`` picks a free one)."""
-        app = web.Application()
+        # problem+json for 404/405, and the kit's protocol guards (see haetae.web.server).
+        app = web.Application(middlewares=[problem_middleware])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health", self._health)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = HardenedAppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
