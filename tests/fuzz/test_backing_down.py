@@ -108,3 +108,56 @@ async def test_admin_routes_answer_503_with_retry_after_while_postgres_is_down(
             break
         await asyncio.sleep(0.2)
     assert resp.status == 200
+
+
+@pytest.fixture
+async def redis_cut_control_plane(
+    db_dsn: str, redis_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[TestClient[web.Request, web.Application], CuttableProxy, str]]:
+    proxy = CuttableProxy(redis_url)
+    await proxy.start()
+    config = make_config(db_dsn, proxy.url, tmp_path)
+    config = config.model_copy(
+        update={
+            "redis": config.redis.model_copy(
+                update={"socket_timeout_s": 0.5, "pool_timeout_s": 0.5}
+            )
+        }
+    )
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(create_app(config)))
+    await client.start_server()
+    try:
+        yield client, proxy, (tmp_path / "admin.token").read_text().strip()
+    finally:
+        proxy.restore()
+        for step, done in (("control plane shutdown", client.close()), ("proxy", proxy.stop())):
+            try:
+                await asyncio.wait_for(done, 20)
+            except TimeoutError:
+                pytest.fail(f"{step} did not finish within 20 s after the outage")
+
+
+async def test_no_route_answers_500_while_redis_is_down(
+    redis_cut_control_plane: tuple[TestClient[web.Request, web.Application], CuttableProxy, str],
+) -> None:
+    client, proxy, token = redis_cut_control_plane
+    auth = {"Authorization": f"Bearer {token}"}
+    proxy.cut()
+    answers: dict[str, int] = {}
+    for route in routes_of(client.app):
+        path = route.path({p: "1" if route.method != "DELETE" else "424242" for p in route.params})
+        resp = await client.request(route.method, path, headers=auth, json={"url": "x"})
+        answers[str(route)] = resp.status
+        # Redis backs caches and the analysis queue: a route that needs it passes its outage
+        # on as a 503 to retry; a cache degrades to a miss.
+        assert resp.status < 500 or resp.status == 503, (str(route), await resp.text())
+        if resp.status == 503:
+            assert resp.content_type in ("application/problem+json", "application/health+json")
+            assert resp.content_type != "application/problem+json" or resp.headers["Retry-After"]
+    assert answers["GET /admin/tokens"] == 200  # PostgreSQL-only routes are unaffected
+    # The analysis queue lives in Redis: enqueueing cannot succeed, and says so.
+    resp = await client.post(
+        "/api/v1/analyze/async", headers=auth, json={"url": "https://93.184.216.34/page"}
+    )
+    assert resp.status == 503, await resp.text()
+    assert int(resp.headers["Retry-After"]) > 0
