@@ -8,25 +8,19 @@ unexpected becomes a 500 with no internals leaked, logged with a bounded traceba
 
 from __future__ import annotations
 
-import logging
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from haetae.web.errorlog import FaultLogThrottle, bounded_instance, log_fault, log_unhandled
 from haetae.web.faults import Fault, FaultTable, fault_for
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_BASE = "https://haetae.dev/problems/"
-# ``instance`` names the request path; a hostile 8 KB path is not echoed back whole.
-MAX_INSTANCE = 256
-# One unhandled error is one bounded log line, even for a RecursionError 10,000 frames deep.
-MAX_LOGGED_FRAMES = 12
-MAX_LOGGED_CHARS = 8 * 1024
-
-log = logging.getLogger("haetae.web")
+# A detail that quotes input (``unknown rule 'xxxx...'``) is cut: answers stay small.
+MAX_DETAIL = 1024
 
 
 class ProblemError(Exception):
@@ -62,9 +56,9 @@ class ProblemError(Exception):
             "status": self.status,
         }
         if self.detail:
-            body["detail"] = self.detail
+            body["detail"] = _cut(self.detail, MAX_DETAIL)
         if self.field:
-            body["field"] = self.field
+            body["field"] = _cut(self.field, 128)
         if self.hint:
             body["hint"] = self.hint
         if instance:
@@ -80,8 +74,8 @@ def invalid(field: str, detail: str, *, hint: str | None = None) -> ProblemError
     )
 
 
-def bounded_instance(path: str) -> str:
-    return path if len(path) <= MAX_INSTANCE else path[: MAX_INSTANCE - 3] + "..."
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def problem_response(problem: ProblemError, instance: str | None = None) -> web.Response:
@@ -105,19 +99,20 @@ _HTTP_TYPES = {
 async def problem_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    return await _answer_problems(request, handler, None)
+    return await _answer_problems(request, handler, None, None)
 
 
 def problem_middleware_with(
-    faults: FaultTable,
+    faults: FaultTable | None = None, *, throttle: FaultLogThrottle | None = None
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """The problem middleware with another fault table (a service with other dependencies)."""
+    """The problem middleware with another fault table (a service with other dependencies) or
+    its own throttle of fault log lines."""
 
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        return await _answer_problems(request, handler, faults)
+        return await _answer_problems(request, handler, faults, throttle)
 
     return middleware
 
@@ -126,6 +121,7 @@ async def _answer_problems(
     request: web.Request,
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     faults: FaultTable | None,
+    throttle: FaultLogThrottle | None,
 ) -> web.StreamResponse:
     try:
         return await handler(request)
@@ -148,7 +144,7 @@ async def _answer_problems(
             log_unhandled(exc, request)
             problem = ProblemError(500, "Internal Server Error", type_="internal")
         else:
-            _log_fault(fault, exc, request)
+            log_fault(fault, exc, request, throttle)
             problem = fault_problem(fault)
         return problem_response(problem, request.path)
 
@@ -158,53 +154,3 @@ def fault_problem(fault: Fault) -> ProblemError:
     return ProblemError(
         fault.status, fault.title, detail=fault.detail, type_=fault.type_, headers=headers
     )
-
-
-def _log_fault(fault: Fault, exc: Exception, request: web.Request) -> None:
-    where = {"url.path": bounded_instance(request.path), "error.type": _type_name(exc)}
-    if fault.seam_missed:
-        log.warning(
-            "the validation seam let through input that %s refused (%s): %s; "
-            "answered 400, fix the route's model",
-            type(exc).__module__.split(".", 1)[0],
-            _type_name(exc),
-            _bounded(str(exc), 512),
-            extra=where,
-        )
-    else:
-        log.warning(
-            "answered %d: %s: %s",
-            fault.status,
-            _type_name(exc),
-            _bounded(str(exc), 512),
-            extra=where,
-        )
-
-
-def log_unhandled(exc: BaseException, request: web.Request | None = None) -> None:
-    """Log an unexpected exception as one bounded line: the innermost frames, a cut message."""
-    log.error(
-        "unhandled error: %s: %s",
-        _type_name(exc),
-        _bounded(str(exc), 512),
-        extra={
-            "url.path": bounded_instance(request.path) if request is not None else None,
-            "error.type": _type_name(exc),
-            "error.stack_trace": bounded_traceback(exc),
-        },
-    )
-
-
-def bounded_traceback(exc: BaseException) -> str:
-    # A negative limit keeps the innermost frames: where the error was raised, not the framework.
-    summary = traceback.TracebackException.from_exception(exc, limit=-MAX_LOGGED_FRAMES)
-    return _bounded("".join(summary.format()), MAX_LOGGED_CHARS)
-
-
-def _type_name(exc: BaseException) -> str:
-    cls = type(exc)
-    return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _bounded(text: str, limit: int) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -25,12 +25,8 @@ from aiohttp import http_exceptions, web
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
-from haetae.web.problem import (
-    PROBLEM_CONTENT_TYPE,
-    ProblemError,
-    log_unhandled,
-    problem_response,
-)
+from haetae.web.errorlog import log_unhandled
+from haetae.web.problem import PROBLEM_CONTENT_TYPE, ProblemError, problem_response
 
 log = logging.getLogger("haetae.web")
 

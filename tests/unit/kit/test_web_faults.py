@@ -13,10 +13,10 @@ import redis.exceptions
 from aiohttp import web
 from tests_support import assert_problem
 
-from haetae.web import problem_middleware
 from haetae.web.bodies import HANDLER_ARGS, read_form, read_json
+from haetae.web.errorlog import MAX_LOGGED_CHARS, FaultLogThrottle
 from haetae.web.guard import input_guard_middleware
-from haetae.web.problem import MAX_LOGGED_CHARS
+from haetae.web.problem import ProblemError, problem_middleware_with
 
 RAISED: dict[str, BaseException] = {
     "pg-closed": asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
@@ -45,6 +45,9 @@ def make_app() -> web.Application:
         raise (RAISED | DATA_ERRORS)[name]
 
     async def ok(request: web.Request) -> web.Response:
+        if request.match_info["tail"] == "quote":
+            name = request.query["name"]
+            raise ProblemError(400, "Invalid request", detail=f"unknown {name!r}", field=name)
         return web.json_response({"q": dict(request.query)})
 
     async def deep(request: web.Request) -> web.Response:
@@ -63,9 +66,9 @@ def make_app() -> web.Application:
     async def form(request: web.Request) -> web.Response:
         return web.json_response(await read_form(request))
 
-    app = web.Application(
-        middlewares=[problem_middleware, input_guard_middleware], handler_args=HANDLER_ARGS
-    )
+    # Every fault logged: the tests below count the lines.
+    problems = problem_middleware_with(throttle=FaultLogThrottle(interval_s=0))
+    app = web.Application(middlewares=[problems, input_guard_middleware], handler_args=HANDLER_ARGS)
     app.router.add_get("/fault/{name}", fault)
     app.router.add_get("/ok/{tail:.*}", ok)
     app.router.add_get("/deep", deep)
@@ -119,12 +122,16 @@ async def test_nul_in_path_or_query_never_reaches_a_handler(aiohttp_client) -> N
     assert (await resp.json())["q"] == {"name": "fine value"}
 
 
-async def test_instance_does_not_echo_a_huge_path(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+async def test_instance_and_detail_do_not_echo_huge_input(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
     client = await aiohttp_client(make_app())
     resp = await client.get("/nowhere/" + "x" * 7000)
     problem = await assert_problem(resp, 404)
     assert len(problem["instance"]) <= 256
     assert len(await resp.read()) < 1024
+    # A route that quotes its input in the detail still answers a bounded body.
+    resp = await client.get("/ok/quote?name=" + "y" * 6000)
+    problem = await assert_problem(resp, 400)
+    assert len(problem["detail"]) <= 1024 and len(problem["field"]) <= 128
 
 
 async def test_recursion_error_logs_one_bounded_line(
@@ -182,3 +189,14 @@ async def test_forms_with_a_bad_boundary_or_bytes_are_400(aiohttp_client) -> Non
         "/form", data=part, headers={"Content-Type": "multipart/form-data; boundary=abc"}
     )
     assert await resp.json() == {"x": "1"}
+
+
+def test_repeated_faults_are_logged_once_per_interval_with_a_count() -> None:
+    now = [100.0]
+    throttle = FaultLogThrottle(interval_s=10, clock=lambda: now[0])
+    assert throttle.admit("db") == 0
+    assert [throttle.admit("db") for _ in range(5)] == [None] * 5
+    assert throttle.admit("redis") == 0  # another kind has its own budget
+    now[0] += 10
+    assert throttle.admit("db") == 5
+    assert throttle.admit("db") is None
