@@ -5,6 +5,7 @@ and an unexpected error one bounded log line."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import asyncpg
 import orjson
@@ -78,7 +79,7 @@ def make_app() -> web.Application:
     return app
 
 
-async def test_dependency_outages_are_503_with_retry_after(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+async def test_dependency_outages_are_503_with_retry_after(aiohttp_client: Any) -> None:
     client = await aiohttp_client(make_app())
     for name in RAISED:
         resp = await client.get(f"/fault/{name}")
@@ -87,7 +88,7 @@ async def test_dependency_outages_are_503_with_retry_after(aiohttp_client) -> No
         assert "111" not in orjson.dumps(problem).decode()
 
 
-async def test_a_bug_is_still_a_500(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+async def test_a_bug_is_still_a_500(aiohttp_client: Any) -> None:
     client = await aiohttp_client(make_app())
     resp = await client.get("/file")
     await assert_problem(resp, 500)
@@ -95,7 +96,7 @@ async def test_a_bug_is_still_a_500(aiohttp_client) -> None:  # type: ignore[no-
 
 
 async def test_database_data_errors_are_400_and_warn_that_the_seam_missed(
-    aiohttp_client,  # type: ignore[no-untyped-def]
+    aiohttp_client: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = await aiohttp_client(make_app())
@@ -107,7 +108,7 @@ async def test_database_data_errors_are_400_and_warn_that_the_seam_missed(
         assert any("validation seam" in r.getMessage() for r in caplog.records), name
 
 
-async def test_nul_in_path_or_query_never_reaches_a_handler(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+async def test_nul_in_path_or_query_never_reaches_a_handler(aiohttp_client: Any) -> None:
     client = await aiohttp_client(make_app())
     cases = {
         "/ok/a%00b": "path",
@@ -122,7 +123,7 @@ async def test_nul_in_path_or_query_never_reaches_a_handler(aiohttp_client) -> N
     assert (await resp.json())["q"] == {"name": "fine value"}
 
 
-async def test_instance_and_detail_do_not_echo_huge_input(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+async def test_instance_and_detail_do_not_echo_huge_input(aiohttp_client: Any) -> None:
     client = await aiohttp_client(make_app())
     resp = await client.get("/nowhere/" + "x" * 7000)
     problem = await assert_problem(resp, 404)
@@ -135,7 +136,7 @@ async def test_instance_and_detail_do_not_echo_huge_input(aiohttp_client) -> Non
 
 
 async def test_recursion_error_logs_one_bounded_line(
-    aiohttp_client,  # type: ignore[no-untyped-def]
+    aiohttp_client: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = await aiohttp_client(make_app())
@@ -148,7 +149,7 @@ async def test_recursion_error_logs_one_bounded_line(
     assert len(record.getMessage()) < 1024
 
 
-async def test_json_routes_refuse_other_media_types_with_415(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+async def test_json_routes_refuse_other_media_types_with_415(aiohttp_client: Any) -> None:
     client = await aiohttp_client(make_app())
     for ctype in ("multipart/form-data; boundary=zzz", "application/xml", "image/png"):
         problem = await assert_problem(
@@ -160,7 +161,7 @@ async def test_json_routes_refuse_other_media_types_with_415(aiohttp_client) -> 
         assert resp.status == 200, ctype
 
 
-async def test_forms_with_a_bad_boundary_or_bytes_are_400(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+async def test_forms_with_a_bad_boundary_or_bytes_are_400(aiohttp_client: Any) -> None:
     client = await aiohttp_client(make_app())
     part = b"--abc\r\nContent-Disposition: form-data; name=x\r\n\r\n1\r\n--abc--\r\n"
     bad = {

@@ -64,9 +64,9 @@ def assert_protocol_problem(
     assert got == status, (got, body[:200])
     assert headers["content-type"].startswith("application/problem+json")
     assert MARKER.encode() not in body and MARKER[:40].encode() not in body
-    problem = orjson.loads(body)
+    problem: dict[str, object] = orjson.loads(body)
     assert problem["status"] == status and problem["title"] and problem["type"]
-    return problem  # type: ignore[no-any-return]
+    return problem
 
 
 async def test_request_line_too_long_is_a_problem_without_echo(port: int) -> None:
