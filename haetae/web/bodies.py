@@ -3,6 +3,7 @@ clear error (a 4xx problem, never an exception from deep inside aiohttp)."""
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from typing import Any
 
@@ -14,10 +15,19 @@ from haetae.web.problem import ProblemError
 
 # Pass as ``web.Application(handler_args=HANDLER_ARGS)``: bodies are inflated by read_body.
 HANDLER_ARGS = {"auto_decompress": False}
+# A body must arrive within this: a client trickling bytes (slow POST) holds no handler for long.
+BODY_TIMEOUT_S = 60.0
 
 
-async def read_body(request: web.Request, *, max_bytes: int, max_decompressed: int) -> bytes:
-    """The raw body, gunzipped when ``Content-Encoding: gzip``; 413 past either cap.
+async def read_body(
+    request: web.Request,
+    *,
+    max_bytes: int,
+    max_decompressed: int,
+    timeout_s: float = BODY_TIMEOUT_S,
+) -> bytes:
+    """The raw body, gunzipped when ``Content-Encoding: gzip``; 413 past either cap, 408 when it
+    has not all arrived within ``timeout_s``.
 
     Apps built for Haetae turn off aiohttp's own inflation (``HANDLER_ARGS``) so that an
     unsupported or corrupt encoding is a problem+json answer and inflation is bounded here.
@@ -34,10 +44,20 @@ async def read_body(request: web.Request, *, max_bytes: int, max_decompressed: i
     if request.content_length is not None and request.content_length > max_bytes:
         raise _too_large(max_bytes)
     raw = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        raw.extend(chunk)
-        if len(raw) > max_bytes:
-            raise _too_large(max_bytes)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                raw.extend(chunk)
+                if len(raw) > max_bytes:
+                    raise _too_large(max_bytes)
+    except TimeoutError:
+        raise ProblemError(
+            408,
+            "Request Timeout",
+            detail=f"the body did not arrive within {timeout_s:g} s",
+            type_="request-timeout",
+            field="body",
+        ) from None
     if encoding != "gzip":
         return bytes(raw)
     # A bounded decompressor: a small gzip bomb must not allocate gigabytes.
@@ -54,12 +74,19 @@ async def read_body(request: web.Request, *, max_bytes: int, max_decompressed: i
 
 
 async def read_json(
-    request: web.Request, *, max_bytes: int = 1024 * 1024, max_decompressed: int | None = None
+    request: web.Request,
+    *,
+    max_bytes: int = 1024 * 1024,
+    max_decompressed: int | None = None,
+    timeout_s: float = BODY_TIMEOUT_S,
 ) -> Any:
     """The body parsed as JSON; 415 when its Content-Type says it is something else."""
     require_json(request)
     body = await read_body(
-        request, max_bytes=max_bytes, max_decompressed=max_decompressed or max_bytes * 8
+        request,
+        max_bytes=max_bytes,
+        max_decompressed=max_decompressed or max_bytes * 8,
+        timeout_s=timeout_s,
     )
     return parse_json(body)
 

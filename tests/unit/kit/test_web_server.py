@@ -19,7 +19,7 @@ MARKER = "zq" * 2000  # hostile input that must never come back
 
 
 async def _echo_len(request: web.Request) -> web.Response:
-    body = await read_body(request, max_bytes=1 << 20, max_decompressed=1 << 20)
+    body = await read_body(request, max_bytes=1 << 20, max_decompressed=1 << 20, timeout_s=0.5)
     return web.json_response({"len": len(body)})
 
 
@@ -160,4 +160,12 @@ async def test_idle_keep_alive_between_requests_keeps_its_own_timeout(port: int)
         await reader.readexactly(length)
         # Idle for three header deadlines: a kept-alive connection is not a slow head.
         await asyncio.sleep(HEADER_TIMEOUT_S * 3)
+    writer.close()
+
+
+async def test_a_trickled_body_is_a_408_within_the_body_timeout(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 408 ") and b"application/problem+json" in head
     writer.close()
