@@ -273,6 +273,9 @@ def catalogue(live: LiveControlPlane, keys: list[str]) -> Iterable[Attempt]:
         name = str(route)
         token = ENROLMENT_SECRET if name == "POST /api/v1/agents/enroll" else admin
         seed = SEEDS.get(name, {})
+        # The plain request, with the caller's token and without one.
+        yield Attempt(route, body=_body_for(route, seed), token=token)
+        yield Attempt(route, body=_body_for(route, seed))
         for param in route.params:
             for value in HOSTILE_TEXT:
                 yield Attempt(route, {param: value}, body=_body_for(route, seed), token=token)
