@@ -94,7 +94,8 @@ async def list_page(request: web.Request) -> web.Response:
     if exp is None:
         exp, sig = _list_cookie(request)
     if not signer.verify(LIST, exp, sig, now):
-        return _html(render_login(), status=401)
+        # A page asking to sign in, not an error: every error here is problem+json.
+        return _html(render_login())
     incidents = await list_incidents(request.app[POOL], status=None, limit=100, before=None)
 
     def link(incident_id: int) -> str:
@@ -107,7 +108,7 @@ async def login(request: web.Request) -> web.Response:
     form = validate(LoginForm, await _form(request), where="body")
     principal = await request.app[TOKEN_STORE].verify(str(form.token).strip())
     if principal is None or not principal.has_scope(Scope.READ):
-        return _html(render_login("That is not a valid admin token."), status=401)
+        return _html(render_login("That is not a valid admin token."))
     signer = _signer(request)
     query = signer.query(LIST, time.time())
     response = web.HTTPSeeOther("/incidents")
