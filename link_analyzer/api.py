@@ -11,7 +11,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import StrictBool
@@ -24,7 +24,7 @@ from haetae.cache import InvalidationError
 from haetae.web import validation
 from haetae.web.bodies import json_response
 from haetae.web.problem import ProblemError, invalid
-from haetae.web.validation import Model, text
+from haetae.web.validation import Model, Text
 from link_analyzer.cache import NAMESPACE
 from link_analyzer.errors import (
     AnalyzerError,
@@ -92,7 +92,7 @@ def _authorize(request: web.Request, scope: Scope) -> None:
 
 
 class AnalyzeBody(Model):
-    url: text(MAX_URL_LENGTH, min_length=1)  # type: ignore[valid-type]
+    url: Annotated[str, Text(MAX_URL_LENGTH, min_length=1)]
     refresh: StrictBool = False
 
 

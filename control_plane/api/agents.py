@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 from aiohttp import web
 
@@ -21,22 +22,22 @@ from control_plane.ingest.errors import IngestRejected, IngestUnavailable
 from control_plane.ingest.limits import SeriesLimitExceeded
 from haetae.web.bodies import json_response, read_body
 from haetae.web.problem import ProblemError, invalid
-from haetae.web.validation import Labels, Model, bounded_float, path_text, text
+from haetae.web.validation import FloatRange, Labels, Model, Text, path_text
 from haetae.web.validation import body as read_model
 
 _MAX_ENROL_BODY = 64 * 1024
-AgentId = text(128, min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+AgentId = Annotated[str, Text(128, min_length=1, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
 class Enrolment(Model):
-    agent_id: AgentId  # type: ignore[valid-type]
-    hostname: text(255) = ""  # type: ignore[valid-type]
+    agent_id: AgentId
+    hostname: Annotated[str, Text(255)] = ""
     labels: Labels = {}
 
 
 class TakeoverApproval(Model):
     # How long the approval waits for the new agent's enrolment.
-    within_s: bounded_float(1.0, 7 * 86400.0) = 900.0  # type: ignore[valid-type]
+    within_s: Annotated[float, FloatRange(1.0, 7 * 86400.0)] = 900.0
 
 
 def setup_routes(app: web.Application) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -30,32 +30,24 @@ from haetae.web.problem import ProblemError, invalid
 MAX_RULE_NAME = 128
 MAX_THRESHOLD_MATCHERS = 32
 
-if TYPE_CHECKING:  # validation.text() builds its type at run time, out of mypy's sight
-    RuleName = str
-    ExprText = str
-    MetricName = str
-    MatcherText = str
-    PolicyName = str
-    Annotations = dict[str, str]
-else:
-    RuleName = validation.text(MAX_RULE_NAME, min_length=1)
-    ExprText = validation.text(validation.MAX_TEXT, min_length=1)
-    MetricName = validation.text(
-        validation.MAX_NAME, min_length=1, pattern=f"^{METRIC_NAME.pattern}$"
-    )
-    MatcherText = validation.text(MAX_MATCHER, min_length=1)
-    PolicyName = validation.Name
-    Annotations = Annotated[
-        dict[validation.LabelName, validation.text(validation.MAX_TEXT)],
-        Field(max_length=validation.MAX_LABELS),
-    ]
+RuleName = Annotated[str, validation.Text(MAX_RULE_NAME, min_length=1)]
+ExprText = Annotated[str, validation.Text(validation.MAX_TEXT, min_length=1)]
+MetricName = Annotated[
+    str, validation.Text(validation.MAX_NAME, min_length=1, pattern=f"^{METRIC_NAME.pattern}$")
+]
+MatcherText = Annotated[str, validation.Text(MAX_MATCHER, min_length=1)]
+PolicyName = validation.Name
+Annotations = Annotated[
+    dict[validation.LabelName, Annotated[str, validation.Text(validation.MAX_TEXT)]],
+    Field(max_length=validation.MAX_LABELS),
+]
 
 Comparator = Literal[">", "<", ">=", "<=", "==", "!="]
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 class Flap(validation.Model):
-    max_flips: validation.bounded_int(1, 10_000) = DEFAULT_FLAP_MAX_FLIPS  # type: ignore[valid-type]
+    max_flips: Annotated[int, validation.IntRange(1, 10_000)] = DEFAULT_FLAP_MAX_FLIPS
     window: validation.Duration = DEFAULT_FLAP_WINDOW_S
 
 

@@ -3,7 +3,7 @@ their transitions (``GET /admin/alerts/history``, filters and keyset pagination)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
 
@@ -16,13 +16,9 @@ from haetae.web import validation
 from haetae.web.bodies import json_response
 from haetae.web.problem import invalid
 
-if TYPE_CHECKING:  # validation.text() builds its type at run time, out of mypy's sight
-    RuleName = str
-    Fingerprint = str
-else:
-    # Rule names are at most 128 characters (rules.model.RULE_NAME); fingerprints are hex.
-    RuleName = validation.text(128)
-    Fingerprint = validation.text(64)
+# Rule names are at most 128 characters (rules.model.RULE_NAME); fingerprints are hex.
+RuleName = Annotated[str, validation.Text(128)]
+Fingerprint = Annotated[str, validation.Text(64)]
 
 
 class ActiveParams(validation.Model):

@@ -19,7 +19,7 @@ from haetae.cache.invalidation import LAYERS
 from haetae.cache.warmup import SOURCES
 from haetae.web.bodies import json_response
 from haetae.web.problem import ProblemError, invalid
-from haetae.web.validation import MAX_NAME, Model, bounded_int, path_text, text
+from haetae.web.validation import MAX_NAME, IntRange, Model, Text, path_text
 from haetae.web.validation import body as read_body
 from haetae.web.validation import query as read_query
 
@@ -28,8 +28,8 @@ _MAX_HOT = 1000
 # Cache keys, tags and prefixes: what an app names its entries by (Redis takes far longer).
 _MAX_KEY = 2048
 
-CacheKey = text(_MAX_KEY, min_length=1)
-CacheKeys = Annotated[list[CacheKey], Field(max_length=_MAX_ITEMS)]  # type: ignore[valid-type]
+CacheKey = Annotated[str, Text(_MAX_KEY, min_length=1)]
+CacheKeys = Annotated[list[CacheKey], Field(max_length=_MAX_ITEMS)]
 Layer = Literal["l1", "l2", "l3"]
 
 
@@ -37,17 +37,17 @@ class InvalidateBody(Model):
     keys: CacheKeys = []
     tags: CacheKeys = []
     prefixes: CacheKeys = []
-    prefix: CacheKey | None = None  # type: ignore[valid-type]
+    prefix: CacheKey | None = None
     layers: Annotated[list[Layer], Field(min_length=1, max_length=3)] | None = None
     timeout_s: Annotated[float, Field(gt=0, le=60, strict=True, allow_inf_nan=False)] | None = None
 
 
 class WarmupBody(Model):
-    keys: Annotated[list[CacheKey], Field(min_length=1, max_length=_MAX_ITEMS)] | None = None  # type: ignore[valid-type]
-    set: text(MAX_NAME, min_length=1) | None = None  # type: ignore[valid-type]
+    keys: Annotated[list[CacheKey], Field(min_length=1, max_length=_MAX_ITEMS)] | None = None
+    set: Annotated[str, Text(MAX_NAME, min_length=1)] | None = None
     source: Literal["hot", "recent"] | None = None
-    namespace: text(MAX_NAME, min_length=1) | None = None  # type: ignore[valid-type]
-    limit: bounded_int(1, _MAX_ITEMS) = 100  # type: ignore[valid-type]
+    namespace: Annotated[str, Text(MAX_NAME, min_length=1)] | None = None
+    limit: Annotated[int, IntRange(1, _MAX_ITEMS)] = 100
 
 
 class StatsQuery(Model):

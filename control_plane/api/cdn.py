@@ -4,7 +4,7 @@ CDN-cacheable ``GET /api/v1/cache/policy``."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -42,20 +42,16 @@ def _tag(item: str) -> str:
     return item
 
 
-if TYPE_CHECKING:  # validation.text() builds its type at run time, out of mypy's sight
-    Item = str
-else:
-    Item = validation.text(_MAX_ITEM, min_length=1)
+Item = Annotated[str, validation.Text(_MAX_ITEM, min_length=1)]
 
 
-def _items(check: Any) -> Any:
-    return Annotated[list[Annotated[Item, AfterValidator(check)]], Field(max_length=_MAX_ITEMS)]
+ItemList = Field(max_length=_MAX_ITEMS)
 
 
 class PurgeBody(validation.Model):
-    urls: _items(_absolute_url) = []  # type: ignore[valid-type]
-    tags: _items(_tag) = []  # type: ignore[valid-type]
-    prefixes: _items(_prefix) = []  # type: ignore[valid-type]
+    urls: Annotated[list[Annotated[Item, AfterValidator(_absolute_url)]], ItemList] = []
+    tags: Annotated[list[Annotated[Item, AfterValidator(_tag)]], ItemList] = []
+    prefixes: Annotated[list[Annotated[Item, AfterValidator(_prefix)]], ItemList] = []
     everything: StrictBool = False
 
 

@@ -36,7 +36,7 @@ from control_plane.appkeys import POOL
 from control_plane.auth.middleware import TOKEN_STORE
 from control_plane.auth.principal import Scope
 from haetae.web.problem import ProblemError
-from haetae.web.validation import Model, parse_id, path_id, query_dict, text, validate
+from haetae.web.validation import Model, Text, parse_id, path_id, query_dict, validate
 
 # Cookies: the signed list link ("exp.sig") and the name people act under.
 LIST_COOKIE = "haetae_incidents"
@@ -49,34 +49,34 @@ def _exp(raw: object) -> int:
     return parse_id(raw)
 
 
-Sig = text(64, min_length=64, pattern=r"^[0-9a-f]{64}$")
+Sig = Annotated[str, Text(64, min_length=64, pattern=r"^[0-9a-f]{64}$")]
 Expiry = Annotated[int, BeforeValidator(_exp)]
-Actor = text(100, min_length=1)
-NoteText = text(10_000)
-AdminToken = text(200, min_length=1)
+Actor = Annotated[str, Text(100, min_length=1)]
+NoteText = Annotated[str, Text(10_000)]
+AdminToken = Annotated[str, Text(200, min_length=1)]
 
 
 class LinkQuery(Model):
     exp: Expiry
-    sig: Sig  # type: ignore[valid-type]
+    sig: Sig
 
 
 class ListQuery(Model):
     exp: Expiry | None = None
-    sig: Sig | None = None  # type: ignore[valid-type]
+    sig: Sig | None = None
 
 
 class ActionForm(Model):
     exp: Expiry
-    sig: Sig  # type: ignore[valid-type]
+    sig: Sig
     action: Literal["ack", "resolve", "note"]
-    actor: Actor  # type: ignore[valid-type]
-    text: NoteText = ""  # type: ignore[valid-type]
+    actor: Actor
+    text: NoteText = ""
     confirm: Literal["yes", ""] = ""
 
 
 class LoginForm(Model):
-    token: AdminToken  # type: ignore[valid-type]
+    token: AdminToken
 
 
 def setup_routes(app: web.Application) -> None:

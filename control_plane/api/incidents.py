@@ -5,7 +5,7 @@ Bodies, ids and queries go through the validation seam (400s naming the field)."
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 
@@ -26,31 +26,31 @@ from control_plane.query.cursor import decode_cursor, encode_cursor
 from control_plane.query.params import parse_page, reject_unknown
 from haetae.web.bodies import json_response
 from haetae.web.problem import ProblemError, invalid
-from haetae.web.validation import Model, Name, body, path_id, query, text
+from haetae.web.validation import Model, Name, Text, body, path_id, query
 
-Title = text(300, min_length=1)
-NoteText = text(10_000, min_length=1)
-Assignee = text(200, min_length=1)
-Cursor = text(2048)
+Title = Annotated[str, Text(300, min_length=1)]
+NoteText = Annotated[str, Text(10_000, min_length=1)]
+Assignee = Annotated[str, Text(200, min_length=1)]
+Cursor = Annotated[str, Text(2048)]
 
 
 class CreateBody(Model):
-    title: Title  # type: ignore[valid-type]
+    title: Title
     policy: Name
 
 
 class NoteBody(Model):
-    text: NoteText  # type: ignore[valid-type]
+    text: NoteText
 
 
 class ReassignBody(Model):
-    assignee: Assignee  # type: ignore[valid-type]
+    assignee: Assignee
 
 
 class ListQuery(Model):
     status: Literal["triggered", "acknowledged", "resolved"] | None = None
     limit: str | None = None  # read by parse_page (bounds, cursor)
-    cursor: Cursor | None = None  # type: ignore[valid-type]
+    cursor: Cursor | None = None
 
 
 def setup_routes(app: web.Application) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -24,12 +24,8 @@ from haetae.web import validation
 from haetae.web.bodies import json_response
 from haetae.web.problem import ProblemError, invalid
 
-if TYPE_CHECKING:  # validation.text() builds its type at run time, out of mypy's sight
-    MatcherText = str
-    Comment = str
-else:
-    MatcherText = validation.text(MAX_MATCHER, min_length=1)
-    Comment = validation.text(MAX_COMMENT)
+MatcherText = Annotated[str, validation.Text(MAX_MATCHER, min_length=1)]
+Comment = Annotated[str, validation.Text(MAX_COMMENT)]
 
 
 class NewSilence(validation.Model):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -14,10 +14,7 @@ from haetae.web import validation
 from haetae.web.bodies import json_response
 from haetae.web.problem import ProblemError, invalid
 
-if TYPE_CHECKING:  # validation.Name is built at run time, out of mypy's sight
-    Name = str
-else:
-    Name = validation.Name
+Name = validation.Name
 
 # Agent tokens come from enrolment, never from this route.
 CreatableKind = Literal["admin", "enrolment"]

@@ -17,11 +17,12 @@ import re
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from haetae.web.validation import parse_duration_s, parse_unix_time
 
-CONTACT_TYPES = ("slack", "sms", "alimtalk", "email")
+ContactType = Literal["slack", "sms", "alimtalk", "email"]
+CONTACT_TYPES: tuple[str, ...] = get_args(ContactType)
 # Patterns are used with fullmatch: "$" alone would let a trailing newline through.
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 MAX_ID = 64

@@ -10,12 +10,11 @@ from the database.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
 from control_plane.oncall.model import (
-    CONTACT_TYPES,
     MAX_ADDRESS,
     MAX_CONTACT_METHODS,
     MAX_ID,
@@ -25,27 +24,17 @@ from control_plane.oncall.model import (
     MAX_RESTRICTIONS,
     MAX_TIMEZONE,
     ROTATIONS,
+    ContactType,
 )
 from haetae.web import validation
 
-if TYPE_CHECKING:  # validation.text() builds its type at run time, out of mypy's sight
-    OncallId = str
-    PersonName = str
-    LayerName = str
-    Address = str
-    TimeZone = str
-    TimeOfDay = str
-    DayName = str
-else:
-    OncallId = validation.text(MAX_ID, min_length=1)
-    PersonName = validation.text(200, min_length=1)
-    LayerName = validation.text(100, min_length=1)
-    Address = validation.text(MAX_ADDRESS)
-    TimeZone = validation.text(MAX_TIMEZONE, min_length=1)
-    TimeOfDay = validation.text(5)
-    DayName = validation.text(16)
-
-ContactType = Literal[CONTACT_TYPES]  # type: ignore[valid-type]
+OncallId = Annotated[str, validation.Text(MAX_ID, min_length=1)]
+PersonName = Annotated[str, validation.Text(200, min_length=1)]
+LayerName = Annotated[str, validation.Text(100, min_length=1)]
+Address = Annotated[str, validation.Text(MAX_ADDRESS)]
+TimeZone = Annotated[str, validation.Text(MAX_TIMEZONE, min_length=1)]
+TimeOfDay = Annotated[str, validation.Text(5)]
+DayName = Annotated[str, validation.Text(16)]
 
 
 def rotation_s(raw: Any) -> float:
@@ -69,7 +58,7 @@ class ContactRequest(validation.Model):
 
 
 class NotificationRuleRequest(validation.Model):
-    contact: validation.bounded_int(0, MAX_CONTACT_METHODS - 1)  # type: ignore[valid-type]
+    contact: Annotated[int, validation.IntRange(0, MAX_CONTACT_METHODS - 1)]
     delay_s: validation.Duration | None = None
     delay: validation.Duration | None = None
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from multidict import MultiDict, MultiMapping
 from pydantic import BeforeValidator, Field
@@ -22,11 +22,11 @@ from haetae.web.problem import invalid
 from haetae.web.validation import (
     MAX_NAME,
     Model,
+    Text,
     UnixTime,
     parse_duration_s,
     parse_unix_time,
     query_dict,
-    text,
     validate,
 )
 
@@ -78,14 +78,9 @@ class PageQuery:
     after: str | None
 
 
-if TYPE_CHECKING:  # text() builds its Annotated type at run time, out of mypy's sight
-    MetricName = str
-    MatcherText = str
-    Cursor = str
-else:
-    MetricName = text(MAX_NAME, min_length=1, pattern=f"^{METRIC_NAME.pattern}$")
-    MatcherText = text(MAX_MATCHER)
-    Cursor = text(MAX_CURSOR, min_length=1)
+MetricName = Annotated[str, Text(MAX_NAME, min_length=1, pattern=f"^{METRIC_NAME.pattern}$")]
+MatcherText = Annotated[str, Text(MAX_MATCHER)]
+Cursor = Annotated[str, Text(MAX_CURSOR, min_length=1)]
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
 Step = Annotated[float, BeforeValidator(parse_duration_s), Field(ge=MIN_STEP_S)]
 

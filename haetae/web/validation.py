@@ -16,6 +16,7 @@ import datetime as dt
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
@@ -26,9 +27,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StringConstraints,
+    GetCoreSchemaHandler,
     ValidationError,
 )
+from pydantic_core import core_schema
 
 from haetae.web.bodies import read_json
 from haetae.web.bodies import require_json as require_json  # re-exported: part of the seam
@@ -81,19 +83,39 @@ def no_nul(value: str) -> str:
     return value
 
 
-def text(max_length: int = MAX_TEXT, *, min_length: int = 0, pattern: str | None = None) -> Any:
-    """A string PostgreSQL accepts: no NUL, at most ``max_length`` characters."""
-    return Annotated[
-        str,
-        StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern),
-        AfterValidator(no_nul),
-    ]
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A string PostgreSQL accepts: ``Annotated[str, Text(200)]`` is at most 200 characters, has
+    no NUL, and may have a minimum length and a regex. A marker in ``Annotated`` (not a function
+    that builds a type) so that mypy sees a ``str`` and pydantic sees the bounds."""
+
+    max_length: int = MAX_TEXT
+    min_length: int = 0
+    pattern: str | None = None
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        bounded = core_schema.str_schema(
+            min_length=self.min_length, max_length=self.max_length, pattern=self.pattern
+        )
+        return core_schema.no_info_after_validator_function(no_nul, bounded)
 
 
-Name = text(MAX_NAME, min_length=1)
-LabelName = text(MAX_LABEL_NAME, min_length=1, pattern=LABEL_NAME_RE)
-LabelValue = text(MAX_LABEL_VALUE)
-Labels = Annotated[dict[LabelName, LabelValue], Field(max_length=MAX_LABELS)]  # type: ignore[valid-type]
+def IntRange(lo: int, hi: int) -> Any:
+    """``Annotated[int, IntRange(1, 100)]``: a JSON integer (not a string, not a bool) in range."""
+    return Field(ge=lo, le=hi, strict=True)
+
+
+def FloatRange(lo: float, hi: float) -> Any:
+    """``Annotated[float, FloatRange(0, 1)]``: a finite number in range."""
+    return Field(ge=lo, le=hi, allow_inf_nan=False)
+
+
+Name = Annotated[str, Text(MAX_NAME, min_length=1)]
+LabelName = Annotated[str, Text(MAX_LABEL_NAME, min_length=1, pattern=LABEL_NAME_RE)]
+LabelValue = Annotated[str, Text(MAX_LABEL_VALUE)]
+Labels = Annotated[dict[LabelName, LabelValue], Field(max_length=MAX_LABELS)]
 
 
 def _finite(value: float) -> float:
@@ -188,14 +210,6 @@ UnixTime = Annotated[float, BeforeValidator(parse_unix_time)]
 Duration = Annotated[float, BeforeValidator(parse_duration_s)]
 Id = Annotated[int, BeforeValidator(parse_id)]
 Finite = Annotated[float, AfterValidator(_finite)]
-
-
-def bounded_int(lo: int, hi: int) -> Any:
-    return Annotated[int, Field(ge=lo, le=hi, strict=True)]
-
-
-def bounded_float(lo: float, hi: float) -> Any:
-    return Annotated[float, Field(ge=lo, le=hi, allow_inf_nan=False)]
 
 
 # --- reading a request through a model ------------------------------------------------------
