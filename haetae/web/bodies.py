@@ -11,7 +11,7 @@ import orjson
 from aiohttp import http_exceptions, web
 from multidict import MultiDictProxy
 
-from haetae.web.problem import ProblemError
+from haetae.web.problem import ProblemError, invalid
 
 # Pass as ``web.Application(handler_args=HANDLER_ARGS)``: bodies are inflated by read_body.
 HANDLER_ARGS = {"auto_decompress": False}
@@ -153,20 +153,10 @@ async def read_form(request: web.Request, *, max_bytes: int = 64 * 1024) -> dict
     fields: dict[str, str] = {}
     for name, value in form.items():
         if not isinstance(value, str):
-            raise ProblemError(
-                400,
-                "Invalid request",
-                detail="file uploads are not accepted here",
-                type_="invalid-field",
-                field=f"form.{name[:64]}",
-            )
+            raise invalid(f"form.{name[:64]}", "file uploads are not accepted here")
         if "\x00" in name or "\x00" in value:
-            raise ProblemError(
-                400,
-                "Invalid request",
-                detail="must not contain a NUL character",
-                type_="invalid-field",
-                field=f"form.{name.replace(chr(0), '')[:64]}",
+            raise invalid(
+                f"form.{name.replace(chr(0), '')[:64]}", "must not contain a NUL character"
             )
         fields.setdefault(name, value)
     return fields

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from haetae.web.problem import ProblemError
+from haetae.web.problem import invalid
 
 _NUL = "\x00"
 
@@ -22,13 +22,7 @@ async def input_guard_middleware(
 ) -> web.StreamResponse:
     field = refused_field(request)
     if field is not None:
-        raise ProblemError(
-            400,
-            "Invalid request",
-            detail="must not contain a NUL character",
-            type_="invalid-field",
-            field=field,
-        )
+        raise invalid(field, "must not contain a NUL character")
     return await handler(request)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -34,7 +33,7 @@ from pydantic_core import core_schema
 
 from haetae.web.bodies import read_json
 from haetae.web.bodies import require_json as require_json  # re-exported: part of the seam
-from haetae.web.problem import ProblemError
+from haetae.web.problem import ProblemError, invalid
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -236,22 +235,14 @@ def path_id(request: web.Request, name: str = "id") -> int:
     try:
         return parse_id(request.match_info[name])
     except ValueError as exc:
-        raise ProblemError(
-            400, "Invalid request", detail=str(exc), type_="invalid-field", field=f"path.{name}"
-        ) from None
+        raise invalid(f"path.{name}", str(exc)) from None
 
 
 def path_text(request: web.Request, name: str, max_length: int = MAX_NAME) -> str:
     """One string from the path: no NUL, bounded, or a 400 naming it."""
     value = request.match_info[name]
     if "\x00" in value or not 1 <= len(value) <= max_length:
-        raise ProblemError(
-            400,
-            "Invalid request",
-            detail=f"1 to {max_length} characters without NUL",
-            type_="invalid-field",
-            field=f"path.{name}",
-        )
+        raise invalid(f"path.{name}", f"1 to {max_length} characters without NUL")
     return value
 
 
@@ -263,13 +254,7 @@ def query_dict(params: MultiMapping[str], model: type[BaseModel]) -> dict[str, A
         if field is not None and _is_list(field.annotation):
             out[key] = list(values)
         elif len(values) > 1:
-            raise ProblemError(
-                400,
-                "Invalid request",
-                detail=f"{key[:64]!r} may be given only once",
-                type_="invalid-field",
-                field=f"query.{key[:64]}",
-            )
+            raise invalid(f"query.{key[:64]}", f"{key[:64]!r} may be given only once")
         else:
             out[key] = values[0]
     return out
@@ -290,44 +275,30 @@ def validate(model: type[M], data: Any, *, where: str) -> M:
 
 
 def problem_from(exc: ValidationError, where: str) -> ProblemError:
-    """The first error of ``exc`` as a 400 naming its field (``body.matchers[2]``)."""
+    """The first error of ``exc`` as a 400 naming its field (``body.matchers[2]``); with more than
+    one, all of them (up to 20) under ``errors``."""
     errors = exc.errors(include_url=False, include_input=False)
     first = errors[0] if errors else {"loc": (), "msg": "invalid"}
-    field = where + "".join(
-        f"[{part}]" if isinstance(part, int) else f".{str(part)[:64]}" for part in first["loc"]
-    )
-    detail = _message(first)
     extra: dict[str, Any] = {}
     if len(errors) > 1:
         extra["errors"] = [
-            {
-                "field": where
-                + "".join(
-                    f"[{p}]" if isinstance(p, int) else f".{str(p)[:64]}" for p in err["loc"]
-                ),
-                "detail": _message(err),
-            }
-            for err in errors[:20]
+            {"field": _field(where, err["loc"]), "detail": _message(err)} for err in errors[:20]
         ]
     return ProblemError(
-        400, "Invalid request", detail=detail, type_="invalid-field", field=field, extra=extra
+        400,
+        "Invalid request",
+        detail=_message(first),
+        type_="invalid-field",
+        field=_field(where, first["loc"]),
+        extra=extra,
     )
+
+
+def _field(where: str, loc: Any) -> str:
+    return where + "".join(f"[{p}]" if isinstance(p, int) else f".{str(p)[:64]}" for p in loc)
 
 
 def _message(error: Any) -> str:
     if error.get("type") == "extra_forbidden":
         return "unknown field"
     return str(error["msg"]).removeprefix("Value error, ")
-
-
-def check_mapping_text(values: Mapping[str, str], where: str) -> None:
-    """For inputs that are not modelled (free-form query strings): no NUL anywhere."""
-    for key, value in values.items():
-        if "\x00" in key or "\x00" in value:
-            raise ProblemError(
-                400,
-                "Invalid request",
-                detail="must not contain a NUL character",
-                type_="invalid-field",
-                field=f"{where}.{key[:64]}",
-            )
