@@ -8,11 +8,13 @@ import asyncio
 import struct
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
 
 from link_analyzer.config import LinkAnalyzerConfig
 from link_analyzer.ssrf import AddressPolicy
@@ -476,3 +478,32 @@ def analyzer_config(gemini_base_url: str | None, **overrides: Any) -> LinkAnalyz
         data["gemini"] = {"api_key": "test-key", "base_url": gemini_base_url}
     data.update(overrides)
     return LinkAnalyzerConfig.model_validate(data)
+
+
+async def start_control_plane(
+    aiohttp_client: Any,
+    *,
+    db_dsn: str,
+    redis_url: str,
+    tmp_path: Path,
+    gemini_url: str,
+    sync_deadline_s: float,
+) -> tuple[Any, dict[str, str]]:
+    """A real control plane (embedded PostgreSQL and Redis) with the link analyzer pointed at the
+    fake Gemini; returns the test client and the bootstrap admin's auth header."""
+    from control_plane.app import create_app
+    from control_plane.config import ControlPlaneConfig
+    from haetae.config import load
+
+    cfg = load(ControlPlaneConfig, "")
+    cfg = cfg.model_copy(
+        update={
+            "postgres": cfg.postgres.model_copy(update={"dsn": SecretStr(db_dsn)}),
+            "redis": cfg.redis.model_copy(update={"url": SecretStr(redis_url)}),
+            "auth": cfg.auth.model_copy(update={"bootstrap_token_file": tmp_path / "admin.token"}),
+            "link_analyzer": analyzer_config(gemini_url, sync_deadline_s=sync_deadline_s),
+        }
+    )
+    client = await aiohttp_client(create_app(cfg))
+    token = (tmp_path / "admin.token").read_text().strip()
+    return client, {"Authorization": f"Bearer {token}"}

@@ -11,16 +11,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
-from la_fakes import FakeGemini, Origin, analyzer_config
-from pydantic import SecretStr
+from la_fakes import FakeGemini, Origin, start_control_plane
 
 from agent.cache_host import AgentCache
 from agent.settings import AgentCacheConfig, Secret
-from control_plane.app import create_app
 from control_plane.appkeys import CACHE
-from control_plane.config import ControlPlaneConfig
 from haetae.cache import Layer, Outcome
-from haetae.config import load
 from link_analyzer.api import LINK_ANALYZER
 from link_analyzer.cache import analysis_key, metadata_key
 from link_analyzer.urls import canonicalize
@@ -37,18 +33,14 @@ async def plane(
     tmp_path: Path,
     fake_gemini: FakeGemini,
 ) -> tuple[Client, dict[str, str]]:
-    cfg = load(ControlPlaneConfig, "")
-    cfg = cfg.model_copy(
-        update={
-            "postgres": cfg.postgres.model_copy(update={"dsn": SecretStr(db_dsn)}),
-            "redis": cfg.redis.model_copy(update={"url": SecretStr(redis_url)}),
-            "auth": cfg.auth.model_copy(update={"bootstrap_token_file": tmp_path / "admin.token"}),
-            "link_analyzer": analyzer_config(fake_gemini.base_url, sync_deadline_s=5.0),
-        }
+    return await start_control_plane(
+        aiohttp_client,
+        db_dsn=db_dsn,
+        redis_url=redis_url,
+        tmp_path=tmp_path,
+        gemini_url=fake_gemini.base_url,
+        sync_deadline_s=5.0,
     )
-    client = await aiohttp_client(create_app(cfg))
-    token = (tmp_path / "admin.token").read_text().strip()
-    return client, {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
