@@ -41,13 +41,13 @@ test: $(VENV)/.dev-installed
 coverage: $(VENV)/.dev-installed
 	$(call floor,cache,$(CACHE_FILES),,$(CACHE_FLOOR))
 	$(call floor,monitoring,$(MONITORING_FILES),agent/l1_server.py$(comma)agent/cache_host.py,$(MONITORING_FLOOR))
-	@$(BIN)/coverage report | tail -n 1
+	@$(BIN)/coverage report | grep '^TOTAL'
 
 comma := ,
 # $(call floor,NAME,INCLUDE,OMIT,PERCENT): one line per area; fails under the floor.
 define floor
 	@$(BIN)/coverage report --include='$(2)' --omit='$(3)' --fail-under=$(4) > .coverage-$(1).txt; \
-	rc=$$?; printf 'coverage %-10s floor %s %%: ' '$(1)' '$(4)'; tail -n 1 .coverage-$(1).txt; \
+	rc=$$?; printf 'coverage %-10s floor %s %%: ' '$(1)' '$(4)'; grep -E '^TOTAL|fail-under' .coverage-$(1).txt; \
 	rm -f .coverage-$(1).txt; exit $$rc
 endef
 
