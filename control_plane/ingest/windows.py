@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from control_plane.query.matchers import Matcher, matches_all
 
 Point = tuple[float, float]
+NAME_LABEL = "__name__"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,13 +183,20 @@ class SeriesWindows:
         w = self._windows.get(series_id)
         return None if w is None else w.ref
 
-    def select(self, name: str, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]:
-        """Series named ``name`` whose labels (and ``agent``) satisfy every matcher."""
-        found = self._by_name.get(name)
-        if not found:
-            return []
+    def select(self, name: str | None, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]:
+        """Series named ``name`` (any name when None) whose labels (and ``agent``) satisfy
+        every matcher; ``__name__`` matchers are checked against the series' name."""
+        if name is None:
+            found: Mapping[int, _Window] = self._windows
+        else:
+            found = self._by_name.get(name) or {}
+        on_name = [m for m in matchers if m.label == NAME_LABEL]
+        others = [m for m in matchers if m.label != NAME_LABEL] if on_name else matchers
         return [
-            w.ref for w in found.values() if matches_all(matchers, w.ref.agent_id, w.ref.labels)
+            w.ref
+            for w in found.values()
+            if all(m.matches(w.ref.name) for m in on_name)
+            and matches_all(others, w.ref.agent_id, w.ref.labels)
         ]
 
     def points(self, series_id: int, start: float, end: float) -> list[Point]:
@@ -202,7 +210,7 @@ class SeriesWindows:
         return pts[-1] if pts else None
 
     def range(
-        self, name: str, matchers: Sequence[Matcher], start: float, end: float
+        self, name: str | None, matchers: Sequence[Matcher], start: float, end: float
     ) -> list[tuple[SeriesRef, list[Point]]]:
         """Every matching series with its points in ``(start, end]`` (empty ones left out)."""
         out = []

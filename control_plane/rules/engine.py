@@ -45,7 +45,7 @@ class ShardSource:
         self._shard = shard
         self._shards = shards
 
-    def select(self, name: str, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]:
+    def select(self, name: str | None, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]:
         return [
             ref
             for ref in self._source.select(name, matchers)

@@ -61,9 +61,13 @@ Value = float | Vector
 
 
 class SeriesSource(Protocol):
-    """What the evaluator reads: the ingest windows (``SeriesWindows``) fit."""
+    """What the evaluator reads: the ingest windows (``SeriesWindows``) fit, and so does a
+    store-backed source (the Prometheus HTTP API's)."""
 
-    def select(self, name: str, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]: ...
+    def select(self, name: str | None, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]:
+        """Series named ``name`` (any name when None; a selector's own ``__name__`` matchers
+        are among ``matchers``) whose labels satisfy every matcher."""
+        ...
 
     def points(self, series_id: int, start: float, end: float) -> list[Point]: ...
 
@@ -73,6 +77,32 @@ def evaluate(
 ) -> Value:
     """The value of ``expr`` at time ``at`` (seconds since the epoch)."""
     return _Evaluator(source, at, lookback_s).eval(expr)
+
+
+def evaluate_range(
+    expr: Expr,
+    source: SeriesSource,
+    start: float,
+    end: float,
+    step: float,
+    *,
+    lookback_s: float = DEFAULT_LOOKBACK_S,
+) -> dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[Point]]]:
+    """``expr`` at ``start``, ``start + step``, ... up to ``end``: per result label set (the
+    key: its sorted items) the labels and the ``(t, value)`` points, oldest first. A scalar
+    result is one series with no labels."""
+    if step <= 0:
+        raise ValueError("step must be positive")
+    out: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[Point]]] = {}
+    n = int((end - start) // step) if end >= start else -1
+    for i in range(n + 1):
+        t = start + i * step
+        value = evaluate(expr, source, t, lookback_s=lookback_s)
+        samples = [Sample({}, value)] if isinstance(value, float) else value
+        for s in samples:
+            key = tuple(sorted(s.labels.items()))
+            out.setdefault(key, (dict(s.labels), []))[1].append((t, s.value))
+    return out
 
 
 def series_labels(ref: SeriesRef) -> dict[str, str]:

@@ -24,7 +24,7 @@ class BrokenFor:
         self.windows = windows
         self.broken = broken
 
-    def select(self, name: str, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]:
+    def select(self, name: str | None, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]:
         if name == self.broken:
             raise ZeroDivisionError("x" * 10_000)
         return self.windows.select(name, matchers)
