@@ -423,6 +423,42 @@ class CdnConfig(StrictModel):
         return self
 
 
+class ForwardConfig(StrictModel):
+    """Remote write out (control_plane/forward/): every committed sample is forwarded to a
+    Prometheus-compatible store (VictoriaMetrics, Mimir, Thanos receive) with remote write 1.0,
+    through a durable outbox in PostgreSQL. Off while ``url`` is unset."""
+
+    # e.g. http://victoria-metrics:8428/api/v1/write
+    url: str | None = Field(None, pattern=r"^https?://")
+    bearer_token: SecretStr | None = None
+    basic_auth_username: str | None = None
+    basic_auth_password: SecretStr | None = None
+    # Added to every series that lacks them (Prometheus' external_labels), e.g. {cluster: prod}.
+    external_labels: dict[str, str] = {}
+    max_samples_per_request: int = Field(5_000, ge=1, le=1_000_000)
+    max_in_flight: int = Field(4, ge=1, le=64)
+    timeout_s: float = Field(30.0, gt=0)
+    # 5xx, 429 and connection errors: jittered exponential backoff between these bounds.
+    retry_base_s: float = Field(0.5, gt=0)
+    retry_max_s: float = Field(30.0, gt=0)
+    # While the store is unreachable the outbox grows (~17 bytes a sample in PostgreSQL); past
+    # this many samples the oldest are dropped (haetae_forward_samples_total{outcome="dropped"}).
+    max_pending_samples: int = Field(50_000_000, ge=1)
+    # How often the outbox is polled when no local commit woke the forwarder (other replicas'
+    # commits, claims whose lease ran out), and the pending/lag gauges refreshed.
+    poll_interval_s: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> ForwardConfig:
+        if self.bearer_token is not None and self.basic_auth_username is not None:
+            raise ValueError("use either bearer_token or basic_auth_username, not both")
+        if (self.basic_auth_password is not None) and self.basic_auth_username is None:
+            raise ValueError("basic_auth_password needs basic_auth_username")
+        if self.retry_base_s > self.retry_max_s:
+            raise ValueError("retry_base_s must not exceed retry_max_s")
+        return self
+
+
 class ControlPlaneConfig(StrictModel):
     http: HttpConfig = HttpConfig()
     postgres: PostgresConfig = PostgresConfig()
@@ -437,6 +473,7 @@ class ControlPlaneConfig(StrictModel):
     cache: CacheConfig = CacheConfig()
     cdn: CdnConfig = CdnConfig()
     link_analyzer: LinkAnalyzerConfig = LinkAnalyzerConfig()
+    forward: ForwardConfig = ForwardConfig()
 
 
 def load_config(
