@@ -33,7 +33,7 @@ import datetime as dt
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
 import asyncpg
@@ -165,6 +165,12 @@ class Ingestor:
         # Called with the newly stored reports of each commit, before the commit listeners
         # (replication to the other replicas: ingest/replicate.py). Must not block.
         self.sample_listeners: list[Callable[[list[PreparedReport], float], None]] = []
+        # Awaited inside each commit's transaction with its newly stored reports, after their
+        # samples are copied: what they write commits (or rolls back) with the samples (the
+        # remote-write outbox: forward/outbox.py).
+        self.transaction_stages: list[
+            Callable[[asyncpg.Connection, list[PreparedReport]], Awaitable[None]]
+        ] = []
 
     async def __aenter__(self) -> Ingestor:
         self._runner = asyncio.create_task(self._run(), name="ingest-flusher")
@@ -367,6 +373,8 @@ class Ingestor:
                     await conn.copy_records_to_table(
                         "samples", records=records, columns=_COPY_COLUMNS
                     )
+                    for stage in self.transaction_stages:
+                        await stage(conn, new)
                 await conn.execute(_TOUCH_AGENTS, *_agent_touches(reports, fresh))
         return self._after_commit(reports, new, now, refused)
 
