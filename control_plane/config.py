@@ -459,6 +459,25 @@ class ForwardConfig(StrictModel):
         return self
 
 
+class PromApiConfig(StrictModel):
+    """The Prometheus HTTP API (``/api/v1/*``, control_plane/promapi/): Grafana, KEDA, promtool."""
+
+    # Instant selectors look this far back for a point (Prometheus' --query.lookback-delta).
+    lookback_delta_s: float = Field(300.0, gt=0, le=86400)
+    # A query's own ``timeout`` is capped by this (Prometheus' --query.timeout).
+    timeout_s: float = Field(120.0, gt=0)
+    # Bounds of one query: series per selector, and points loaded in all (422 past them).
+    max_series: int = Field(10_000, ge=1)
+    max_samples: int = Field(5_000_000, ge=1)
+    # Ranges inside the ingest windows are read from memory instead of PostgreSQL.
+    use_windows: bool = True
+    # A Prometheus-compatible API (VictoriaMetrics, Mimir, Thanos) holding what was forwarded:
+    # queries reaching further back than retention.retention_days are proxied there.
+    remote_read_url: str | None = Field(None, pattern=r"^https?://")
+    remote_timeout_s: float = Field(60.0, gt=0)
+    remote_bearer_token: SecretStr | None = None
+
+
 class ControlPlaneConfig(StrictModel):
     http: HttpConfig = HttpConfig()
     postgres: PostgresConfig = PostgresConfig()
@@ -474,6 +493,7 @@ class ControlPlaneConfig(StrictModel):
     cdn: CdnConfig = CdnConfig()
     link_analyzer: LinkAnalyzerConfig = LinkAnalyzerConfig()
     forward: ForwardConfig = ForwardConfig()
+    promapi: PromApiConfig = PromApiConfig()
 
 
 def load_config(
