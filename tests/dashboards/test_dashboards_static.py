@@ -1,0 +1,164 @@
+"""The boards as files: built from the code, every query parses (Haetae's parser and promtool),
+reads only metrics the code defines, and rates over windows long enough for the scrape interval;
+the JSON is Grafana's dashboard model (grafana-foundation-sdk round trip)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from board_checks import all_queries, boards, defined_metrics, metric_names, selectors
+from conftest import ROOT
+from grafana_foundation_sdk.cog import plugins
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+from agent.config import AgentConfig
+from control_plane.rules.ast import MatrixSelector
+from control_plane.rules.durations import parse_duration
+from dashboards import build
+from dashboards.queries import GRAFANA_DEFAULTS, defaults, instantiate
+
+PROMTOOL = shutil.which("promtool")
+AGENT_INTERVAL_S = AgentConfig.model_fields["interval_s"].default
+DATASOURCES = ROOT / "deploy/grafana/provisioning/datasources/haetae.yaml"
+
+
+def test_json_is_what_the_code_builds() -> None:
+    assert build.main(["--check"]) == 0, "run: python -m dashboards.build"
+
+
+def test_every_board_has_queries() -> None:
+    per_board = {q.board for q, _ in all_queries()}
+    assert per_board == set(build.BOARDS)
+    assert len(all_queries()) >= 60
+
+
+def test_every_query_parses_with_haetae() -> None:
+    for q, expr in all_queries():
+        assert list(selectors(expr)), q
+
+
+def _promtool_check(tmp_path: Path, exprs: list[str]) -> subprocess.CompletedProcess[str]:
+    rules = [{"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(exprs)]
+    path = tmp_path / "boards.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    assert PROMTOOL is not None
+    return subprocess.run(
+        [PROMTOOL, "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian: prometheus) missing")
+def test_every_query_parses_with_promtool(tmp_path: Path) -> None:
+    exprs = [expr for _, expr in all_queries()]
+    proc = _promtool_check(tmp_path, exprs)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{len(exprs)} rules found" in proc.stdout
+    # The check can fail: a broken query is refused.
+    broken = _promtool_check(tmp_path, ["sum(rate(haetae_cache_requests_total[1m])"])
+    assert broken.returncode != 0
+
+
+def test_every_metric_is_defined_in_the_code() -> None:
+    known = defined_metrics()
+    assert "haetae_host_load1" in known and "haetae_host_load_1" not in known  # a typo fails
+    missing = {f"{q}: {name}" for q, expr in all_queries() for name in metric_names(expr) - known}
+    assert not missing, "\n".join(sorted(missing))
+
+
+def test_rate_windows_span_two_scrapes() -> None:
+    """Fixed windows are at least two agent intervals; the rest are Grafana's
+    $__rate_interval, which the provisioned data sources make at least four."""
+    sentinel = "7777s"
+    rate_interval_s = parse_duration(sentinel)
+    minimum = 2 * AGENT_INTERVAL_S
+    too_short = []
+    for uid, board in boards().items():
+        values = defaults(board) | {"__rate_interval": sentinel}
+        for q, _ in all_queries():
+            if q.board != uid:
+                continue
+            for sel in selectors(instantiate(q.expr, values)):
+                if not isinstance(sel, MatrixSelector) or sel.range_s == rate_interval_s:
+                    continue
+                if sel.range_s < minimum:
+                    too_short.append(f"{q}: {sel.range_s}s < {minimum}s")
+    assert not too_short, "\n".join(too_short)
+    assert "$__rate_interval" in json.dumps(boards())
+    # $__rate_interval >= 4 x timeInterval; timeInterval >= the agent's interval.
+    provisioned = yaml.safe_load(DATASOURCES.read_text())["datasources"]
+    for ds in provisioned:
+        assert parse_duration(ds["jsonData"]["timeInterval"]) >= AGENT_INTERVAL_S, ds["name"]
+    assert parse_duration(GRAFANA_DEFAULTS["__rate_interval"]) >= minimum
+
+
+def _round_trip(doc: dict[str, object]) -> object:
+    plugins.register_default_plugins()
+    model = Dashboard.from_json(doc)
+    return _drop_empty(json.loads(JSONEncoder().encode(model)))
+
+
+def _drop_empty(value: object) -> object:
+    # The SDK writes an empty `custom: {}` it was not given; nothing else may differ.
+    if isinstance(value, dict):
+        return {k: _drop_empty(v) for k, v in value.items() if v != {} or k != "custom"}
+    if isinstance(value, list):
+        return [_drop_empty(v) for v in value]
+    return value
+
+
+def test_json_round_trips_through_the_sdk_model() -> None:
+    for uid, doc in boards().items():
+        assert _round_trip(doc) == _drop_empty(doc), uid
+    # A key Grafana's model does not have is lost in the trip, so the check can fail.
+    doc = boards()["haetae-app"]
+    doc["panels"][1]["pannel_typo"] = 1
+    assert _round_trip(doc) != _drop_empty(doc)
+
+
+def test_board_structure() -> None:
+    uids = set()
+    for uid, doc in boards().items():
+        assert doc["uid"] == uid and uid not in uids
+        uids.add(uid)
+        assert doc["title"].startswith("Haetae / ") and "haetae" in doc["tags"]
+        assert doc["schemaVersion"] >= 39
+        variables = {v["name"]: v for v in doc["templating"]["list"]}
+        assert variables["datasource"]["query"] == "prometheus"
+        assert variables["agent"]["includeAll"] and variables["agent"]["allValue"] == ".*"
+        ids = [p["id"] for p in doc["panels"]]
+        assert len(ids) == len(set(ids)), uid
+        for panel in doc["panels"]:
+            pos = panel["gridPos"]
+            assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, (uid, panel["title"])
+            if panel["type"] == "row":
+                continue
+            assert panel["datasource"]["uid"] == "${datasource}"
+            refs = [t["refId"] for t in panel["targets"]]
+            assert refs and len(refs) == len(set(refs)) and all(refs), (uid, panel["title"])
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == "${datasource}"
+                # Every panel follows the agent selection.
+                assert '"$agent"' in target["expr"], (uid, panel["title"])
+
+
+def test_provisioning() -> None:
+    datasources = {d["uid"]: d for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]}
+    haetae = datasources["haetae"]
+    assert haetae["type"] == "prometheus" and haetae["isDefault"]
+    assert haetae["jsonData"]["httpHeaderName1"] == "Authorization"
+    assert haetae["secureJsonData"]["httpHeaderValue1"].startswith("Bearer $")
+    assert datasources["prometheus"]["type"] == "prometheus"
+    provider = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/dashboards/haetae.yaml").read_text()
+    )["providers"][0]
+    assert provider["type"] == "file" and provider["options"]["path"]
