@@ -32,6 +32,7 @@ from control_plane.auth import TokenStore, auth_middleware
 from control_plane.auth.middleware import TOKEN_STORE
 from control_plane.cache_ctx import cache_ctx
 from control_plane.config import ControlPlaneConfig
+from control_plane.forward import forward_ctx
 from control_plane.health import HealthMonitor
 from control_plane.ingest import ingest_ctx
 from control_plane.maintenance import maintenance_ctx
@@ -75,6 +76,7 @@ def create_app(
             auth_ctx,
             health_ctx,
             ingest_ctx,
+            forward_ctx,
             maintenance_ctx,
             cache_ctx,
             rules_ctx,

@@ -1,0 +1,266 @@
+"""The forwarder: outbox rows out to the remote store, each acknowledged before it is deleted.
+
+``max_in_flight`` workers each claim a few rows (about one request's worth), send them as one or
+more requests in order, and delete them once every request was acknowledged (or refused for
+good). A failed request is sent again after a jittered exponential backoff (``Retry-After`` on a
+429), renewing the claim's lease each time, for as long as it takes: while the store is down
+the outbox just grows, bounded by ``forward.max_pending_samples`` (the oldest are dropped,
+counted). A poison request (4xx other than 429) is dropped and counted, never retried.
+
+Delivery is at least once: a sample is sent twice only when a replica dies (or loses
+PostgreSQL) between the store's acknowledgement and the row's deletion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Callable
+
+import asyncpg
+
+from control_plane.alerting.retry import backoff_s
+from control_plane.config import ForwardConfig
+from control_plane.forward import batching, payload
+from control_plane.forward.client import RemoteWriteClient
+from control_plane.forward.errors import RejectedSendError, RetryableSendError
+from control_plane.forward.labels import SeriesLabels
+from control_plane.forward.metrics import ForwardMetrics, Outcome
+from control_plane.forward.outbox import Outbox, Row
+
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_LEASE_SLACK_S = 30.0
+_MAX_ROWS_PER_CLAIM = 1_000
+# Stop: requests in flight get this long to be answered before the claims are released.
+_STOP_GRACE_S = 5.0
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+class Forwarder:
+    """``start()`` / ``stop()``; ``wake()`` after a local commit (a commit listener)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        cfg: ForwardConfig,
+        metrics: ForwardMetrics,
+        client: RemoteWriteClient,
+        *,
+        owner: str | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._metrics = metrics
+        self._client = client
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._log = log or logging.getLogger("control_plane.forward")
+        lease_s = cfg.timeout_s + cfg.retry_max_s + _LEASE_SLACK_S
+        self.outbox = Outbox(pool, owner or default_owner(), lease_s)
+        self._labels = SeriesLabels(pool, cfg.external_labels)
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._held: dict[int, int] = {}  # claimed row id -> worker
+        self._undeleted: list[int] = []  # acknowledged, not yet deleted (PostgreSQL was down)
+        self._samples_per_row = 1.0
+        self._db_ok = True
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._stop.clear()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._work(i), name=f"forward-worker-{i}")
+            for i in range(self._cfg.max_in_flight)
+        ]
+        self._tasks.append(loop.create_task(self._watch(), name="forward-watch"))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        tasks, self._tasks = self._tasks, []
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=_STOP_GRACE_S)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        held = list(self._held)
+        self._held.clear()
+        with contextlib.suppress(*_DB_ERRORS):
+            if self._undeleted:
+                await self.outbox.done(self._undeleted)
+            if held:  # another replica may take them at once
+                await self.outbox.release(held)
+
+    # -- workers -------------------------------------------------------------------------------
+
+    async def _work(self, worker: int) -> None:
+        while not self._stop.is_set():
+            try:
+                if self._undeleted:
+                    ids, self._undeleted = self._undeleted, []
+                    await self.outbox.done(ids)
+                rows = await self.outbox.claim(self._rows_per_claim())
+                self._db_up()
+            except _DB_ERRORS as exc:
+                self._db_down(exc)
+                await self._pause(self._cfg.poll_interval_s)
+                continue
+            if not rows:
+                await self._idle()
+                continue
+            for r in rows:
+                self._held[r.id] = worker
+            try:
+                await self._forward(rows)
+            except _LeaseLost:
+                self._log.warning("forward: the claim on %d outbox rows was lost", len(rows))
+            except _DB_ERRORS as exc:
+                self._db_down(exc)
+                await self._pause(self._cfg.poll_interval_s)
+            finally:
+                for r in rows:
+                    self._held.pop(r.id, None)
+
+    def _rows_per_claim(self) -> int:
+        rows = self._cfg.max_samples_per_request / self._samples_per_row
+        return max(1, min(_MAX_ROWS_PER_CLAIM, int(rows)))
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._cfg.poll_interval_s)
+        self._wake.clear()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _forward(self, rows: list[Row]) -> None:
+        total = sum(r.sample_count for r in rows)
+        self._samples_per_row = 0.8 * self._samples_per_row + 0.2 * (total / len(rows))
+        chunks = []
+        for r in rows:
+            try:
+                chunks.append(payload.decode(r.payload))
+            except payload.PayloadError as exc:  # pragma: no cover - written by encode() only
+                self._log.error("forward: dropping outbox row %d: %s", r.id, exc)
+                self._metrics.count(Outcome.REJECTED, r.sample_count)
+        grouped = batching.group(chunks)
+        labels = await self._labels.encoded(grouped.series)
+        unknown = sum(len(ts) for sid, (ts, _) in grouped.series.items() if sid not in labels)
+        if unknown:
+            self._log.warning("forward: %d samples of pruned series are not sent", unknown)
+            self._metrics.count(Outcome.UNKNOWN_SERIES, unknown)
+        for request in batching.requests(grouped, labels, self._cfg.max_samples_per_request):
+            await self._deliver(request, rows)
+        ids = [r.id for r in rows]
+        try:
+            await self.outbox.done(ids)
+        except _DB_ERRORS:
+            self._undeleted.extend(ids)  # delivered: delete as soon as PostgreSQL is back
+            raise
+
+    async def _deliver(self, request: batching.Request, rows: list[Row]) -> None:
+        """Send until acknowledged or refused for good; raises _LeaseLost."""
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                await self._client.send(request.body)
+            except RejectedSendError as exc:
+                self._log.warning(
+                    "forward: %s refused %d samples (dropped): %s",
+                    self._client.url,
+                    request.samples,
+                    exc,
+                )
+                self._metrics.count(Outcome.REJECTED, request.samples)
+                return
+            except RetryableSendError as exc:
+                attempt += 1
+                self._metrics.retries.labels(exc.reason.value).inc()
+                delay = backoff_s(
+                    attempt,
+                    base_s=self._cfg.retry_base_s,
+                    max_s=self._cfg.retry_max_s,
+                    rng=self._rng,
+                )
+                if exc.retry_after_s is not None:
+                    delay = min(max(delay, exc.retry_after_s), self._cfg.retry_max_s)
+                if attempt == 1 or attempt % 10 == 0:
+                    self._log.warning(
+                        "forward: sending to %s failed (%s), attempt %d; retrying in %.1f s",
+                        self._client.url,
+                        exc,
+                        attempt,
+                        delay,
+                    )
+                await self._pause(delay)
+                if self._stop.is_set():
+                    raise _LeaseLost from exc  # released by stop(): another replica goes on
+                if not await self.outbox.renew([r.id for r in rows]):
+                    raise _LeaseLost from exc
+                continue
+            finally:
+                self._metrics.request_duration.observe(time.perf_counter() - started)
+            if attempt:
+                self._log.info("forward: %s accepts samples again", self._client.url)
+            self._metrics.count(Outcome.SENT, request.samples)
+            return
+
+    # -- gauges and the bound ------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.refresh()
+            except _DB_ERRORS as exc:
+                self._db_down(exc)
+            await self._pause(self._cfg.poll_interval_s)
+
+    async def refresh(self) -> None:
+        """Update the pending and lag gauges; trim the outbox past its bound."""
+        stats = await self.outbox.stats()
+        excess = stats.pending_samples - self._cfg.max_pending_samples
+        pending = stats.pending_samples
+        if excess > 0:
+            dropped = await self.outbox.trim(excess)
+            if dropped:
+                self._log.warning(
+                    "forward: the outbox passed %d samples; dropped the oldest %d",
+                    self._cfg.max_pending_samples,
+                    dropped,
+                )
+                self._metrics.count(Outcome.DROPPED, dropped)
+                pending -= dropped
+        self._metrics.pending.set(pending)
+        self._metrics.lag.set(stats.lag_s)
+
+    def _db_down(self, exc: BaseException) -> None:
+        if self._db_ok:
+            self._log.warning("forward: PostgreSQL unavailable (%r); retrying", exc)
+        self._db_ok = False
+
+    def _db_up(self) -> None:
+        if not self._db_ok:
+            self._log.info("forward: PostgreSQL is back")
+        self._db_ok = True
