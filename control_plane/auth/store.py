@@ -20,6 +20,7 @@ from control_plane.auth.principal import (
     secret_matches,
     split_token,
 )
+from haetae.private_files import write_private_file
 
 # Verified tokens are cached this long: a revocation takes at most this long to bite.
 CACHE_TTL_S = 10.0
@@ -130,19 +131,5 @@ class TokenStore:
             plaintext, _ = await self.create(
                 TokenKind.ADMIN, "bootstrap admin", scopes=[Scope.ADMIN], conn=conn
             )
-            write_secret_file(token_file, plaintext)
+            write_private_file(token_file, plaintext + "\n")
             return plaintext
-
-
-def write_secret_file(path: Path, content: str) -> None:
-    """Write ``content`` to ``path`` readable by the owner only (created 600, never wider)."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(content + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
