@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from control_plane import promapi
 from control_plane.alerting.context import notify_ctx
 from control_plane.api import (
     agents,
@@ -97,6 +98,7 @@ def create_app(
         incidents,
         incident_pages,
         oncall,
+        promapi,
     ):
         module.setup_routes(app)
     # Also appends its cleanup context (after redis_ctx, whose client it uses).

@@ -1,0 +1,121 @@
+"""The points one query reads, held in memory: a :class:`SeriesSource` for the evaluator; pure.
+
+A query first works out which selectors it has and how far before each evaluation instant
+they read (:func:`selector_needs`), loads exactly those points once (from PostgreSQL or the
+ingest windows, :mod:`.loader`), then evaluates every step over this snapshot. Evaluation can
+then run off the event loop: nothing here changes while it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from control_plane.ingest.windows import SeriesRef
+from control_plane.query.matchers import Matcher, matches_all
+from control_plane.rules.ast import Expr, MatrixSelector, VectorSelector
+
+NAME_LABEL = "__name__"
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorNeed:
+    """A selector and the span its points are read from: ``(t - before_s, t - offset]``
+    around each evaluation instant ``t``."""
+
+    selector: VectorSelector
+    before_s: float
+
+    def span(self, start: float, end: float) -> tuple[float, float]:
+        offset = self.selector.offset_s
+        return start - offset - self.before_s, end - offset
+
+
+def selector_needs(expr: Expr, lookback_s: float) -> list[SelectorNeed]:
+    return list(_walk(expr, lookback_s, 0.0))
+
+
+def _walk(node: object, lookback_s: float, outer_s: float) -> Iterator[SelectorNeed]:
+    if isinstance(node, MatrixSelector):
+        yield SelectorNeed(node.selector, outer_s + node.range_s)
+        return
+    if isinstance(node, VectorSelector):
+        yield SelectorNeed(node, outer_s + lookback_s)
+        return
+    if isinstance(node, tuple):
+        for item in node:
+            yield from _walk(item, lookback_s, outer_s)
+        return
+    if not dataclasses.is_dataclass(node) or isinstance(node, type):
+        return
+    # A node with a range of its own (a subquery) reads that much further back.
+    outer_s += float(getattr(node, "range_s", 0.0) or 0.0)
+    for f in dataclasses.fields(node):
+        yield from _walk(getattr(node, f.name), lookback_s, outer_s)
+
+
+class Snapshot:
+    """Series and their points, bounded by the caller (``points_held`` counts them)."""
+
+    def __init__(self) -> None:
+        self._refs: dict[int, SeriesRef] = {}
+        self._times: dict[int, array[float]] = {}
+        self._values: dict[int, array[float]] = {}
+        self._by_name: dict[str, list[int]] = {}
+        self._selected: dict[tuple[str | None, tuple[Matcher, ...]], list[SeriesRef]] = {}
+        self.points_held = 0
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def add(self, ref: SeriesRef, times: Sequence[float], values: Sequence[float]) -> None:
+        """One series' points, ascending. A series met again (two selectors) keeps the union."""
+        sid = ref.series_id
+        held = self._times.get(sid)
+        if held is None:
+            self._refs[sid] = ref
+            self._by_name.setdefault(ref.name, []).append(sid)
+            self._times[sid] = array("d", times)
+            self._values[sid] = array("d", values)
+            self.points_held += len(times)
+            return
+        merged = dict(zip(held, self._values[sid], strict=True))
+        merged.update(zip(times, values, strict=True))
+        order = sorted(merged)
+        self.points_held += len(order) - len(held)
+        self._times[sid] = array("d", order)
+        self._values[sid] = array("d", (merged[t] for t in order))
+        self._selected.clear()
+
+    def select(self, name: str | None, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]:
+        key = (name or None, tuple(matchers))
+        found = self._selected.get(key)
+        if found is None:
+            found = self._selected[key] = self._select(name, matchers)
+        return found
+
+    def _select(self, name: str | None, matchers: Sequence[Matcher]) -> list[SeriesRef]:
+        ids = self._by_name.get(name, []) if name else list(self._refs)
+        on_name = [m for m in matchers if m.label == NAME_LABEL]
+        on_labels = [m for m in matchers if m.label != NAME_LABEL]
+        out = []
+        for sid in ids:
+            ref = self._refs[sid]
+            if all(m.matches(ref.name) for m in on_name) and matches_all(
+                on_labels, ref.agent_id, ref.labels
+            ):
+                out.append(ref)
+        return out
+
+    def points(self, series_id: int, start: float, end: float) -> list[Point]:
+        """Points with ``start < ts <= end``, oldest first."""
+        times = self._times.get(series_id)
+        if times is None:
+            return []
+        lo = bisect_right(times, start)
+        hi = bisect_right(times, end, lo)
+        return list(zip(times[lo:hi], self._values[series_id][lo:hi], strict=True))
