@@ -1,0 +1,201 @@
+"""Helpers for remote write out: an ingestor writing the outbox, forwarders, a real
+VictoriaMetrics and a scripted fake store (for answers VictoriaMetrics never gives)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import cramjam
+import pytest
+from aiohttp import web
+from tests_support import free_port
+
+from control_plane.config import ForwardConfig, IngestConfig, RetentionConfig
+from control_plane.forward import Forwarder, ForwardMetrics, RemoteWriteClient
+from control_plane.forward.outbox import append
+from control_plane.ingest import Ingestor, Report, Sample
+from control_plane.ingest.decode import labels_key
+from control_plane.telemetry import ControlPlaneMetrics
+
+VM_BINARY = "/usr/bin/victoria-metrics"
+# labels (sorted pairs) -> [(ms, value)]
+Exported = dict[tuple[tuple[str, str], ...], list[tuple[int, float]]]
+
+
+def make_report(agent: str, at: float, series: int, *, name: str = "fw_m") -> Report:
+    """``series`` samples of ``name`` at ``at``; the value encodes (series, time)."""
+    samples = [
+        Sample(name, {"i": str(i)}, labels_key({"i": str(i)}), at, i * 1000.0 + at % 1000)
+        for i in range(series)
+    ]
+    return Report(agent, uuid.uuid4(), None, at, samples)
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def metric(metrics: ForwardMetrics | ControlPlaneMetrics, name: str, **labels: str) -> float:
+    registry = metrics.registry if isinstance(metrics, ControlPlaneMetrics) else None
+    assert registry is not None
+    value = registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+class Forwarding:
+    """An ingestor whose commits fill the outbox, and forwarders (one per "replica")."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.metrics = ControlPlaneMetrics()
+        cfg = IngestConfig(flush_interval_s=0.01)
+        self.ingestor = Ingestor(pool, cfg, RetentionConfig(retention_days=14), self.metrics)
+        self.ingestor.transaction_stages.append(append)
+        # One set of metrics for every forwarder here: replicas sum up on the same registry.
+        self.forward_metrics = ForwardMetrics(self.metrics.registry)
+        self.forwarders: list[tuple[Forwarder, RemoteWriteClient]] = []
+
+    async def start_forwarder(self, url: str, **cfg: Any) -> Forwarder:
+        settings = {
+            "url": url,
+            "retry_base_s": 0.02,
+            "retry_max_s": 0.2,
+            "timeout_s": 5.0,
+            "poll_interval_s": 0.1,
+        }
+        settings.update(cfg)
+        config = ForwardConfig.model_validate(settings)
+        client = RemoteWriteClient(config)
+        forwarder = Forwarder(self.pool, config, self.forward_metrics, client)
+        await client.__aenter__()
+        self.ingestor.commit_listeners.append(forwarder.wake)
+        await forwarder.start()
+        self.forwarders.append((forwarder, client))
+        return forwarder
+
+    async def stop_forwarders(self) -> None:
+        for forwarder, client in self.forwarders:
+            await forwarder.stop()
+            await client.__aexit__(None, None, None)
+            with contextlib.suppress(ValueError):
+                self.ingestor.commit_listeners.remove(forwarder.wake)
+        self.forwarders.clear()
+
+    def count(self, name: str, **labels: str) -> float:
+        return metric(self.metrics, name, **labels)
+
+    async def outbox_rows(self) -> int:
+        return int(await self.pool.fetchval("SELECT count(*) FROM forward_outbox"))
+
+
+class VictoriaMetrics:
+    """A real single-node VictoriaMetrics on loopback; stop() and start() keep its data."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.proc: asyncio.subprocess.Process | None = None
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.write_url = f"{self.base}/api/v1/write"
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            VM_BINARY,
+            f"-storageDataPath={self.data}",
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            "-loggerLevel=ERROR",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+        async def healthy() -> bool:
+            try:
+                async with aiohttp.ClientSession() as s, s.get(f"{self.base}/health") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_for(healthy, 30.0, "VictoriaMetrics to start")
+
+    async def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.returncode is None:
+            proc.terminate()  # graceful: VictoriaMetrics writes its buffers out
+            try:
+                await asyncio.wait_for(proc.wait(), 30.0)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+    async def export(self, match: str) -> Exported:
+        """Every raw sample of the series matching ``match``: labels -> [(ms, value)]."""
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{self.base}/internal/force_flush") as r:
+                assert r.status == 200
+            async with s.get(f"{self.base}/api/v1/export", params={"match[]": match}) as r:
+                assert r.status == 200, await r.text()
+                text = await r.text()
+        out: Exported = {}
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            key = tuple(sorted(item["metric"].items()))
+            out.setdefault(key, []).extend(zip(item["timestamps"], item["values"], strict=True))
+        return out
+
+
+class FakeStore:
+    """A remote-write endpoint that answers from a script (then 204) and keeps what it got."""
+
+    def __init__(self) -> None:
+        self.script: list[tuple[int, dict[str, str]]] = []
+        self.requests: list[tuple[dict[str, str], Any]] = []  # (headers, WriteRequest)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api/v1/write"
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/api/v1/write", self._write)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _write(self, request: web.Request) -> web.Response:
+        remote_pb2 = pytest.importorskip("control_plane.ingest.prompb.remote_pb2")
+        message = remote_pb2.WriteRequest()
+        message.ParseFromString(bytes(cramjam.snappy.decompress_raw(await request.read())))
+        self.requests.append((dict(request.headers), message))
+        if self.script:
+            status, headers = self.script.pop(0)
+            return web.Response(status=status, headers=headers, text=f"scripted {status}")
+        return web.Response(status=204)
+
+    def samples(self) -> list[tuple[tuple[tuple[str, str], ...], int, float]]:
+        out: list[tuple[tuple[tuple[str, str], ...], int, float]] = []
+        for _, message in self.requests:
+            for ts in message.timeseries:
+                labels = tuple((label.name, label.value) for label in ts.labels)
+                out.extend((labels, s.timestamp, s.value) for s in ts.samples)
+        return out
