@@ -199,6 +199,11 @@ class SeriesWindows:
             and matches_all(others, w.ref.agent_id, w.ref.labels)
         ]
 
+    def newest(self, series_id: int) -> float | None:
+        """The instant of the newest point held for a series (None if none)."""
+        w = self._windows.get(series_id)
+        return None if w is None else w.newest()
+
     def points(self, series_id: int, start: float, end: float) -> list[Point]:
         """Points of one series with ``start < ts <= end``, oldest first."""
         w = self._windows.get(series_id)

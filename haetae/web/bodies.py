@@ -25,15 +25,17 @@ async def read_body(
     max_bytes: int,
     max_decompressed: int,
     timeout_s: float = BODY_TIMEOUT_S,
+    passthrough: tuple[str, ...] = (),
 ) -> bytes:
     """The raw body, gunzipped when ``Content-Encoding: gzip``; 413 past either cap, 408 when it
-    has not all arrived within ``timeout_s``.
+    has not all arrived within ``timeout_s``. A body in one of the ``passthrough`` encodings
+    (e.g. remote write's snappy) is returned as sent: the caller inflates it, bounded.
 
     Apps built for Haetae turn off aiohttp's own inflation (``HANDLER_ARGS``) so that an
     unsupported or corrupt encoding is a problem+json answer and inflation is bounded here.
     """
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity", "gzip"):
+    if encoding not in ("", "identity", "gzip", *passthrough):
         raise ProblemError(
             415,
             "Unsupported Content-Encoding",
