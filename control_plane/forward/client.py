@@ -29,10 +29,9 @@ class RemoteWriteClient:
         headers = dict(wire.HEADERS, **{"User-Agent": _USER_AGENT})
         if cfg.bearer_token is not None:
             headers["Authorization"] = f"Bearer {cfg.bearer_token.get_secret_value()}"
-        self._auth = None
         if cfg.basic_auth_username is not None:
             password = cfg.basic_auth_password
-            self._auth = aiohttp.BasicAuth(
+            headers["Authorization"] = aiohttp.encode_basic_auth(
                 cfg.basic_auth_username, password.get_secret_value() if password else ""
             )
         self._headers = headers
@@ -42,7 +41,7 @@ class RemoteWriteClient:
     async def __aenter__(self) -> RemoteWriteClient:
         connector = aiohttp.TCPConnector(limit=self._limit)
         self._session = aiohttp.ClientSession(
-            connector=connector, headers=self._headers, auth=self._auth, timeout=self._timeout
+            connector=connector, headers=self._headers, timeout=self._timeout
         )
         return self
 

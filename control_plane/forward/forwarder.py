@@ -46,7 +46,11 @@ def default_owner() -> str:
 
 
 class _LeaseLost(Exception):
-    pass
+    """Another replica took the rows over (our lease ran out): leave them to it."""
+
+
+class _Stopping(Exception):
+    """Stopped while a batch was still failing: release it for another replica."""
 
 
 class Forwarder:
@@ -128,18 +132,22 @@ class Forwarder:
             if not rows:
                 await self._idle()
                 continue
-            for r in rows:
-                self._held[r.id] = worker
+            ids = [r.id for r in rows]
+            for i in ids:
+                self._held[i] = worker
             try:
                 await self._forward(rows)
+            except _Stopping:
+                with contextlib.suppress(*_DB_ERRORS):  # another replica may go on at once
+                    await self.outbox.release(ids)
             except _LeaseLost:
                 self._log.warning("forward: the claim on %d outbox rows was lost", len(rows))
             except _DB_ERRORS as exc:
                 self._db_down(exc)
                 await self._pause(self._cfg.poll_interval_s)
-            finally:
-                for r in rows:
-                    self._held.pop(r.id, None)
+            # Not on cancellation (stop() past its grace): stop() releases what is held.
+            for i in ids:
+                self._held.pop(i, None)
 
     def _rows_per_claim(self) -> int:
         rows = self._cfg.max_samples_per_request / self._samples_per_row
@@ -180,7 +188,7 @@ class Forwarder:
             raise
 
     async def _deliver(self, request: batching.Request, rows: list[Row]) -> None:
-        """Send until acknowledged or refused for good; raises _LeaseLost."""
+        """Send until acknowledged or refused for good; raises _LeaseLost or _Stopping."""
         attempt = 0
         while True:
             started = time.perf_counter()
@@ -216,7 +224,7 @@ class Forwarder:
                     )
                 await self._pause(delay)
                 if self._stop.is_set():
-                    raise _LeaseLost from exc  # released by stop(): another replica goes on
+                    raise _Stopping from exc
                 if not await self.outbox.renew([r.id for r in rows]):
                     raise _LeaseLost from exc
                 continue

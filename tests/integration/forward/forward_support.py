@@ -70,7 +70,7 @@ class Forwarding:
         self.forward_metrics = ForwardMetrics(self.metrics.registry)
         self.forwarders: list[tuple[Forwarder, RemoteWriteClient]] = []
 
-    async def start_forwarder(self, url: str, **cfg: Any) -> Forwarder:
+    async def start_forwarder(self, url: str, *, start: bool = True, **cfg: Any) -> Forwarder:
         settings = {
             "url": url,
             "retry_base_s": 0.02,
@@ -84,7 +84,8 @@ class Forwarding:
         forwarder = Forwarder(self.pool, config, self.forward_metrics, client)
         await client.__aenter__()
         self.ingestor.commit_listeners.append(forwarder.wake)
-        await forwarder.start()
+        if start:
+            await forwarder.start()
         self.forwarders.append((forwarder, client))
         return forwarder
 

@@ -1,0 +1,97 @@
+"""The pure parts of remote write out: the outbox payload, grouping and packing, the wire."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from array import array
+
+import cramjam
+import pytest
+
+from control_plane.forward import batching, payload, wire
+from control_plane.ingest.batch import PreparedReport
+from control_plane.ingest.decode import Report
+
+remote_pb2 = pytest.importorskip(
+    "control_plane.ingest.prompb.remote_pb2", reason="the remote write message module"
+)
+
+
+def prepared(rows: list[tuple[int, float, float]]) -> PreparedReport:
+    report = Report("a", uuid.uuid4(), None, 0.0, [])
+    p = PreparedReport(report, ("a", "r"))
+    for sid, t, v in rows:
+        p.records.append((sid, dt.datetime.fromtimestamp(t, dt.UTC), v))
+        p.times.append(t)
+    return p
+
+
+def test_the_payload_round_trips_with_run_length_times() -> None:
+    rows = [(1, 100.5, 1.0), (2, 100.5, -2.5), (3, 100.5, math.inf), (1, 101.0, 7.0)]
+    count, body = payload.encode([prepared(rows[:3]), prepared(rows[3:])])
+    assert count == 4
+    assert len(body) == 8 + 16 * 4 + 12 * 2  # two runs of times
+    got = payload.decode(body)
+    assert list(zip(got.series_ids, got.times, got.values, strict=True)) == rows
+    with pytest.raises(payload.PayloadError):
+        payload.decode(body[:-1])
+
+
+def decode_request(
+    body: bytes,
+) -> list[tuple[tuple[tuple[str, str], ...], list[tuple[int, float]]]]:
+    message = remote_pb2.WriteRequest()
+    message.ParseFromString(bytes(cramjam.snappy.decompress_raw(body)))
+    return [
+        (
+            tuple((label.name, label.value) for label in ts.labels),
+            [(s.timestamp, s.value) for s in ts.samples],
+        )
+        for ts in message.timeseries
+    ]
+
+
+def samples(sids: list[int], times: list[float], values: list[float]) -> payload.Samples:
+    return payload.Samples(array("q", sids), array("d", times), array("d", values))
+
+
+def test_requests_group_by_series_in_time_order_and_split_at_the_limit() -> None:
+    # series 7 arrives out of order across two commits; series 8 has no labels (pruned)
+    chunks = [
+        payload.Samples(
+            array("q", [7, 9, 8]), array("d", [2.0, 2.0, 2.0]), array("d", [20, 90, 80])
+        ),
+        payload.Samples(
+            array("q", [7, 7, 9]), array("d", [1.0, 3.0, 3.0]), array("d", [10, 30, 91])
+        ),
+    ]
+    grouped = batching.group(chunks)
+    assert grouped.samples == 6
+    assert grouped.series[7] == ([1000, 2000, 3000], [10.0, 20.0, 30.0])
+    labels = {
+        7: wire.encode_labels({"__name__": "a", "x": "1"}),
+        9: wire.encode_labels({"__name__": "b"}),
+    }
+    requests = list(batching.requests(grouped, labels, max_samples=2))
+    assert [r.samples for r in requests] == [2, 2, 1]
+    decoded = [decode_request(r.body) for r in requests]
+    assert decoded == [
+        [((("__name__", "a"), ("x", "1")), [(1000, 10.0), (2000, 20.0)])],
+        [
+            ((("__name__", "a"), ("x", "1")), [(3000, 30.0)]),
+            ((("__name__", "b"),), [(2000, 90.0)]),
+        ],
+        [((("__name__", "b"),), [(3000, 91.0)])],
+    ]
+
+
+def test_labels_are_sorted_and_utf8_and_timestamps_any_int64() -> None:
+    encoder = wire.SeriesEncoder()
+    labels = wire.encode_labels({"z": "é", "__name__": "m", "a": ""})
+    ts = [-5, 0, 1, 2**40, 2**62]
+    body = wire.write_request([encoder.series(labels, ts, [0.5] * 5)])
+    [(got_labels, samples)] = decode_request(body)
+    assert got_labels == (("__name__", "m"), ("a", ""), ("z", "é"))
+    assert samples == [(t, 0.5) for t in ts]
