@@ -12,6 +12,24 @@ class ValueType(StrEnum):
     SCALAR = "scalar"
     VECTOR = "instant vector"
     MATRIX = "range vector"
+    STRING = "string"
+
+
+class AtAnchor(StrEnum):
+    """``@ start()`` / ``@ end()``: the query's bounds (for an instant query, its time)."""
+
+    START = "start"
+    END = "end"
+
+
+@dataclass(frozen=True, slots=True)
+class StringLiteral:
+    value: str
+    pos: int
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.STRING
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +44,13 @@ class NumberLiteral:
 
 @dataclass(frozen=True, slots=True)
 class VectorSelector:
-    name: str
+    # None: any metric name (`{job="x"}`); `__name__` matchers are among ``matchers``.
+    name: str | None
     matchers: tuple[Matcher, ...]
     offset_s: float
     pos: int
+    # `@ <time>` (seconds) or `@ start()`/`@ end()`; None: the evaluation time.
+    at: float | AtAnchor | None = None
 
     @property
     def type(self) -> ValueType:
@@ -48,14 +69,32 @@ class MatrixSelector:
 
 
 @dataclass(frozen=True, slots=True)
+class Subquery:
+    """``expr[range:step]``: ``expr`` evaluated at every multiple of ``step_s`` in the range
+    (``step_s`` None: the default evaluation interval)."""
+
+    expr: Expr
+    range_s: float
+    step_s: float | None
+    offset_s: float
+    pos: int
+    at: float | AtAnchor | None = None
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.MATRIX
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     func: str
     args: tuple[Expr, ...]
     pos: int
+    returns: ValueType = ValueType.VECTOR
 
     @property
     def type(self) -> ValueType:
-        return ValueType.VECTOR
+        return self.returns
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +104,8 @@ class Aggregate:
     grouping: tuple[str, ...]
     without: bool
     pos: int
+    # topk/bottomk's k, quantile's q, count_values' label name.
+    param: Expr | None = None
 
     @property
     def type(self) -> ValueType:
@@ -127,8 +168,18 @@ class Binary:
         return self.op in SET_OPERATORS
 
 
-Expr = NumberLiteral | VectorSelector | MatrixSelector | Call | Aggregate | Unary | Binary
+Expr = (
+    NumberLiteral
+    | StringLiteral
+    | VectorSelector
+    | MatrixSelector
+    | Subquery
+    | Call
+    | Aggregate
+    | Unary
+    | Binary
+)
 
 COMPARISONS = frozenset({"==", "!=", ">", "<", ">=", "<="})
-ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^"})
+ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^", "atan2"})
 SET_OPERATORS = frozenset({"and", "or", "unless"})

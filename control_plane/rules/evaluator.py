@@ -16,32 +16,55 @@ from typing import Protocol
 
 from control_plane.ingest.windows import SeriesRef
 from control_plane.query.matchers import AGENT_LABEL, Matcher, MatchOp
+from control_plane.rules.aggregations import (
+    AggregationError,
+    aggregate_values,
+    count_values,
+    group_labels,
+    quantile,
+    top_k,
+)
 from control_plane.rules.ast import (
     Aggregate,
+    AtAnchor,
     Binary,
     Call,
     Expr,
     MatrixSelector,
     NumberLiteral,
+    StringLiteral,
+    Subquery,
     Unary,
     VectorMatching,
     VectorSelector,
 )
+from control_plane.rules.catalog import DATE_FUNCTIONS, FUNCTIONS, M
 from control_plane.rules.functions import (
     OVER_TIME,
     Point,
     bucket_quantile,
     extrapolated_rate,
-    kahan_sum,
-    mean,
-    nan_aware_max,
-    nan_aware_min,
+    instant_change,
+    linear_regression,
 )
 from control_plane.rules.matching import MatchingError, match_pairs, set_operation
+from control_plane.rules.staleness import is_stale
+from control_plane.rules.vector_functions import (
+    ELEMENTWISE,
+    LabelFunctionError,
+    date_part,
+    go_max,
+    go_min,
+    label_join,
+    label_replace,
+    round_to,
+)
 
 NAME_LABEL = "__name__"
 # How far back an instant selector looks for the latest point (Prometheus' default).
 DEFAULT_LOOKBACK_S = 300.0
+# The step of a subquery that names none (`x[1h:]`): Prometheus's default evaluation interval.
+DEFAULT_SUBQUERY_STEP_S = 60.0
 # Instants are floats of seconds, so `at - range` can land a hair off a stored instant. Both
 # edges of `(start, end]` move by half a microsecond (PostgreSQL's resolution): a point exactly
 # on an edge then falls on the side Prometheus's integer milliseconds put it.
@@ -54,10 +77,24 @@ Labels = Mapping[str, str]
 class Sample:
     labels: Labels
     value: float
+    # The metric name is to go (a function or arithmetic read the sample) but stays until the
+    # result is complete, so `label_replace` can still read it and two series that differ only
+    # by name do not collide before an aggregation (Prometheus's delayed name removal).
+    drop_name: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RangeSeries:
+    """One series of a range vector (a query may return one: ``x[5m]``)."""
+
+    labels: Labels
+    points: list[Point]
 
 
 Vector = list[Sample]
-Value = float | Vector
+Matrix = tuple[RangeSeries, ...]
+Value = float | str | Vector | Matrix
+_RANGE_FUNCTIONS = frozenset(name for name, sig in FUNCTIONS.items() if M in sig.args)
 
 
 class SeriesSource(Protocol):
@@ -73,10 +110,25 @@ class SeriesSource(Protocol):
 
 
 def evaluate(
-    expr: Expr, source: SeriesSource, at: float, *, lookback_s: float = DEFAULT_LOOKBACK_S
+    expr: Expr,
+    source: SeriesSource,
+    at: float,
+    *,
+    lookback_s: float = DEFAULT_LOOKBACK_S,
+    start: float | None = None,
+    end: float | None = None,
 ) -> Value:
-    """The value of ``expr`` at time ``at`` (seconds since the epoch)."""
-    return _Evaluator(source, at, lookback_s).eval(expr)
+    """The value of ``expr`` at time ``at`` (seconds since the epoch). ``start`` and ``end``
+    are the bounds of the range query ``at`` belongs to (``@ start()``, ``@ end()``); an
+    instant query's are ``at`` itself."""
+    evaluator = _Evaluator(
+        source,
+        at,
+        lookback_s,
+        at if start is None else start,
+        at if end is None else end,
+    )
+    return _finalize(evaluator.eval(expr))
 
 
 def evaluate_range(
@@ -97,7 +149,9 @@ def evaluate_range(
     n = int((end - start) // step) if end >= start else -1
     for i in range(n + 1):
         t = start + i * step
-        value = evaluate(expr, source, t, lookback_s=lookback_s)
+        value = evaluate(expr, source, t, lookback_s=lookback_s, start=start, end=end)
+        if isinstance(value, str | tuple):
+            raise EvaluationError("a range query needs a scalar or instant vector expression")
         samples = [Sample({}, value)] if isinstance(value, float) else value
         for s in samples:
             key = tuple(sorted(s.labels.items()))
@@ -112,33 +166,109 @@ def series_labels(ref: SeriesRef) -> dict[str, str]:
     return labels
 
 
-def selector_names(expr: Expr) -> set[str]:
-    """Metric names an expression reads (to know which ingested series concern a rule)."""
-    if isinstance(expr, VectorSelector):
-        return {expr.name}
+def _children(expr: Expr) -> tuple[Expr, ...]:
     if isinstance(expr, MatrixSelector):
-        return {expr.selector.name}
+        return (expr.selector,)
     if isinstance(expr, Call):
-        return set().union(*(selector_names(a) for a in expr.args))
-    if isinstance(expr, Aggregate | Unary):
-        return selector_names(expr.expr)
+        return expr.args
+    if isinstance(expr, Aggregate):
+        return (expr.expr,) if expr.param is None else (expr.param, expr.expr)
+    if isinstance(expr, Unary | Subquery):
+        return (expr.expr,)
     if isinstance(expr, Binary):
-        return selector_names(expr.lhs) | selector_names(expr.rhs)
-    return set()
+        return (expr.lhs, expr.rhs)
+    return ()
+
+
+def selectors(expr: Expr) -> list[VectorSelector]:
+    """Every vector selector in ``expr`` (those inside range selectors and subqueries too)."""
+    if isinstance(expr, VectorSelector):
+        return [expr]
+    return [sel for child in _children(expr) for sel in selectors(child)]
+
+
+def selector_names(expr: Expr) -> set[str]:
+    """Metric names an expression reads (the series the incident page graphs). A selector
+    without a name contributes its `__name__="x"` matcher's name, or nothing: it may read
+    any metric, which no finite set of names can say."""
+    names = set()
+    for sel in selectors(expr):
+        if sel.name is not None:
+            names.add(sel.name)
+        else:
+            names.update(
+                m.value for m in sel.matchers if m.label == NAME_LABEL and m.op is MatchOp.EQ
+            )
+    return names
 
 
 def uses_absent(expr: Expr) -> bool:
-    if isinstance(expr, Call):
-        return expr.func == "absent" or any(uses_absent(a) for a in expr.args)
-    if isinstance(expr, Aggregate | Unary):
-        return uses_absent(expr.expr)
-    if isinstance(expr, Binary):
-        return uses_absent(expr.lhs) or uses_absent(expr.rhs)
-    return False
+    """Does ``expr`` answer for missing series (``absent``, ``absent_over_time``)? Such a rule
+    waits for the windows to warm up before it may fire."""
+    if isinstance(expr, Call) and expr.func in ("absent", "absent_over_time"):
+        return True
+    return any(uses_absent(child) for child in _children(expr))
 
 
 def _drop_name(labels: Labels) -> dict[str, str]:
     return {k: v for k, v in labels.items() if k != NAME_LABEL}
+
+
+def _dropped(labels: Labels, value: float) -> Sample:
+    """A sample whose metric name goes when the result is complete (:func:`_finalize`)."""
+    return Sample(labels, value, drop_name=NAME_LABEL in labels)
+
+
+def _finalize(value: Value) -> Value:
+    """The result as a caller sees it: names marked for removal removed."""
+    if not isinstance(value, list) or not any(s.drop_name for s in value):
+        return value
+    return _unique([Sample(_drop_name(s.labels), s.value) if s.drop_name else s for s in value])
+
+
+def _vector(value: Value) -> Vector:
+    assert isinstance(value, list)
+    return value
+
+
+def _unique(vec: Vector) -> Vector:
+    """Prometheus refuses a result with two samples of one label set (``rate`` over
+    ``{__name__=~"a|b"}`` whose series differ only by name, a label_replace that merges)."""
+    seen = set()
+    for s in vec:
+        key = frozenset(s.labels.items())
+        if key in seen:
+            raise EvaluationError("vector cannot contain metrics with the same labelset")
+        seen.add(key)
+    return vec
+
+
+def _sorted(vec: Vector, *, descending: bool) -> Vector:
+    """``sort``/``sort_desc``: by value, NaN last either way."""
+    sign = -1.0 if descending else 1.0
+    return sorted(
+        vec, key=lambda s: (math.isnan(s.value), sign * s.value if s.value == s.value else 0.0)
+    )
+
+
+def _absent_labels(arg: Expr) -> dict[str, str]:
+    """Prometheus's ``createLabelsForAbsentFunction``: the labels the missing series would
+    have had from the selector's equality matchers; a label matched more than once (or by a
+    later non-equality matcher) is left out."""
+    sel = arg.selector if isinstance(arg, MatrixSelector) else arg
+    if not isinstance(sel, VectorSelector):
+        return {}
+    labels: dict[str, str] = {}
+    seen: set[str] = set()
+    for m in sel.matchers:
+        if m.label == NAME_LABEL:
+            continue
+        if m.op is MatchOp.EQ and m.label not in seen:
+            labels[m.label] = m.value
+            seen.add(m.label)
+        else:
+            labels.pop(m.label, None)
+    return labels
 
 
 def _pow(a: float, b: float) -> float:
@@ -177,13 +307,7 @@ _ARITH: dict[str, Callable[[float, float], float]] = {
     "/": _div,
     "%": _mod,
     "^": _pow,
-}
-_AGGREGATE: dict[str, Callable[[list[float]], float]] = {
-    "sum": kahan_sum,
-    "avg": mean,
-    "count": lambda values: float(len(values)),
-    "min": nan_aware_min,
-    "max": nan_aware_max,
+    "atan2": math.atan2,
 }
 _CMP: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
@@ -196,16 +320,32 @@ _CMP: dict[str, Callable[[float, float], bool]] = {
 
 
 class _Evaluator:
-    def __init__(self, source: SeriesSource, at: float, lookback_s: float) -> None:
+    def __init__(
+        self, source: SeriesSource, at: float, lookback_s: float, start: float, end: float
+    ) -> None:
         self.source = source
         self.at = at
         self.lookback_s = lookback_s
+        # The query's bounds, for `@ start()` and `@ end()`.
+        self.start = start
+        self.end = end
+
+    def at_time(self, at: float) -> _Evaluator:
+        return _Evaluator(self.source, at, self.lookback_s, self.start, self.end)
 
     def eval(self, expr: Expr) -> Value:
         if isinstance(expr, NumberLiteral):
             return expr.value
+        if isinstance(expr, StringLiteral):
+            return expr.value
         if isinstance(expr, VectorSelector):
             return self.instant(expr)
+        if isinstance(expr, MatrixSelector | Subquery):
+            rows = self.ranges(expr)
+            return tuple(
+                RangeSeries(_drop_name(labels) if drop else labels, pts)
+                for labels, pts, _, _, drop in rows
+            )
         if isinstance(expr, Call):
             return self.call(expr)
         if isinstance(expr, Aggregate):
@@ -216,72 +356,205 @@ class _Evaluator:
                 return inner
             if isinstance(inner, float):
                 return -inner
-            return [Sample(_drop_name(s.labels), -s.value) for s in inner]
-        if isinstance(expr, Binary):
-            return self.binary(expr)
-        raise TypeError(f"a range vector cannot be evaluated on its own: {expr!r}")
+            return _unique([_dropped(s.labels, -s.value) for s in _vector(inner)])
+        return self.binary(expr)
+
+    def scalar(self, expr: Expr) -> float:
+        value = self.eval(expr)
+        assert isinstance(value, float)
+        return value
+
+    def vector(self, expr: Expr) -> Vector:
+        return _vector(self.eval(expr))
 
     # -- selectors -----------------------------------------------------------------------
 
-    def instant(self, sel: VectorSelector) -> Vector:
-        end = self.at - sel.offset_s
+    def time_of(self, at: float | AtAnchor | None, offset_s: float) -> float:
+        """When a selector or subquery reads: its `@` time (or the evaluation time), minus
+        its offset."""
+        if at is None:
+            base = self.at
+        elif at is AtAnchor.START:
+            base = self.start
+        elif at is AtAnchor.END:
+            base = self.end
+        else:
+            base = float(at)
+        return base - offset_s
+
+    def latest(self, sel: VectorSelector) -> list[tuple[SeriesRef, Point]]:
+        """Each matching series' newest point within the lookback (none if it is stale)."""
+        end = self.time_of(sel.at, sel.offset_s)
         out = []
         for ref in self.source.select(sel.name, sel.matchers):
             pts = self.source.points(ref.series_id, end - self.lookback_s + _EDGE_S, end + _EDGE_S)
-            if pts:
-                out.append(Sample(series_labels(ref), pts[-1][1]))
+            if pts and not is_stale(pts[-1][1]):
+                out.append((ref, pts[-1]))
         return out
 
-    def matrix(self, ms: MatrixSelector) -> list[tuple[SeriesRef, list[Point], float, float]]:
-        end = self.at - ms.selector.offset_s
-        start = end - ms.range_s
-        out = []
-        for ref in self.source.select(ms.selector.name, ms.selector.matchers):
+    def instant(self, sel: VectorSelector) -> Vector:
+        return [Sample(series_labels(ref), point[1]) for ref, point in self.latest(sel)]
+
+    def ranges(self, expr: Expr) -> list[tuple[Labels, list[Point], float, float, bool]]:
+        """A range vector's series: (labels, points, range start, range end)."""
+        if isinstance(expr, Subquery):
+            return self.subquery(expr)
+        assert isinstance(expr, MatrixSelector)
+        sel = expr.selector
+        end = self.time_of(sel.at, sel.offset_s)
+        start = end - expr.range_s
+        out: list[tuple[Labels, list[Point], float, float, bool]] = []
+        for ref in self.source.select(sel.name, sel.matchers):
             pts = self.source.points(ref.series_id, start + _EDGE_S, end + _EDGE_S)
+            pts = [p for p in pts if not is_stale(p[1])]
             if pts:
-                out.append((ref, pts, start, end))
+                out.append((series_labels(ref), pts, start, end, False))
         return out
+
+    def subquery(self, sq: Subquery) -> list[tuple[Labels, list[Point], float, float, bool]]:
+        """The inner expression at every multiple of the step in (end - range, end], as
+        Prometheus aligns subquery steps (to absolute time, whatever the evaluation time)."""
+        end_ms = round(self.time_of(sq.at, sq.offset_s) * 1000)
+        range_ms = round(sq.range_s * 1000)
+        step_ms = round((sq.step_s or DEFAULT_SUBQUERY_STEP_S) * 1000)
+        first = step_ms * ((end_ms - range_ms) // step_ms)
+        if first <= end_ms - range_ms:
+            first += step_ms
+        series: dict[tuple[tuple[str, str], ...], tuple[Labels, list[Point], bool]] = {}
+        for t_ms in range(first, end_ms + 1, step_ms):
+            t = t_ms / 1000
+            for s in self.at_time(t).vector(sq.expr):
+                key = tuple(sorted(s.labels.items()))
+                series.setdefault(key, (s.labels, [], s.drop_name))[1].append((t, s.value))
+        start, end = (end_ms - range_ms) / 1000, end_ms / 1000
+        return [(labels, pts, start, end, drop) for labels, pts, drop in series.values()]
 
     # -- functions -----------------------------------------------------------------------
 
-    def call(self, call: Call) -> Vector:
-        if call.func == "absent":
-            return self.absent(call.args[0])
-        if call.func == "histogram_quantile":
-            return self.histogram_quantile(call)
-        arg = call.args[0]
-        assert isinstance(arg, MatrixSelector)
+    def call(self, call: Call) -> Value:
+        func, args = call.func, call.args
+        if func in _RANGE_FUNCTIONS:
+            return _unique(self.range_function(call))
+        if func == "absent":
+            return [] if self.vector(args[0]) else [Sample(_absent_labels(args[0]), 1.0)]
+        if func == "histogram_quantile":
+            return _unique(self.histogram_quantile(call))
+        if func == "time":
+            return self.at
+        if func == "pi":
+            return math.pi
+        if func == "scalar":
+            vec = self.vector(args[0])
+            return vec[0].value if len(vec) == 1 else math.nan
+        if func == "vector":
+            return [Sample({}, self.scalar(args[0]))]
+        if func == "timestamp":
+            return _unique(self.timestamp(args[0]))
+        if func in DATE_FUNCTIONS:
+            if not args:
+                return [Sample({}, date_part(func, self.at))]
+            vec = self.vector(args[0])
+            return _unique([_dropped(s.labels, date_part(func, s.value)) for s in vec])
+        return self.vector_function(call)
+
+    def vector_function(self, call: Call) -> Vector:
+        func, args = call.func, call.args
+        vec = self.vector(args[0])
+        if func in ("sort", "sort_desc"):
+            return _sorted(vec, descending=func == "sort_desc")
+        strings = [a.value for a in args[1:] if isinstance(a, StringLiteral)]
+        try:
+            if func == "label_replace":
+                dst, replacement, src, regex = strings
+                return _unique(
+                    [
+                        Sample(
+                            label_replace(s.labels, dst, replacement, src, regex),
+                            s.value,
+                            s.drop_name and dst != NAME_LABEL,
+                        )
+                        for s in vec
+                    ]
+                )
+            if func == "label_join":
+                dst, sep, *sources = strings
+                return _unique(
+                    [
+                        Sample(
+                            label_join(s.labels, dst, sep, tuple(sources)),
+                            s.value,
+                            s.drop_name and dst != NAME_LABEL,
+                        )
+                        for s in vec
+                    ]
+                )
+        except LabelFunctionError as exc:
+            raise EvaluationError(str(exc)) from exc
+        return _unique([_dropped(s.labels, v) for s, v in self.mapped(call, vec)])
+
+    def mapped(self, call: Call, vec: Vector) -> list[tuple[Sample, float]]:
+        func, args = call.func, call.args
+        if func in ELEMENTWISE:
+            fn = ELEMENTWISE[func]
+            return [(s, fn(s.value)) for s in vec]
+        if func == "round":
+            to = self.scalar(args[1]) if len(args) > 1 else 1.0
+            return [(s, round_to(s.value, to)) for s in vec]
+        if func == "clamp":
+            low, high = self.scalar(args[1]), self.scalar(args[2])
+            if high < low:
+                return []
+            return [(s, go_max(low, go_min(high, s.value))) for s in vec]
+        bound = self.scalar(args[1])
+        pick = go_max if func == "clamp_min" else go_min
+        return [(s, pick(bound, s.value)) for s in vec]
+
+    def timestamp(self, arg: Expr) -> Vector:
+        if isinstance(arg, VectorSelector):
+            # Of a selector: when its sample was taken (else the evaluation time).
+            return [
+                _dropped(series_labels(ref), round(t * 1000) / 1000)
+                for ref, (t, _) in self.latest(arg)
+            ]
+        return [_dropped(s.labels, self.at) for s in self.vector(arg)]
+
+    def range_function(self, call: Call) -> Vector:
+        func, args = call.func, call.args
+        index = 1 if func == "quantile_over_time" else 0
+        rows = self.ranges(args[index])
+        if func == "absent_over_time":
+            return [] if rows else [Sample(_absent_labels(args[index]), 1.0)]
         out = []
-        for ref, pts, start, end in self.matrix(arg):
-            labels = _drop_name(series_labels(ref))
-            if call.func in ("rate", "increase"):
-                value = extrapolated_rate(pts, start, end, is_rate=call.func == "rate")
-                if value is not None:
-                    out.append(Sample(labels, value))
-            else:
-                out.append(Sample(labels, OVER_TIME[call.func]([v for _, v in pts])))
+        for labels, pts, start, end, drop in rows:
+            value = self.range_value(call, pts, start, end)
+            if value is not None:
+                keep = func == "last_over_time" and not drop
+                out.append(Sample(labels, value) if keep else _dropped(labels, value))
         return out
 
-    def absent(self, arg: Expr) -> Vector:
-        present = self.eval(arg)
-        if present:
-            return []
-        labels: dict[str, str] = {}
-        if isinstance(arg, VectorSelector):
-            # Labels the missing series would have had: the equality matchers, as Prometheus.
-            equal: dict[str, list[Matcher]] = {}
-            for m in arg.matchers:
-                equal.setdefault(m.label, []).append(m)
-            for label, ms in equal.items():
-                eq = [m for m in ms if m.op is MatchOp.EQ]
-                if len(eq) == 1 and len(ms) == 1:
-                    labels[label] = eq[0].value
-        return [Sample(labels, 1.0)]
+    def range_value(self, call: Call, pts: list[Point], start: float, end: float) -> float | None:
+        func = call.func
+        if func in ("rate", "increase", "delta"):
+            return extrapolated_rate(
+                pts, start, end, is_rate=func == "rate", is_counter=func != "delta"
+            )
+        if func in ("irate", "idelta"):
+            return instant_change(pts, is_rate=func == "irate")
+        if func == "deriv":
+            return linear_regression(pts, pts[0][0])[0] if len(pts) > 1 else None
+        if func == "predict_linear":
+            if len(pts) < 2:
+                return None
+            slope, intercept = linear_regression(pts, self.at)
+            return slope * self.scalar(call.args[1]) + intercept
+        values = [v for _, v in pts]
+        if func == "quantile_over_time":
+            return quantile(self.scalar(call.args[0]), values)
+        return OVER_TIME[func](values)
 
     def histogram_quantile(self, call: Call) -> Vector:
-        q = self.eval(call.args[0])
-        vec = self.eval(call.args[1])
-        assert isinstance(q, float) and isinstance(vec, list)
+        q = self.scalar(call.args[0])
+        vec = self.vector(call.args[1])
         groups: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[Point]]] = {}
         for s in vec:
             try:
@@ -296,21 +569,33 @@ class _Evaluator:
     # -- aggregation ---------------------------------------------------------------------
 
     def aggregate(self, agg: Aggregate) -> Vector:
-        inner = self.eval(agg.expr)
-        assert isinstance(inner, list)
-        groups: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[float]]] = {}
-        for s in inner:
-            if agg.without:
-                drop = {*agg.grouping, NAME_LABEL}
-                labels = {k: v for k, v in s.labels.items() if k not in drop}
+        param: float | str = 0.0
+        if agg.param is not None:
+            value = self.eval(agg.param)
+            assert isinstance(value, float | str)
+            param = value
+        inner = self.vector(agg.expr)
+        try:
+            if agg.op in ("topk", "bottomk"):
+                assert isinstance(param, float)
+                return top_k(agg.op, param, inner, agg.grouping, agg.without)
+            if agg.op == "count_values":
+                assert isinstance(param, str)
+                rows = count_values(param, inner, agg.grouping, agg.without)
             else:
-                labels = {k: s.labels[k] for k in agg.grouping if s.labels.get(k, "") != ""}
-            key = tuple(sorted(labels.items()))
-            groups.setdefault(key, (labels, []))[1].append(s.value)
-        out = []
-        for labels, values in groups.values():
-            out.append(Sample(labels, _AGGREGATE[agg.op](values)))
-        return out
+                assert isinstance(param, float)
+                rows = aggregate_values(agg.op, inner, agg.grouping, agg.without, param)
+        except AggregationError as exc:
+            raise EvaluationError(str(exc)) from exc
+        dropping = {
+            tuple(sorted(group_labels(s.labels, agg.grouping, agg.without).items()))
+            for s in inner
+            if s.drop_name
+        }
+        return [
+            Sample(labels, value, tuple(sorted(labels.items())) in dropping)
+            for labels, value in rows
+        ]
 
     # -- binary operators ----------------------------------------------------------------
 
@@ -325,9 +610,9 @@ class _Evaluator:
             return self.vector_vector(b, lhs, rhs)
         if isinstance(lhs, list):
             assert isinstance(rhs, float)
-            return self.vector_scalar(b, lhs, rhs, scalar_left=False)
+            return _unique(self.vector_scalar(b, lhs, rhs, scalar_left=False))
         assert isinstance(rhs, list) and isinstance(lhs, float)
-        return self.vector_scalar(b, rhs, lhs, scalar_left=True)
+        return _unique(self.vector_scalar(b, rhs, lhs, scalar_left=True))
 
     def vector_scalar(self, b: Binary, vec: Vector, scalar: float, *, scalar_left: bool) -> Vector:
         out = []
@@ -336,11 +621,11 @@ class _Evaluator:
             if b.is_comparison:
                 hit = _CMP[b.op](a, c)
                 if b.return_bool:
-                    out.append(Sample(_drop_name(s.labels), 1.0 if hit else 0.0))
+                    out.append(_dropped(s.labels, 1.0 if hit else 0.0))
                 elif hit:
                     out.append(s)  # filtering keeps the vector's own sample, name included
             else:
-                out.append(Sample(_drop_name(s.labels), _ARITH[b.op](a, c)))
+                out.append(_dropped(s.labels, _ARITH[b.op](a, c)))
         return out
 
     def vector_vector(self, b: Binary, lhs: Vector, rhs: Vector) -> Vector:
@@ -360,7 +645,7 @@ class _Evaluator:
                     out.append(Sample(labels, 1.0 if hit else 0.0))
                 elif hit:
                     # Filtering keeps the left-hand value (Prometheus: even under group_right).
-                    out.append(Sample(labels, left.value))
+                    out.append(Sample(labels, left.value, left.drop_name))
             else:
                 out.append(Sample(labels, _ARITH[b.op](left.value, right.value)))
         return out

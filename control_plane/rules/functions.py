@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 
@@ -10,7 +11,12 @@ Point = tuple[float, float]
 
 
 def extrapolated_rate(
-    points: Sequence[Point], range_start: float, range_end: float, *, is_rate: bool
+    points: Sequence[Point],
+    range_start: float,
+    range_end: float,
+    *,
+    is_rate: bool,
+    is_counter: bool = True,
 ) -> float | None:
     """Prometheus' ``extrapolatedRate`` for counters: resets add the value before the reset;
     the delta is extrapolated towards the range boundaries when the first/last samples are
@@ -21,11 +27,12 @@ def extrapolated_rate(
     first_t, first_v = points[0]
     last_t, last_v = points[-1]
     result = last_v - first_v
-    previous = 0.0
-    for _, v in points:
-        if v < previous:  # a counter reset
-            result += previous
-        previous = v
+    if is_counter:  # `delta` reads a gauge: no resets, and it may go below zero
+        previous = first_v
+        for _, v in points:
+            if v < previous:  # a counter reset
+                result += previous
+            previous = v
     duration_to_start = first_t - range_start
     duration_to_end = range_end - last_t
     sampled = last_t - first_t
@@ -34,7 +41,7 @@ def extrapolated_rate(
     extrapolate_to = sampled
     if duration_to_start >= threshold:
         duration_to_start = average_step / 2
-    if result > 0 and first_v >= 0:
+    if is_counter and result > 0 and first_v >= 0:
         # A counter cannot go negative: do not extrapolate past its zero point.
         duration_to_zero = sampled * (first_v / result)
         duration_to_start = min(duration_to_start, duration_to_zero)
@@ -152,3 +159,94 @@ def bucket_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float:
         count -= merged[b - 1][1]
         rank -= merged[b - 1][1]
     return start + (end - start) * (rank / count)
+
+
+def variance(values: Sequence[float]) -> float:
+    """The population variance by Welford's method with Kahan-compensated sums, as
+    Prometheus's ``stdvar`` and ``stdvar_over_time``."""
+    count = 0.0
+    avg = c_avg = aux = c_aux = 0.0
+    for v in values:
+        count += 1
+        delta = v - (avg + c_avg)
+        avg, c_avg = kahan_inc(delta / count, avg, c_avg)
+        aux, c_aux = kahan_inc(delta * (v - (avg + c_avg)), aux, c_aux)
+    return (aux + c_aux) / count
+
+
+def _div(a: float, b: float) -> float:
+    """IEEE division (Go's): x/0 is an infinity or NaN rather than an exception."""
+    if b == 0:
+        return (
+            math.nan
+            if a == 0 or math.isnan(a)
+            else math.copysign(math.inf, a) * math.copysign(1.0, b)
+        )
+    return a / b
+
+
+def _ms(t: float) -> int:
+    # Prometheus keeps time in integer milliseconds; regressions use those exact offsets.
+    return round(t * 1000)
+
+
+def linear_regression(points: Sequence[Point], intercept_t: float) -> tuple[float, float]:
+    """Prometheus's ``linearRegression``: least-squares slope (per second) and the value at
+    ``intercept_t``; a constant series has slope 0 (NaN when the constant is infinite)."""
+    first = points[0][1]
+    if all(v == first for _, v in points):
+        return (math.nan, math.nan) if math.isinf(first) else (0.0, first)
+    n = 0.0
+    sum_x = c_x = sum_y = c_y = sum_xy = c_xy = sum_x2 = c_x2 = 0.0
+    origin = _ms(intercept_t)
+    for t, v in points:
+        n += 1
+        x = (_ms(t) - origin) / 1e3
+        sum_x, c_x = kahan_inc(x, sum_x, c_x)
+        sum_y, c_y = kahan_inc(v, sum_y, c_y)
+        sum_xy, c_xy = kahan_inc(x * v, sum_xy, c_xy)
+        sum_x2, c_x2 = kahan_inc(x * x, sum_x2, c_x2)
+    sum_x += c_x
+    sum_y += c_y
+    sum_xy += c_xy
+    sum_x2 += c_x2
+    cov_xy = sum_xy - sum_x * sum_y / n
+    var_x = sum_x2 - sum_x * sum_x / n
+    slope = _div(cov_xy, var_x)
+    return slope, sum_y / n - slope * sum_x / n
+
+
+def instant_change(points: Sequence[Point], *, is_rate: bool) -> float | None:
+    """``irate``/``idelta``: from the last two points (a drop is a counter reset for irate)."""
+    if len(points) < 2:
+        return None
+    (prev_t, prev_v), (last_t, last_v) = points[-2], points[-1]
+    value = last_v if is_rate and last_v < prev_v else last_v - prev_v
+    interval = _ms(last_t) - _ms(prev_t)
+    if interval == 0:
+        return None
+    return value / (interval / 1000) if is_rate else value
+
+
+def changes(values: Sequence[float]) -> float:
+    n = 0
+    for prev, cur in itertools.pairwise(values):
+        if cur != prev and not (math.isnan(cur) and math.isnan(prev)):
+            n += 1
+    return float(n)
+
+
+def resets(values: Sequence[float]) -> float:
+    return float(sum(1 for prev, cur in itertools.pairwise(values) if cur < prev))
+
+
+OVER_TIME.update(
+    {
+        "stddev_over_time": lambda values: math.sqrt(variance(values)),
+        "stdvar_over_time": variance,
+        "last_over_time": lambda values: values[-1],
+        "present_over_time": lambda values: 1.0,
+        "changes": changes,
+        "resets": resets,
+    }
+)

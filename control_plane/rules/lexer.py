@@ -31,12 +31,13 @@ class Token:
 
 
 _SPACE = re.compile(r"(?:\s+|#[^\n]*)+")
-_DURATION = re.compile(rf"{DURATION.pattern}(?![a-zA-Z0-9_:.])")
-_NUMBER = re.compile(r"(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?![a-zA-Z0-9_:])")
+# (`:` may follow: `[5m:1m]`, `[10:5]`, a subquery's range and step)
+_DURATION = re.compile(rf"{DURATION.pattern}(?![a-zA-Z0-9_.])")
+_NUMBER = re.compile(r"(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?![a-zA-Z0-9_])")
 _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _STRING = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`""")
 # Longest first so that `>=` is not read as `>` then `=`.
-_OPS = ("==", "!=", ">=", "<=", "=~", "!~", ">", "<", "=", "+", "-", "*", "/", "%", "^")
+_OPS = ("==", "!=", ">=", "<=", "=~", "!~", ">", "<", "=", "+", "-", "*", "/", "%", "^", "@")
 _PUNCT = "(){}[],"
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
 
@@ -45,6 +46,7 @@ def tokenize(text: str) -> list[Token]:
     tokens: list[Token] = []
     i = 0
     n = len(text)
+    brackets = 0  # inside `[...]` a colon separates a subquery's range from its step
     while True:
         m = _SPACE.match(text, i)
         if m:
@@ -57,6 +59,10 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token(Tok.DURATION, m[0], i))
         elif (ch.isdigit() or ch == ".") and (m := _NUMBER.match(text, i)):
             tokens.append(Token(Tok.NUMBER, m[0], i))
+        elif ch == ":" and brackets:
+            tokens.append(Token(Tok.PUNCT, ch, i))
+            i += 1
+            continue
         elif m := _IDENT.match(text, i):
             tokens.append(Token(Tok.IDENT, m[0], i))
         elif ch in "\"'`":
@@ -65,6 +71,7 @@ def tokenize(text: str) -> list[Token]:
                 raise ExprError("unterminated string", i)
             tokens.append(Token(Tok.STRING, m[0], i))
         elif ch in _PUNCT:
+            brackets += {"[": 1, "]": -1}.get(ch, 0)
             tokens.append(Token(Tok.PUNCT, ch, i))
             i += 1
             continue

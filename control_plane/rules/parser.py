@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import TypeVar
 
@@ -28,39 +29,32 @@ from control_plane.query.matchers import Matcher, MatchOp
 from control_plane.rules.ast import (
     SET_OPERATORS,
     Aggregate,
+    AtAnchor,
     Binary,
     Call,
     Cardinality,
     Expr,
     MatrixSelector,
     NumberLiteral,
+    StringLiteral,
+    Subquery,
     Unary,
     ValueType,
     VectorMatching,
     VectorSelector,
 )
+from control_plane.rules.catalog import AGGREGATION_PARAMS, AGGREGATIONS, FUNCTIONS
 from control_plane.rules.durations import parse_duration
 from control_plane.rules.errors import ExprError
 from control_plane.rules.lexer import Tok, Token, tokenize, unquote
 from control_plane.rules.regex import RegexError, compile_matcher
 
-AGGREGATIONS = frozenset({"sum", "avg", "min", "max", "count"})
-# name -> argument types
-FUNCTIONS: dict[str, tuple[ValueType, ...]] = {
-    "rate": (ValueType.MATRIX,),
-    "increase": (ValueType.MATRIX,),
-    "avg_over_time": (ValueType.MATRIX,),
-    "min_over_time": (ValueType.MATRIX,),
-    "max_over_time": (ValueType.MATRIX,),
-    "sum_over_time": (ValueType.MATRIX,),
-    "count_over_time": (ValueType.MATRIX,),
-    "absent": (ValueType.VECTOR,),
-    "histogram_quantile": (ValueType.SCALAR, ValueType.VECTOR),
-}
 _CMP = ("==", "!=", ">", "<", ">=", "<=")
 # Binding power of the binary operators but `^` (which is right-associative, see power()).
 _PRECEDENCE = {"or": 1, "and": 2, "unless": 2, **dict.fromkeys(_CMP, 3)}
-_PRECEDENCE |= {"+": 4, "-": 4, "*": 5, "/": 5, "%": 5}
+_PRECEDENCE |= {"+": 4, "-": 4, "*": 5, "/": 5, "%": 5, "atan2": 5}
+# Operators spelled as words (case-insensitive, as the keywords).
+_WORD_OPERATORS = frozenset({*SET_OPERATORS, "atan2"})
 # How deep an expression may nest (parentheses, unary operators, call arguments and the height
 # of the operator tree). Prometheus sets no limit (Go's stacks grow to a gigabyte); here the
 # worst shape, `a + (a + (...))`, costs the parser and evaluator about 6 Python frames a level,
@@ -70,23 +64,35 @@ _PRECEDENCE |= {"+": 4, "-": 4, "*": 5, "/": 5, "%": 5}
 MAX_DEPTH = 64
 # Keywords that cannot start an operand (a metric of that name needs `{__name__=...}`).
 _KEYWORDS = frozenset(
-    {"and", "or", "unless", "on", "ignoring", "group_left", "group_right", "bool"}
+    {"and", "or", "unless", "on", "ignoring", "group_left", "group_right", "bool", "atan2"}
+    | {"offset"}
 )
+NAME_LABEL = "__name__"
 _SPECIAL_NUMBERS = {"inf": float("inf"), "nan": float("nan")}
 
 
-_Node = TypeVar("_Node", Unary, Binary, Call, Aggregate)
+_Node = TypeVar("_Node", Unary, Binary, Call, Aggregate, Subquery)
 
 
 def parse_expr(text: str) -> Expr:
-    """Parse ``text``; raises :class:`ExprError` (with a position) when it is not valid."""
+    """Parse a rule's expression (a scalar or instant vector); raises :class:`ExprError`
+    (with a position) when it is not valid."""
+    expr = parse_query(text)
+    if expr.type is ValueType.MATRIX:
+        raise ExprError("a range vector cannot be the result; wrap it in a function", expr.pos)
+    if expr.type is ValueType.STRING:
+        raise ExprError("a string cannot be the result of a rule", expr.pos)
+    return expr
+
+
+def parse_query(text: str) -> Expr:
+    """Parse any PromQL expression, range vectors and strings included (what an instant
+    query may return)."""
     if not text.strip():
         raise ExprError("the expression is empty", 0)
     parser = _Parser(text, tokenize(text))
     expr = parser.expr()
     parser.expect_eof()
-    if expr.type is ValueType.MATRIX:
-        raise ExprError("a range vector cannot be the result; wrap it in a function", expr.pos)
     return expr
 
 
@@ -99,6 +105,8 @@ class _Parser:
         # The height of each operator node built so far (the node is kept so its id stays
         # unique): a chain like `a + a + ... + a` parses in a loop, yet nests in the tree.
         self.heights: dict[int, tuple[Expr, int]] = {}
+        # The last parenthesised operand: `(x) offset 5m` is refused, as in Prometheus.
+        self.parenthesized: Expr | None = None
 
     # -- token helpers -------------------------------------------------------------------
 
@@ -161,7 +169,7 @@ class _Parser:
     def binary_precedence(self) -> int:
         """The current token's binding power as a binary operator; 0 if it is none."""
         tok = self.tok
-        if tok.kind is Tok.OP or (tok.kind is Tok.IDENT and tok.text.lower() in SET_OPERATORS):
+        if tok.kind is Tok.OP or (tok.kind is Tok.IDENT and tok.text.lower() in _WORD_OPERATORS):
             return _PRECEDENCE.get(tok.text.lower(), 0)
         return 0
 
@@ -186,7 +194,7 @@ class _Parser:
             self.depth -= 1
 
     def power(self) -> Expr:
-        base = self.primary()
+        base = self.postfix(self.primary())
         if self.at(Tok.OP, "^"):
             op = self.advance()
             return self.binary(op, base, self.unary)
@@ -263,15 +271,17 @@ class _Parser:
         if tok.kind is Tok.NUMBER:
             self.advance()
             return NumberLiteral(_number(tok), tok.pos)
+        if tok.kind is Tok.STRING:
+            self.advance()
+            return StringLiteral(unquote(tok), tok.pos)
         if tok.kind is Tok.PUNCT and tok.text == "(":
             self.advance()
             inner = self.expr()
             self.expect(Tok.PUNCT, ")")
-            if self.at(Tok.PUNCT, "["):
-                raise ExprError("subqueries are not supported", self.tok.pos)
+            self.parenthesized = inner
             return inner
         if tok.kind is Tok.PUNCT and tok.text == "{":
-            raise ExprError("a selector needs a metric name before '{'", tok.pos)
+            return self.selector()
         if tok.kind is not Tok.IDENT:
             raise ExprError(f"unexpected {_describe(tok)}", tok.pos)
         word = tok.text
@@ -292,8 +302,8 @@ class _Parser:
 
     def call(self) -> Call:
         name = self.advance()
-        arg_types = FUNCTIONS.get(name.text)
-        if arg_types is None:
+        sig = FUNCTIONS.get(name.text)
+        if sig is None:
             known = ", ".join(sorted(FUNCTIONS))
             raise ExprError(f"unknown function {name.text!r} (supported: {known})", name.pos)
         self.expect(Tok.PUNCT, "(")
@@ -303,14 +313,15 @@ class _Parser:
             while self.accept(Tok.PUNCT, ","):
                 args.append(self.expr())
         close = self.expect(Tok.PUNCT, ")")
-        if len(args) != len(arg_types):
-            raise ExprError(
-                f"{name.text}() takes {len(arg_types)} argument(s), got {len(args)}", close.pos
-            )
-        for arg, want in zip(args, arg_types, strict=True):
+        most = len(sig.args) if not sig.variadic else len(args)
+        if not sig.min_args <= len(args) <= most:
+            want = f"{sig.min_args} to {most}" if sig.min_args != most else f"{most}"
+            raise ExprError(f"{name.text}() takes {want} argument(s), got {len(args)}", close.pos)
+        for n, arg in enumerate(args):
+            want = sig.args[min(n, len(sig.args) - 1)]
             if arg.type is not want:
                 raise ExprError(f"{name.text}() expects {_a(want)}, got {_a(arg.type)}", arg.pos)
-        return self.grown(Call(name.text, tuple(args), name.pos), *args)
+        return self.grown(Call(name.text, tuple(args), name.pos, sig.returns), *args)
 
     def aggregate(self) -> Aggregate:
         op = self.keyword()
@@ -322,9 +333,19 @@ class _Parser:
             grouping = self.label_list()
             modifier = True
         self.expect(Tok.PUNCT, "(")
+        param: Expr | None = None
+        param_type = AGGREGATION_PARAMS.get(op.text)
+        if param_type is not None:
+            param = self.expr()
+            if param.type is not param_type:
+                raise ExprError(
+                    f"{op.text}() expects {_a(param_type)} parameter, got {_a(param.type)}",
+                    param.pos,
+                )
+            self.expect(Tok.PUNCT, ",")
         inner = self.expr()
         if self.at(Tok.PUNCT, ","):
-            raise ExprError(f"{op.text}() takes one argument", self.tok.pos)
+            raise ExprError(f"{op.text}() takes {1 + (param is not None)} arguments", self.tok.pos)
         self.expect(Tok.PUNCT, ")")
         if self.at_keyword("by", "without"):
             if modifier:
@@ -335,7 +356,9 @@ class _Parser:
             raise ExprError(
                 f"{op.text}() expects an instant vector, got {_a(inner.type)}", inner.pos
             )
-        return self.grown(Aggregate(op.text, inner, grouping, without, op.pos), inner)
+        children = (inner,) if param is None else (inner, param)
+        node = Aggregate(op.text, inner, grouping, without, op.pos, param)
+        return self.grown(node, *children)
 
     def label_list(self) -> tuple[str, ...]:
         self.expect(Tok.PUNCT, "(")
@@ -350,8 +373,12 @@ class _Parser:
         self.expect(Tok.PUNCT, ")")
         return tuple(labels)
 
-    def selector(self) -> Expr:
-        name_tok = self.advance()
+    def selector(self) -> VectorSelector:
+        """``name``, ``name{matchers}`` or ``{matchers}`` (any name)."""
+        start = self.tok
+        name: str | None = None
+        if start.kind is Tok.IDENT:
+            name = self.advance().text
         matchers: list[Matcher] = []
         if self.accept(Tok.PUNCT, "{"):
             while not self.at(Tok.PUNCT, "}"):
@@ -359,26 +386,87 @@ class _Parser:
                 if not self.accept(Tok.PUNCT, ","):
                     break
             self.expect(Tok.PUNCT, "}")
-        vector = VectorSelector(name_tok.text, tuple(matchers), 0.0, name_tok.pos)
-        expr: Expr = vector
+        on_name = [m for m in matchers if m.label == NAME_LABEL]
+        if name is not None and on_name:
+            raise ExprError("the metric name must not be set twice", start.pos)
+        if name is None and all(m.matches("") for m in matchers):
+            raise ExprError(
+                "a selector needs a metric name or a matcher that does not match the empty string",
+                start.pos,
+            )
+        return VectorSelector(name, tuple(matchers), 0.0, start.pos)
+
+    def postfix(self, expr: Expr) -> Expr:
+        """`[range]` (a range selector), `[range:step]` (a subquery), then `offset` and `@`."""
+        paren = self.parenthesized is expr
         if self.at(Tok.PUNCT, "["):
-            self.advance()
-            dur = self.tok
-            range_s = self.duration()
-            if range_s <= 0:
-                raise ExprError("a range must be longer than zero", dur.pos)
-            self.expect(Tok.PUNCT, "]")
-            expr = MatrixSelector(vector, range_s, name_tok.pos)
-        if self.at_keyword("offset"):
-            self.advance()
-            negative = self.accept(Tok.OP, "-")
-            offset = self.duration() * (-1 if negative else 1)
-            vector = VectorSelector(vector.name, vector.matchers, offset, vector.pos)
-            if isinstance(expr, MatrixSelector):
-                expr = MatrixSelector(vector, expr.range_s, expr.pos)
-            else:
-                expr = vector
+            expr = self.bracket(expr, paren)
+            paren = False
+        while self.at_keyword("offset") or self.at(Tok.OP, "@"):
+            tok = self.tok
+            if paren or not isinstance(expr, VectorSelector | MatrixSelector | Subquery):
+                raise ExprError(
+                    f"{tok.text!r} must follow a selector, a range selector or a subquery",
+                    tok.pos,
+                )
+            expr = self.offset(expr) if tok.kind is Tok.IDENT else self.at_modifier(expr)
         return expr
+
+    def bracket(self, expr: Expr, paren: bool) -> Expr:
+        open_ = self.advance()
+        range_tok = self.tok
+        range_s = self.duration()
+        if range_s <= 0:
+            raise ExprError("a range must be longer than zero", range_tok.pos)
+        if self.accept(Tok.PUNCT, ":"):
+            step_s: float | None = None
+            if not self.at(Tok.PUNCT, "]"):
+                step_tok = self.tok
+                step_s = self.duration()
+                if step_s <= 0:
+                    raise ExprError("a subquery step must be longer than zero", step_tok.pos)
+            self.expect(Tok.PUNCT, "]")
+            if expr.type is not ValueType.VECTOR:
+                raise ExprError(
+                    f"a subquery needs an instant vector, got {_a(expr.type)}", open_.pos
+                )
+            return self.grown(Subquery(expr, range_s, step_s, 0.0, expr.pos), expr)
+        self.expect(Tok.PUNCT, "]")
+        if paren or not isinstance(expr, VectorSelector) or expr.offset_s or expr.at is not None:
+            raise ExprError("a range may only follow a plain vector selector", open_.pos)
+        return MatrixSelector(expr, range_s, expr.pos)
+
+    def offset(self, expr: _Modified) -> _Modified:
+        tok = self.advance()
+        negative = self.accept(Tok.OP, "-")
+        seconds = self.duration() * (-1 if negative else 1)
+        if _inner(expr).offset_s:
+            raise ExprError("offset may not be set multiple times", tok.pos)
+        return _with(expr, offset_s=seconds)
+
+    def at_modifier(self, expr: _Modified) -> _Modified:
+        tok = self.advance()
+        at: float | AtAnchor
+        if self.at_keyword("start", "end"):
+            anchor = self.keyword()
+            self.expect(Tok.PUNCT, "(")
+            self.expect(Tok.PUNCT, ")")
+            at = AtAnchor(anchor.text)
+        else:
+            sign = -1.0 if self.accept(Tok.OP, "-") else 1.0
+            if not sign < 0:
+                self.accept(Tok.OP, "+")
+            num = self.tok
+            if num.kind is Tok.IDENT and num.text.lower() in _SPECIAL_NUMBERS:
+                at = sign * _SPECIAL_NUMBERS[self.advance().text.lower()]
+            else:
+                at = sign * _number(self.expect(Tok.NUMBER))
+            if not math.isfinite(at) or abs(at) > _MAX_AT_S:
+                raise ExprError("timestamp out of bounds for the @ modifier", num.pos)
+            at = round(at * 1000) / 1000  # milliseconds, as Prometheus stores time
+        if _inner(expr).at is not None:
+            raise ExprError("@ may not be set multiple times", tok.pos)
+        return _with(expr, at=at)
 
     def duration(self) -> float:
         """Seconds: a duration (``5m``) or a plain number of seconds (``300``)."""
@@ -399,8 +487,6 @@ class _Parser:
             raise ExprError(f"expected a label matcher operator, found {_describe(op)}", op.pos)
         self.advance()
         value = self.expect(Tok.STRING)
-        if label.text == "__name__":
-            raise ExprError("put the metric name before '{', not in __name__", label.pos)
         match_op = MatchOp(op.text)
         pattern = unquote(value)
         if match_op not in (MatchOp.RE, MatchOp.NRE):
@@ -410,6 +496,38 @@ class _Parser:
             return Matcher(label.text, match_op, pattern, compile_matcher(pattern))
         except RegexError as exc:
             raise ExprError(f"bad regular expression {pattern!r}: {exc}", value.pos) from None
+
+
+_Modified = VectorSelector | MatrixSelector | Subquery
+# Go's time.Time bounds in milliseconds since the epoch, as seconds.
+_MAX_AT_S = 9_223_372_036_854_775.0
+
+
+def _inner(expr: VectorSelector | MatrixSelector | Subquery) -> VectorSelector | Subquery:
+    """The node that holds the offset and `@` (a range selector's vector selector)."""
+    return expr.selector if isinstance(expr, MatrixSelector) else expr
+
+
+def _with(
+    expr: VectorSelector | MatrixSelector | Subquery,
+    *,
+    offset_s: float | None = None,
+    at: float | AtAnchor | None = None,
+) -> VectorSelector | MatrixSelector | Subquery:
+    """``expr`` with its offset or `@` set (a range selector's on its vector selector)."""
+    if isinstance(expr, MatrixSelector):
+        sel = expr.selector
+        inner = replace(
+            sel,
+            offset_s=sel.offset_s if offset_s is None else offset_s,
+            at=sel.at if at is None else at,
+        )
+        return replace(expr, selector=inner)
+    return replace(
+        expr,
+        offset_s=expr.offset_s if offset_s is None else offset_s,
+        at=expr.at if at is None else at,
+    )
 
 
 def _need_value(expr: Expr, what: str) -> None:

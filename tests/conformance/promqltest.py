@@ -20,6 +20,7 @@ from control_plane.rules.errors import RuleError
 from control_plane.rules.evaluator import EvaluationError, Sample, evaluate
 from control_plane.rules.lexer import Tok, Token, tokenize
 from control_plane.rules.parser import AGGREGATIONS, FUNCTIONS, parse_expr
+from control_plane.rules.staleness import STALE_NAN
 
 _DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
@@ -41,15 +42,11 @@ _MATCH_OPS = ("=", "!=", "=~", "!~")
 # Words that may stand before "(" without being a function.
 _KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right", "bool"})
 _KEYWORDS |= {"and", "or", "unless", "offset"}
-_SUBQUERY = re.compile(r"\[[^\[\]]*:[^\[\]]*\]")
-# Prometheus's aggregation operators (case-insensitive) beyond the ones the engine has.
-_OTHER_AGGREGATIONS = frozenset(
-    {"topk", "bottomk", "quantile", "stddev", "stdvar", "count_values", "group", "limitk"}
-    | {"limit_ratio"}
-)
+# Prometheus's aggregation operators (case-insensitive) beyond the ones the engine has
+# (experimental ones).
+_OTHER_AGGREGATIONS = frozenset({"limitk", "limit_ratio"})
 # Keywords of PromQL features the engine does not have.
 _UNSUPPORTED_WORDS = {
-    "atan2": "atan2 operator",
     "anchored": "anchored/smoothed ranges",
     "smoothed": "anchored/smoothed ranges",
     "fill": "fill modifiers",
@@ -234,12 +231,10 @@ def unsupported_feature(case: Case) -> str | None:
         return "string or range-vector results"
     if case.unreadable:
         return "native histograms or quoted names in the result"
-    if _SUBQUERY.search(case.expr):
-        return "subqueries"
     try:
         tokens = tokenize(case.expr)
     except RuleError:
-        return "@ modifier" if "@" in case.expr else None
+        return None
     end = Token(Tok.EOF, "", len(case.expr))
     for n, tok in enumerate(tokens):
         prev = tokens[n - 1] if n else end
@@ -249,21 +244,15 @@ def unsupported_feature(case: Case) -> str | None:
             return reason
     selected = {t.text for t in tokens if t.kind is Tok.IDENT}
     for s in case.series:
-        if s.name in selected and s.histogram:
+        if s.histogram and (s.name in selected or "__name__" in selected):
             return "native histograms"
-        if s.name in selected and any(v is None for _, v in s.points):
-            return "staleness markers"
     return None
 
 
 def _token_feature(prev: Token, tok: Token, nxt: Token) -> str | None:
-    if tok.kind is Tok.STRING and prev.text not in _MATCH_OPS:
-        return "string literals or quoted names"
-    if tok.text == "{" and prev.kind is not Tok.IDENT:
-        return "selector without a metric name"
-    if tok.text == "__name__":
-        return "__name__ matcher or grouping"
-    if tok.kind is Tok.DURATION and prev.text.lower() not in ("[", "offset", "-"):
+    if tok.kind is Tok.STRING and prev.text in "{," and nxt.text in ",}":
+        return "quoted metric or label names"
+    if tok.kind is Tok.DURATION and prev.text.lower() not in ("[", "offset", "-", ":"):
         return "duration expressions"
     if tok.kind is not Tok.IDENT:
         return None
@@ -296,7 +285,7 @@ def load_windows(series: list[Series]) -> SeriesWindows:
         if s.histogram:
             continue
         ref = SeriesRef(n, "", s.name, dict(s.labels))
-        windows.add([(ref, t / 1000, v) for t, v in s.points if v is not None], 0.0)
+        windows.add([(ref, t / 1000, STALE_NAN if v is None else v) for t, v in s.points], 0.0)
     return windows
 
 
@@ -304,7 +293,8 @@ def run_case(case: Case, windows: SeriesWindows) -> Outcome:
     try:
         expr = parse_expr(case.expr)
         steps = range(case.start_ms, case.end_ms + 1, case.step_ms)
-        results = [evaluate(expr, windows, t / 1000) for t in steps]
+        start, end = case.start_ms / 1000, case.end_ms / 1000
+        results = [evaluate(expr, windows, t / 1000, start=start, end=end) for t in steps]
     except (RuleError, EvaluationError) as exc:
         if case.expect_fail:
             return Outcome(True)
