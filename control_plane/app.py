@@ -25,6 +25,7 @@ from control_plane.api import (
     metrics,
     monitoring,
     oncall,
+    remote_write,
     silences,
     tokens,
 )
@@ -99,6 +100,7 @@ def create_app(
         incident_pages,
         oncall,
         promapi,
+        remote_write,
     ):
         module.setup_routes(app)
     # Also appends its cleanup context (after redis_ctx, whose client it uses).
