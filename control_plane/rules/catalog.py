@@ -101,6 +101,11 @@ FUNCTIONS: dict[str, Signature] = {
     "vector": Signature((S,)),
     "scalar": Signature((V,), returns=S),
     "time": Signature((), returns=S),
+    # The query's bounds and step (an instant query's start and end are its time, its step 0).
+    "start": Signature((), returns=S),
+    "end": Signature((), returns=S),
+    "range": Signature((), returns=S),
+    "step": Signature((), returns=S),
     "pi": Signature((), returns=S),
 }
 

@@ -117,16 +117,16 @@ def evaluate(
     lookback_s: float = DEFAULT_LOOKBACK_S,
     start: float | None = None,
     end: float | None = None,
+    step: float = 0.0,
 ) -> Value:
-    """The value of ``expr`` at time ``at`` (seconds since the epoch). ``start`` and ``end``
-    are the bounds of the range query ``at`` belongs to (``@ start()``, ``@ end()``); an
-    instant query's are ``at`` itself."""
+    """The value of ``expr`` at time ``at`` (seconds since the epoch). ``start``, ``end`` and
+    ``step`` are those of the range query ``at`` belongs to (``@ start()``, ``step()``); an
+    instant query's start and end are ``at`` itself, its step 0."""
     evaluator = _Evaluator(
         source,
         at,
         lookback_s,
-        at if start is None else start,
-        at if end is None else end,
+        _QueryRange(at if start is None else start, at if end is None else end, step),
     )
     return _finalize(evaluator.eval(expr))
 
@@ -149,7 +149,7 @@ def evaluate_range(
     n = int((end - start) // step) if end >= start else -1
     for i in range(n + 1):
         t = start + i * step
-        value = evaluate(expr, source, t, lookback_s=lookback_s, start=start, end=end)
+        value = evaluate(expr, source, t, lookback_s=lookback_s, start=start, end=end, step=step)
         if isinstance(value, str | tuple):
             raise EvaluationError("a range query needs a scalar or instant vector expression")
         samples = [Sample({}, value)] if isinstance(value, float) else value
@@ -319,19 +319,26 @@ _CMP: dict[str, Callable[[float, float], bool]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _QueryRange:
+    """The query an evaluation belongs to: for `@ start()`, `end()`, `range()`, `step()`."""
+
+    start: float
+    end: float
+    step: float
+
+
 class _Evaluator:
     def __init__(
-        self, source: SeriesSource, at: float, lookback_s: float, start: float, end: float
+        self, source: SeriesSource, at: float, lookback_s: float, query: _QueryRange
     ) -> None:
         self.source = source
         self.at = at
         self.lookback_s = lookback_s
-        # The query's bounds, for `@ start()` and `@ end()`.
-        self.start = start
-        self.end = end
+        self.query = query
 
     def at_time(self, at: float) -> _Evaluator:
-        return _Evaluator(self.source, at, self.lookback_s, self.start, self.end)
+        return _Evaluator(self.source, at, self.lookback_s, self.query)
 
     def eval(self, expr: Expr) -> Value:
         if isinstance(expr, NumberLiteral):
@@ -375,9 +382,9 @@ class _Evaluator:
         if at is None:
             base = self.at
         elif at is AtAnchor.START:
-            base = self.start
+            base = self.query.start
         elif at is AtAnchor.END:
-            base = self.end
+            base = self.query.end
         else:
             base = float(at)
         return base - offset_s
@@ -443,6 +450,10 @@ class _Evaluator:
             return self.at
         if func == "pi":
             return math.pi
+        if func in ("start", "end", "step"):
+            return float(getattr(self.query, func))
+        if func == "range":
+            return self.query.end - self.query.start
         if func == "scalar":
             vec = self.vector(args[0])
             return vec[0].value if len(vec) == 1 else math.nan

@@ -271,6 +271,9 @@ class _Parser:
         if tok.kind is Tok.NUMBER:
             self.advance()
             return NumberLiteral(_number(tok), tok.pos)
+        if tok.kind is Tok.DURATION:  # a duration where a number goes: its seconds (`1h`)
+            self.advance()
+            return NumberLiteral(parse_duration(tok.text), tok.pos)
         if tok.kind is Tok.STRING:
             self.advance()
             return StringLiteral(unquote(tok), tok.pos)
@@ -459,6 +462,8 @@ class _Parser:
             num = self.tok
             if num.kind is Tok.IDENT and num.text.lower() in _SPECIAL_NUMBERS:
                 at = sign * _SPECIAL_NUMBERS[self.advance().text.lower()]
+            elif num.kind is Tok.DURATION:
+                at = sign * parse_duration(self.advance().text)
             else:
                 at = sign * _number(self.expect(Tok.NUMBER))
             if not math.isfinite(at) or abs(at) > _MAX_AT_S:

@@ -19,7 +19,7 @@ from control_plane.ingest.windows import SeriesRef, SeriesWindows
 from control_plane.rules.errors import RuleError
 from control_plane.rules.evaluator import EvaluationError, Sample, evaluate
 from control_plane.rules.lexer import Tok, Token, tokenize
-from control_plane.rules.parser import AGGREGATIONS, FUNCTIONS, parse_expr
+from control_plane.rules.parser import AGGREGATIONS, FUNCTIONS, parse_query
 from control_plane.rules.staleness import STALE_NAN
 
 _DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -39,6 +39,9 @@ _EVAL = re.compile(
     r"\s+step\s+(?P<step>\S+))\s+(?P<expr>.+)"
 )
 _MATCH_OPS = ("=", "!=", "=~", "!~")
+_RANGE_VECTOR = re.compile(
+    r"expect range vector from (?P<start>\S+) to (?P<end>\S+) step (?P<step>\S+)"
+)
 # Words that may stand before "(" without being a function.
 _KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right", "bool"})
 _KEYWORDS |= {"and", "or", "unless", "offset"}
@@ -77,7 +80,9 @@ class Case:
     series: list[Series]
     expect_fail: bool = False
     ordered: bool = False
-    expect_string: bool = False
+    # `expect string "x"`: the string; `expect range vector from A to B step S`: (A, B, S) ms
+    string: str | None = None
+    matrix_ms: tuple[int, int, int] | None = None
     unreadable: bool = False
     scalar: float | None = None
     # labels (sorted items) -> values per step (None: no value at that step)
@@ -145,6 +150,13 @@ def parse_series(line: str) -> tuple[Labels, str]:
     return labels, line[pos:].strip()
 
 
+def _string_literal(text: str) -> str:
+    text = text.strip()
+    if text[:1] == "`":
+        return text[1:-1]
+    return str(text[1:-1].encode().decode("unicode_escape"))
+
+
 def read_file(path: Path) -> Iterator[Case]:
     lines = path.read_text(encoding="utf-8").splitlines()
     store: list[Series] = []
@@ -205,7 +217,17 @@ def _case(file: str, line_no: int, line: str, block: list[str], store: list[Seri
             what = row.split()[1]
             case.expect_fail |= what == "fail"
             case.ordered |= what == "ordered"
-            case.expect_string |= what in ("string", "range")
+            if what == "string":
+                case.string = _string_literal(row.split(None, 2)[2])
+            elif what == "range":
+                m = _RANGE_VECTOR.fullmatch(row)
+                if m is None:
+                    raise ValueError(f"{file}:{line_no}: unreadable {row!r}")
+                case.matrix_ms = (
+                    parse_duration_ms(m["start"]),
+                    parse_duration_ms(m["end"]),
+                    parse_duration_ms(m["step"]),
+                )
             continue  # warn/info annotations: the engine has none to compare
         if re.fullmatch(_NUMBER, row):
             case.scalar = parse_number(row)
@@ -227,8 +249,6 @@ def _case(file: str, line_no: int, line: str, block: list[str], store: list[Seri
 def unsupported_feature(case: Case) -> str | None:
     """The first PromQL feature ``case`` needs that the engine does not claim, else None.
     Anything not named here is run: a case the parser wrongly refuses fails."""
-    if case.expect_string:
-        return "string or range-vector results"
     if case.unreadable:
         return "native histograms or quoted names in the result"
     try:
@@ -236,9 +256,13 @@ def unsupported_feature(case: Case) -> str | None:
     except RuleError:
         return None
     end = Token(Tok.EOF, "", len(case.expr))
+    braces = 0
     for n, tok in enumerate(tokens):
         prev = tokens[n - 1] if n else end
         nxt = tokens[n + 1] if n + 1 < len(tokens) else end
+        braces += {"{": 1, "}": -1}.get(tok.text, 0) if tok.kind is Tok.PUNCT else 0
+        if braces and tok.kind is Tok.STRING and prev.text not in _MATCH_OPS:
+            return "quoted metric or label names"
         reason = _token_feature(prev, tok, nxt)
         if reason is not None:
             return reason
@@ -250,13 +274,11 @@ def unsupported_feature(case: Case) -> str | None:
 
 
 def _token_feature(prev: Token, tok: Token, nxt: Token) -> str | None:
-    if tok.kind is Tok.STRING and prev.text in "{," and nxt.text in ",}":
-        return "quoted metric or label names"
-    if tok.kind is Tok.DURATION and prev.text.lower() not in ("[", "offset", "-", ":"):
-        return "duration expressions"
     if tok.kind is not Tok.IDENT:
         return None
     word = tok.text.lower()
+    if prev.text == "@" and word in ("start", "end"):
+        return None
     if word in _UNSUPPORTED_WORDS:
         return _UNSUPPORTED_WORDS[word]
     if nxt.text != "(" and nxt.text.lower() not in ("by", "without"):
@@ -291,10 +313,13 @@ def load_windows(series: list[Series]) -> SeriesWindows:
 
 def run_case(case: Case, windows: SeriesWindows) -> Outcome:
     try:
-        expr = parse_expr(case.expr)
+        expr = parse_query(case.expr)
         steps = range(case.start_ms, case.end_ms + 1, case.step_ms)
         start, end = case.start_ms / 1000, case.end_ms / 1000
-        results = [evaluate(expr, windows, t / 1000, start=start, end=end) for t in steps]
+        step = case.step_ms / 1000 if case.range_query else 0.0
+        results = [
+            evaluate(expr, windows, t / 1000, start=start, end=end, step=step) for t in steps
+        ]
     except (RuleError, EvaluationError) as exc:
         if case.expect_fail:
             return Outcome(True)
@@ -303,6 +328,11 @@ def run_case(case: Case, windows: SeriesWindows) -> Outcome:
         return Outcome(False, f"ERROR {type(exc).__name__}: {exc}", error=True)
     if case.expect_fail:
         return Outcome(False, "expected a failure, got a result")
+    if case.string is not None:
+        got = results[0]
+        return Outcome(got == case.string, f"expected string {case.string!r}, got {got!r}")
+    if case.matrix_ms is not None:
+        return _compare_matrix(case, results[0])
     if case.scalar is not None:
         got = results[0]
         if not isinstance(got, float):
@@ -339,13 +369,37 @@ def run_case(case: Case, windows: SeriesWindows) -> Outcome:
     return Outcome(True)
 
 
+def _compare_matrix(case: Case, got: object) -> Outcome:
+    if not isinstance(got, tuple):
+        return Outcome(False, f"expected a range vector, got {got!r}")
+    start, end, step = case.matrix_ms or (0, 0, 1)
+    times = [t / 1000 for t in range(start, end + 1, step)]
+    expected = {
+        _key(labels): [(t, v) for t, v in zip(times, values, strict=False) if v is not None]
+        for labels, values in case.expected
+    }
+    actual = {_key(s.labels): list(s.points) for s in got}
+    if expected.keys() != actual.keys():
+        return Outcome(False, f"series differ: expected {sorted(expected)}, got {sorted(actual)}")
+    for key, want in expected.items():
+        have = actual[key]
+        same = len(want) == len(have) and all(
+            abs(wt - ht) < 1e-6 and _close(wv, hv)
+            for (wt, wv), (ht, hv) in zip(want, have, strict=True)
+        )
+        if not same:
+            return Outcome(False, f"{dict(key)}: expected {want}, got {have}")
+    return Outcome(True)
+
+
 def _as_series(
     results: Sequence[object], steps: int
 ) -> dict[tuple[tuple[str, str], ...], list[float | None]]:
     out: dict[tuple[tuple[str, str], ...], list[float | None]] = {}
     for n, result in enumerate(results):
         samples = [Sample({}, result)] if isinstance(result, float) else result
-        assert isinstance(samples, list)
+        if not isinstance(samples, list):
+            raise TypeError(f"expected a scalar or vector result, got {result!r}")
         for s in samples:
             out.setdefault(_key(s.labels), [None] * steps)[n] = s.value
     return out
