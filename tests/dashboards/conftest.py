@@ -1,5 +1,5 @@
 """dashboards/ is a build tool beside the packages, not installed with them: import it from the
-repository root."""
+repository root; the data test starts its processes with tests/e2e's stack helpers."""
 
 from __future__ import annotations
 
@@ -7,5 +7,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (ROOT, ROOT / "tests" / "e2e"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
