@@ -107,7 +107,20 @@ FUNCTIONS: dict[str, Signature] = {
     "range": Signature((), returns=S),
     "step": Signature((), returns=S),
     "pi": Signature((), returns=S),
+    # Experimental in Prometheus (--enable-feature=promql-experimental-functions), but in its
+    # stable test files and cheap: kept.
+    "first_over_time": Signature((M,)),
+    "ts_of_first_over_time": Signature((M,)),
+    "ts_of_last_over_time": Signature((M,)),
+    "ts_of_min_over_time": Signature((M,)),
+    "ts_of_max_over_time": Signature((M,)),
+    "mad_over_time": Signature((M,)),
+    "double_exponential_smoothing": Signature((M, S, S)),
+    "sort_by_label": Signature((V, STR), optional=1, variadic=True),
+    "sort_by_label_desc": Signature((V, STR), optional=1, variadic=True),
 }
+# Functions that keep the metric name of the series they read.
+KEEP_NAME = frozenset({"last_over_time", "first_over_time"})
 
 AGGREGATIONS = frozenset(
     {"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar"}

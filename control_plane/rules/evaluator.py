@@ -38,14 +38,16 @@ from control_plane.rules.ast import (
     VectorMatching,
     VectorSelector,
 )
-from control_plane.rules.catalog import DATE_FUNCTIONS, FUNCTIONS, M
+from control_plane.rules.catalog import DATE_FUNCTIONS, FUNCTIONS, KEEP_NAME, M
 from control_plane.rules.functions import (
     OVER_TIME,
     Point,
     bucket_quantile,
+    double_exponential_smoothing,
     extrapolated_rate,
     instant_change,
     linear_regression,
+    timestamp_of,
 )
 from control_plane.rules.matching import MatchingError, match_pairs, set_operation
 from control_plane.rules.staleness import is_stale
@@ -58,6 +60,7 @@ from control_plane.rules.vector_functions import (
     label_join,
     label_replace,
     round_to,
+    sort_by_label,
 )
 
 NAME_LABEL = "__name__"
@@ -473,6 +476,9 @@ class _Evaluator:
         vec = self.vector(args[0])
         if func in ("sort", "sort_desc"):
             return _sorted(vec, descending=func == "sort_desc")
+        if func in ("sort_by_label", "sort_by_label_desc"):
+            names = [a.value for a in args[1:] if isinstance(a, StringLiteral)]
+            return sort_by_label(vec, names, descending=func == "sort_by_label_desc")
         strings = [a.value for a in args[1:] if isinstance(a, StringLiteral)]
         try:
             if func == "label_replace":
@@ -539,7 +545,7 @@ class _Evaluator:
         for labels, pts, start, end, drop in rows:
             value = self.range_value(call, pts, start, end)
             if value is not None:
-                keep = func == "last_over_time" and not drop
+                keep = func in KEEP_NAME and not drop
                 out.append(Sample(labels, value) if keep else _dropped(labels, value))
         return out
 
@@ -551,6 +557,16 @@ class _Evaluator:
             )
         if func in ("irate", "idelta"):
             return instant_change(pts, is_rate=func == "irate")
+        if func.startswith("ts_of_"):
+            return round(timestamp_of(pts, func.split("_")[2]) * 1000) / 1000
+        if func == "double_exponential_smoothing":
+            sf, tf = self.scalar(call.args[1]), self.scalar(call.args[2])
+            for name, factor in (("smoothing", sf), ("trend", tf)):
+                if not 0 < factor < 1:
+                    raise EvaluationError(
+                        f"invalid {name} factor. Expected: 0 < {name[0]}f < 1, got: {factor}"
+                    )
+            return double_exponential_smoothing([v for _, v in pts], sf, tf)
         if func == "deriv":
             return linear_regression(pts, pts[0][0])[0] if len(pts) > 1 else None
         if func == "predict_linear":

@@ -250,3 +250,53 @@ OVER_TIME.update(
         "resets": resets,
     }
 )
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    mid = (n - 1) / 2
+    lower = ordered[math.floor(mid)]
+    upper = ordered[math.ceil(mid)]
+    return lower + (upper - lower) * (mid - math.floor(mid))
+
+
+def median_absolute_deviation(values: Sequence[float]) -> float:
+    """``mad_over_time``: the median of the distances to the median."""
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    centre = _median(values)
+    return _median([abs(v - centre) for v in values])
+
+
+def double_exponential_smoothing(values: Sequence[float], sf: float, tf: float) -> float | None:
+    """Prometheus's ``double_exponential_smoothing`` (Holt's linear method): the smoothed
+    value after the last point; None below two points."""
+    if len(values) < 2:
+        return None
+    s0, s1 = 0.0, values[0]
+    trend = values[1] - values[0]
+    for i in range(1, len(values)):
+        if i > 1:
+            trend = tf * (s1 - s0) + (1 - tf) * trend
+        s0, s1 = s1, sf * values[i] + (1 - sf) * (s1 + trend)
+    return s1
+
+
+def timestamp_of(points: Sequence[Point], which: str) -> float:
+    """``ts_of_{first,last,min,max}_over_time``: when that point was taken (the latest on
+    ties; NaN values are passed over unless all are NaN)."""
+    if which == "first":
+        return points[0][0]
+    if which == "last":
+        return points[-1][0]
+    best_t, best_v = points[0]
+    for t, v in points[1:]:
+        better = v <= best_v if which == "min" else v >= best_v
+        if better or math.isnan(best_v):
+            best_t, best_v = t, v
+    return best_t
+
+
+OVER_TIME["first_over_time"] = lambda values: values[0]
+OVER_TIME["mad_over_time"] = median_absolute_deviation

@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
 from control_plane.rules.regex import RegexError, compile_matcher
 
@@ -203,3 +204,31 @@ def label_join(
     else:
         out.pop(dst, None)
     return out
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _natural(value: str) -> tuple[tuple[int, int | str], ...]:
+    """A key that orders digit runs by number (`cpu2` before `cpu10`)."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(value) if part
+    )
+
+
+class _Labelled(Protocol):
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+
+_L = TypeVar("_L", bound=_Labelled)
+
+
+def sort_by_label(samples: list[_L], names: list[str], *, descending: bool) -> list[_L]:
+    """``sort_by_label``: by the named labels' values in natural order, then by all labels."""
+
+    def key(s: _L) -> tuple[object, ...]:
+        named = tuple(_natural(s.labels.get(n, "")) for n in names)
+        return (named, sorted(s.labels.items()))
+
+    return sorted(samples, key=key, reverse=descending)
