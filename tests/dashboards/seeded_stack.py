@@ -232,3 +232,21 @@ def instant_query(
     assert data["resultType"] == "vector", data
     result: list[dict[str, Any]] = data["result"]
     return result
+
+
+def label_values(
+    base_url: str, label: str, match: str, headers: dict[str, str] | None = None
+) -> list[str]:
+    """GET /api/v1/label/<label>/values?match[]=... : how Grafana fills a
+    ``label_values(<match>, <label>)`` variable."""
+    now = time.time()
+    window = {"start": f"{now - 3600:.3f}", "end": f"{now:.3f}"}
+    params = urllib.parse.urlencode({"match[]": match, **window})
+    req = urllib.request.Request(
+        f"{base_url}/api/v1/label/{label}/values?{params}", headers=headers or {}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        doc = json.loads(resp.read())
+    assert doc["status"] == "success", doc
+    values: list[str] = doc["data"]
+    return values

@@ -22,12 +22,13 @@ from seeded_stack import (
     ApiMissing,
     collectors_exporter,
     instant_query,
+    label_values,
     prometheus,
     start_stack,
 )
 from tests_support import with_database
 
-from dashboards.queries import PanelQuery
+from dashboards.queries import PanelQuery, defaults, instantiate, load_boards, variable_queries
 
 pytestmark = pytest.mark.skipif(
     PROMETHEUS is None, reason="prometheus (Debian: prometheus) missing"
@@ -76,9 +77,32 @@ async def _sql(dsn: str, statement: str) -> None:
         await conn.close()
 
 
+# The agent that feeds each board in the seeded stack: a board with `agent` set to it (not All)
+# must show data as well.
+BOARD_AGENT = {
+    "haetae-fleet": APP_AGENT,
+    "haetae-app": APP_AGENT,
+    "haetae-cache": APP_AGENT,
+    "haetae-alerting": CP_AGENT,
+    "haetae-link-analyzer": CP_AGENT,
+}
+
+
+def _queries() -> list[tuple[PanelQuery, str]]:
+    """Every query with the variables at their defaults (agent: All), and again with the
+    board's agent picked."""
+    picked = [
+        (q, instantiate(q.expr, defaults(board) | {"agent": BOARD_AGENT[uid]}))
+        for uid, board in load_boards().items()
+        for q, _ in all_queries()
+        if q.board == uid
+    ]
+    return [*all_queries(), *picked]
+
+
 def _without_data(base_url: str, headers: dict[str, str] | None = None) -> list[PanelQuery]:
     """Poll every query until each returns at least one sample; the ones that never did."""
-    pending = list(all_queries())
+    pending = _queries()
     deadline = time.monotonic() + DATA_DEADLINE_S
     while pending and time.monotonic() < deadline:
         pending = [(q, e) for q, e in pending if not instant_query(base_url, e, headers)]
@@ -87,10 +111,26 @@ def _without_data(base_url: str, headers: dict[str, str] | None = None) -> list[
     return [q for q, _ in pending]
 
 
+def _variables_without_their_agent(
+    base_url: str, headers: dict[str, str] | None = None
+) -> list[str]:
+    wrong = []
+    for uid, board in load_boards().items():
+        for q in variable_queries(uid, board):
+            if q.panel != "$agent":
+                continue
+            match = instantiate(q.expr, defaults(board))
+            got = label_values(base_url, "agent", match, headers)
+            if BOARD_AGENT[uid] not in got:
+                wrong.append(f"{q}: {got}")
+    return wrong
+
+
 def test_every_query_returns_data_from_prometheus(seeded: Seeded) -> None:
     assert not instant_query(seeded.prometheus_url, "haetae_host_load_1")  # can be empty
     missing = _without_data(seeded.prometheus_url)
     assert not missing, "no data from Prometheus for:\n" + "\n".join(map(str, missing))
+    assert not _variables_without_their_agent(seeded.prometheus_url)
 
 
 def test_every_query_returns_data_from_haetae(seeded: Seeded) -> None:
@@ -103,6 +143,7 @@ def test_every_query_returns_data_from_haetae(seeded: Seeded) -> None:
     missing = _without_data(stack.cp_url, stack.admin_headers)
     logs = "\n".join(p.log()[-1500:] for p in stack.procs if p.name in (APP_AGENT, CP_AGENT))
     assert not missing, "no data from Haetae for:\n" + "\n".join(map(str, missing)) + "\n" + logs
+    assert not _variables_without_their_agent(stack.cp_url, stack.admin_headers)
 
 
 def test_haetae_api_needs_the_token(seeded: Seeded) -> None:
