@@ -17,25 +17,17 @@ from control_plane.promapi.loader import Bounds, load_stored, load_windows
 from control_plane.promapi.params import RangeQuery
 from control_plane.promapi.results import instant_data, range_data
 from control_plane.promapi.snapshot import Snapshot, selector_needs
-from control_plane.rules.ast import Call, Expr, MatrixSelector
+from control_plane.rules.ast import Expr
 from control_plane.rules.errors import ExprError
-from control_plane.rules.parser import parse_expr
+from control_plane.rules.parser import parse_query
 
 
-def parse_query(text: str, *, allow_matrix: bool) -> Expr:
-    """The expression, or ``bad_data``. An instant query may be a bare range selector
-    (``up[5m]``: the raw points), which the rules' parser refuses as a rule's result."""
+def parse(text: str) -> Expr:
+    """The expression (any type: an instant query may answer a range vector or a string),
+    or ``bad_data``."""
     try:
-        return parse_expr(text)
+        return parse_query(text)
     except ExprError as exc:
-        if allow_matrix:
-            try:
-                wrapped = parse_expr(f"last_over_time({text})")
-            except ExprError:
-                pass
-            else:
-                if isinstance(wrapped, Call) and isinstance(wrapped.args[0], MatrixSelector):
-                    return wrapped.args[0]
         message = f"{exc.detail} (at position {exc.position})"
         raise bad_data(f'invalid parameter "query": {message}') from None
     except RecursionError:
@@ -63,14 +55,14 @@ class QueryEngine:
     async def instant(
         self, text: str, at: float, *, timeout_s: float | None, lookback_s: float | None, limit: int
     ) -> dict[str, Any]:
-        expr = parse_query(text, allow_matrix=True)
+        expr = parse(text)
         lookback = lookback_s or self._cfg.lookback_delta_s
         async with self._deadline(timeout_s):
             snapshot = await self._snapshot(expr, at, at, lookback)
             return await asyncio.to_thread(instant_data, expr, snapshot, at, lookback, limit)
 
     async def range(self, q: RangeQuery) -> dict[str, Any]:
-        expr = parse_query(q.query, allow_matrix=False)
+        expr = parse(q.query)
         lookback = q.lookback_s or self._cfg.lookback_delta_s
         async with self._deadline(q.timeout_s) as deadline:
             snapshot = await self._snapshot(expr, q.start, q.end, lookback)

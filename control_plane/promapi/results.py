@@ -14,13 +14,11 @@ from typing import Any
 
 from control_plane.promapi.errors import ErrorType, PromApiError, bad_data, execution
 from control_plane.promapi.snapshot import Snapshot
-from control_plane.rules.ast import Expr, MatrixSelector, ValueType
+from control_plane.rules.ast import Expr, ValueType
 from control_plane.rules.evaluator import (
     EvaluationError,
     Sample,
     evaluate,
-    evaluate_range,
-    series_labels,
 )
 
 LabelKey = tuple[tuple[str, str], ...]
@@ -46,11 +44,21 @@ def _pair(t: float, v: float) -> list[Any]:
 def instant_data(
     expr: Expr, source: Snapshot, at: float, lookback_s: float, limit: int = 0
 ) -> dict[str, Any]:
-    if isinstance(expr, MatrixSelector):
-        return {"resultType": "matrix", "result": _raw_matrix(expr, source, at, limit)}
     value = _evaluate(expr, source, at, lookback_s)
     if isinstance(value, float):
         return {"resultType": "scalar", "result": _pair(at, value)}
+    if isinstance(value, str):
+        return {"resultType": "string", "result": [at, value]}
+    if isinstance(value, tuple):  # a range vector (RangeSeries: labels, points)
+        rows = sorted((sorted(r.labels.items()), r.points) for r in value)
+        rows = rows[:limit] if limit else rows
+        return {
+            "resultType": "matrix",
+            "result": [
+                {"metric": dict(labels), "values": [_pair(round(t, 3), v) for t, v in pts]}
+                for labels, pts in rows
+            ],
+        }
     samples = value[:limit] if limit else value
     return {
         "resultType": "vector",
@@ -68,32 +76,32 @@ def range_data(
     clock: Callable[[], float] = time.monotonic,
     limit: int = 0,
 ) -> dict[str, Any]:
-    """``expr`` at every instant (evenly spaced); one series per label set, sorted by labels.
-    Evaluated a chunk of steps at a time, so a query past its deadline stops within a chunk."""
+    """``expr`` at every instant; one series per label set, sorted by labels. The deadline is
+    looked at every ``_CHUNK`` steps, so a query past it stops soon after."""
     if expr.type not in (ValueType.SCALAR, ValueType.VECTOR):
         raise bad_data(
             f'invalid expression type "{expr.type.value}" for range query, '
             "must be Scalar or instant Vector"
         )
-    step = instants[1] - instants[0] if len(instants) > 1 else 1.0
+    start, end = instants[0], instants[-1]
+    step = instants[1] - instants[0] if len(instants) > 1 else 0.0
     series: dict[LabelKey, tuple[dict[str, str], list[list[Any]]]] = {}
-    for first in range(0, len(instants), _CHUNK):
-        if deadline is not None and clock() > deadline:
+    for i, at in enumerate(instants):
+        if deadline is not None and i % _CHUNK == 0 and clock() > deadline:
             raise PromApiError(ErrorType.TIMEOUT, "query timed out in query execution")
-        chunk = instants[first : first + _CHUNK]
-        try:
-            # Half a step past the last instant: float division then never drops it.
-            end = chunk[-1] + step / 2
-            part = evaluate_range(expr, source, chunk[0], end, step, lookback_s=lookback_s)
-        except EvaluationError as exc:
-            raise execution(str(exc)) from None
-        except (ArithmeticError, ValueError) as exc:
-            raise execution(f"cannot evaluate the expression: {exc}") from None
-        for key, (labels, points) in part.items():
+        value = _evaluate(expr, source, at, lookback_s, start, end, step)
+        if isinstance(value, float):
+            samples = [Sample({}, value)]
+        elif isinstance(value, list):
+            samples = value
+        else:
+            raise bad_data("a range query needs a scalar or an instant vector expression")
+        for s in samples:
+            key = tuple(sorted(s.labels.items()))
             held = series.get(key)
             if held is None:
-                held = series[key] = (labels, [])
-            held[1].extend(_pair(round(t, 3), v) for t, v in points)
+                held = series[key] = (dict(s.labels), [])
+            held[1].append(_pair(at, s.value))
     ordered = [series[k] for k in sorted(series)]
     if limit:
         ordered = ordered[:limit]
@@ -103,29 +111,20 @@ def range_data(
     }
 
 
-def _evaluate(expr: Expr, source: Snapshot, at: float, lookback_s: float) -> float | list[Sample]:
+def _evaluate(
+    expr: Expr,
+    source: Snapshot,
+    at: float,
+    lookback_s: float,
+    start: float | None = None,
+    end: float | None = None,
+    step: float = 0.0,
+) -> Any:
+    """One instant: a scalar, a string, a vector or a range vector. ``start``/``end`` are the
+    range query's bounds and step (for ``@ start()``, ``@ end()``, ``step()``)."""
     try:
-        return evaluate(expr, source, at, lookback_s=lookback_s)
+        return evaluate(expr, source, at, lookback_s=lookback_s, start=start, end=end, step=step)
     except EvaluationError as exc:
         raise execution(str(exc)) from None
     except (ArithmeticError, ValueError) as exc:
         raise execution(f"cannot evaluate the expression: {exc}") from None
-
-
-def _raw_matrix(
-    ms: MatrixSelector, source: Snapshot, at: float, limit: int
-) -> list[dict[str, Any]]:
-    """An instant query of a bare range selector: the raw points of ``(at - range, at]``."""
-    end = at - ms.selector.offset_s
-    found = []
-    for ref in source.select(ms.selector.name, ms.selector.matchers):
-        pts = source.points(ref.series_id, end - ms.range_s, end)
-        if pts:
-            found.append((sorted(series_labels(ref).items()), pts))
-    found.sort()
-    if limit:
-        found = found[:limit]
-    return [
-        {"metric": dict(labels), "values": [_pair(round(t, 3), v) for t, v in pts]}
-        for labels, pts in found
-    ]

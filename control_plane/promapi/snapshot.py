@@ -24,38 +24,54 @@ Point = tuple[float, float]
 
 @dataclass(frozen=True, slots=True)
 class SelectorNeed:
-    """A selector and the span its points are read from: ``(t - before_s, t - offset]``
-    around each evaluation instant ``t``."""
+    """A selector and the span its points are read from: ``(t - offset - before_s,
+    t - offset]`` around each evaluation instant ``t`` (or the ``@`` time pinning it)."""
 
     selector: VectorSelector
     before_s: float
+    offset_s: float = 0.0
+    # ``@ <time>`` or ``@ start()``/``@ end()`` on the selector or a subquery around it.
+    at: float | str | None = None
 
     def span(self, start: float, end: float) -> tuple[float, float]:
-        offset = self.selector.offset_s
-        return start - offset - self.before_s, end - offset
+        if self.at is None:
+            lo, hi = start, end
+        elif isinstance(self.at, float | int):
+            lo = hi = float(self.at)
+        else:
+            lo = hi = start if self.at == "start" else end
+        return lo - self.offset_s - self.before_s, hi - self.offset_s
 
 
 def selector_needs(expr: Expr, lookback_s: float) -> list[SelectorNeed]:
-    return list(_walk(expr, lookback_s, 0.0))
+    return list(_walk(expr, lookback_s, 0.0, 0.0, None))
 
 
-def _walk(node: object, lookback_s: float, outer_s: float) -> Iterator[SelectorNeed]:
-    if isinstance(node, MatrixSelector):
-        yield SelectorNeed(node.selector, outer_s + node.range_s)
-        return
-    if isinstance(node, VectorSelector):
-        yield SelectorNeed(node, outer_s + lookback_s)
-        return
+def _walk(
+    node: object, lookback_s: float, outer_s: float, offset_s: float, at: float | str | None
+) -> Iterator[SelectorNeed]:
     if isinstance(node, tuple):
         for item in node:
-            yield from _walk(item, lookback_s, outer_s)
+            yield from _walk(item, lookback_s, outer_s, offset_s, at)
         return
     if not dataclasses.is_dataclass(node) or isinstance(node, type):
         return
-    # A node with a range of its own (a subquery) reads that much further back.
+    # Selectors and subqueries carry an offset and an `@`; a subquery's own range reaches
+    # further back for everything inside it.
+    offset_s += float(getattr(node, "offset_s", 0.0) or 0.0)
+    own_at = getattr(node, "at", None)
+    at = at if own_at is None else own_at
+    if isinstance(node, MatrixSelector):
+        sel = node.selector
+        sel_at = at if sel.at is None else sel.at
+        yield SelectorNeed(sel, outer_s + node.range_s, offset_s + sel.offset_s, sel_at)
+        return
+    if isinstance(node, VectorSelector):
+        yield SelectorNeed(node, outer_s + lookback_s, offset_s, at)
+        return
     outer_s += float(getattr(node, "range_s", 0.0) or 0.0)
     for f in dataclasses.fields(node):
-        yield from _walk(getattr(node, f.name), lookback_s, outer_s)
+        yield from _walk(getattr(node, f.name), lookback_s, outer_s, offset_s, at)
 
 
 class Snapshot:
