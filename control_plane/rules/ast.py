@@ -183,3 +183,18 @@ Expr = (
 COMPARISONS = frozenset({"==", "!=", ">", "<", ">=", "<="})
 ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^", "atan2"})
 SET_OPERATORS = frozenset({"and", "or", "unless"})
+
+
+def children(expr: Expr) -> tuple[Expr, ...]:
+    """The operands of ``expr`` (a range selector's vector selector, a call's arguments)."""
+    if isinstance(expr, MatrixSelector):
+        return (expr.selector,)
+    if isinstance(expr, Call):
+        return expr.args
+    if isinstance(expr, Aggregate):
+        return (expr.expr,) if expr.param is None else (expr.param, expr.expr)
+    if isinstance(expr, Unary | Subquery):
+        return (expr.expr,)
+    if isinstance(expr, Binary):
+        return (expr.lhs, expr.rhs)
+    return ()

@@ -37,6 +37,7 @@ from control_plane.rules.ast import (
     Unary,
     VectorMatching,
     VectorSelector,
+    children,
 )
 from control_plane.rules.catalog import DATE_FUNCTIONS, FUNCTIONS, KEEP_NAME, M
 from control_plane.rules.functions import (
@@ -125,11 +126,12 @@ def evaluate(
     """The value of ``expr`` at time ``at`` (seconds since the epoch). ``start``, ``end`` and
     ``step`` are those of the range query ``at`` belongs to (``@ start()``, ``step()``); an
     instant query's start and end are ``at`` itself, its step 0."""
+    at = float(at)  # an int would not be told apart from a vector below
     evaluator = _Evaluator(
         source,
         at,
         lookback_s,
-        _QueryRange(at if start is None else start, at if end is None else end, step),
+        _QueryRange(at if start is None else float(start), at if end is None else float(end), step),
     )
     return _finalize(evaluator.eval(expr))
 
@@ -169,25 +171,11 @@ def series_labels(ref: SeriesRef) -> dict[str, str]:
     return labels
 
 
-def _children(expr: Expr) -> tuple[Expr, ...]:
-    if isinstance(expr, MatrixSelector):
-        return (expr.selector,)
-    if isinstance(expr, Call):
-        return expr.args
-    if isinstance(expr, Aggregate):
-        return (expr.expr,) if expr.param is None else (expr.param, expr.expr)
-    if isinstance(expr, Unary | Subquery):
-        return (expr.expr,)
-    if isinstance(expr, Binary):
-        return (expr.lhs, expr.rhs)
-    return ()
-
-
 def selectors(expr: Expr) -> list[VectorSelector]:
     """Every vector selector in ``expr`` (those inside range selectors and subqueries too)."""
     if isinstance(expr, VectorSelector):
         return [expr]
-    return [sel for child in _children(expr) for sel in selectors(child)]
+    return [sel for child in children(expr) for sel in selectors(child)]
 
 
 def selector_names(expr: Expr) -> set[str]:
@@ -210,7 +198,7 @@ def uses_absent(expr: Expr) -> bool:
     waits for the windows to warm up before it may fire."""
     if isinstance(expr, Call) and expr.func in ("absent", "absent_over_time"):
         return True
-    return any(uses_absent(child) for child in _children(expr))
+    return any(uses_absent(child) for child in children(expr))
 
 
 def _drop_name(labels: Labels) -> dict[str, str]:

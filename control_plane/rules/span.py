@@ -4,30 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from control_plane.rules.ast import (
-    Aggregate,
-    Binary,
-    Call,
-    Expr,
-    MatrixSelector,
-    Unary,
-    VectorSelector,
-)
+from control_plane.rules.ast import Expr, MatrixSelector, Subquery, VectorSelector, children
 
 
 def expr_span(expr: Expr, lookback_s: float) -> float:
-    """How far back from the evaluation time ``expr`` reads (range or lookback, plus offset)."""
+    """How far back from the evaluation time ``expr`` reads (range or lookback, plus offset;
+    a subquery's range plus what its expression reads at the oldest of its steps). A
+    selector pinned by `@` reads around that time instead, which no span from now covers."""
     if isinstance(expr, MatrixSelector):
         return expr.range_s + expr.selector.offset_s
     if isinstance(expr, VectorSelector):
         return lookback_s + expr.offset_s
-    if isinstance(expr, Call):
-        return max((expr_span(a, lookback_s) for a in expr.args), default=0.0)
-    if isinstance(expr, Aggregate | Unary):
-        return expr_span(expr.expr, lookback_s)
-    if isinstance(expr, Binary):
-        return max(expr_span(expr.lhs, lookback_s), expr_span(expr.rhs, lookback_s))
-    return 0.0
+    if isinstance(expr, Subquery):
+        return expr.range_s + expr.offset_s + expr_span(expr.expr, lookback_s)
+    return max((expr_span(c, lookback_s) for c in children(expr)), default=0.0)
 
 
 def needed_span(exprs: Iterable[Expr], lookback_s: float) -> float:
