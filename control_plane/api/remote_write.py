@@ -20,7 +20,6 @@ Answers, as Prometheus's queue manager reads them:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
@@ -28,10 +27,14 @@ from prometheus_client import CollectorRegistry, Counter
 from control_plane.appkeys import CONFIG, INGESTOR, METRICS
 from control_plane.auth import TokenKind
 from control_plane.auth.middleware import forbidden, require_principal
-from control_plane.ingest import Ingestor
 from control_plane.ingest.errors import IngestRejected, IngestUnavailable
 from control_plane.ingest.limits import SeriesLimitExceeded
-from control_plane.ingest.remote_write import RemoteWriteDecoder, Skipped, drop_late
+from control_plane.ingest.remote_write import (
+    RemoteWriteDecoder,
+    Skipped,
+    drop_late,
+    newest_stored,
+)
 from haetae.web.bodies import read_body
 from haetae.web.problem import ProblemError
 
@@ -101,7 +104,7 @@ async def post_write(request: web.Request) -> web.Response:
         metrics.requests.labels("invalid").inc()
         raise
     ingestor = app[INGESTOR]
-    drop_late(batch, _newest_stored(ingestor, source))
+    drop_late(batch, newest_stored(ingestor, source))
     metrics.count_skipped(batch.skipped)
     if not batch.report.samples:
         metrics.requests.labels("stored").inc()
@@ -125,18 +128,6 @@ async def post_write(request: web.Request) -> web.Response:
         ) from exc
     metrics.requests.labels("duplicate" if result.duplicate else "stored").inc()
     return web.Response(status=204)
-
-
-def _newest_stored(ingestor: Ingestor, source: str) -> Callable[[str, str], float | None]:
-    """``(name, labels_key) ->`` the newest instant the rule windows hold of that series."""
-    series = ingestor.series.get
-    newest = ingestor.windows.newest
-
-    def lookup(name: str, labels_key: str) -> float | None:
-        ref = series((source, name, labels_key))
-        return None if ref is None else newest(ref.series_id)
-
-    return lookup
 
 
 def _rejected(exc: IngestRejected) -> ProblemError:

@@ -15,6 +15,8 @@ Semantics (docs/wire-format.md, "Prometheus remote write"):
 * staleness markers are not stored (our queries end a series after the lookback instead), nor are
   native histograms and exemplars (counted in :class:`Skipped`); metadata is ignored;
 * a label with an empty value is the same as no label, as in Prometheus;
+* a TimeSeries lists its labels before its samples (protobuf allows any order; every sender we
+  know writes fields in number order): labels after a sample are refused (400);
 * the report id is a hash of the request body: Prometheus re-sends the very same bytes when it
   retries, so a retried batch is a duplicate report and never stored twice.
 """
@@ -26,6 +28,7 @@ import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cramjam
 import orjson
@@ -41,6 +44,9 @@ from haetae.web.validation import (
     MAX_LABELS,
     MAX_METRIC_NAME,
 )
+
+if TYPE_CHECKING:
+    from control_plane.ingest.writer import Ingestor
 
 # Prometheus's staleness marker: one particular NaN (model/value.StaleNaN), little-endian.
 STALE_NAN = struct.pack("<Q", 0x7FF0000000000002)
@@ -256,6 +262,19 @@ class RemoteWriteDecoder:
             memo.clear()  # wholesale: a miss only costs one decode and check again
         memo[buf[start:pos]] = series
         return series
+
+
+def newest_stored(ingestor: Ingestor, source: str) -> Callable[[str, str], float | None]:
+    """For :func:`drop_late`: ``(name, labels_key) ->`` the newest instant the ingestor's rule
+    windows hold of ``source``'s series (None when it holds none)."""
+    series = ingestor.series.get
+    newest = ingestor.windows.newest
+
+    def lookup(name: str, labels_key: str) -> float | None:
+        ref = series((source, name, labels_key))
+        return None if ref is None else newest(ref.series_id)
+
+    return lookup
 
 
 def drop_late(batch: WriteBatch, newest: Callable[[str, str], float | None]) -> None:
