@@ -33,6 +33,7 @@ from control_plane.forward.errors import RejectedSendError, RetryableSendError
 from control_plane.forward.labels import SeriesLabels
 from control_plane.forward.metrics import ForwardMetrics, Outcome
 from control_plane.forward.outbox import Outbox, Row
+from control_plane.forward.wire import SampleEncoder
 
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 _LEASE_SLACK_S = 30.0
@@ -77,6 +78,7 @@ class Forwarder:
         lease_s = cfg.timeout_s + cfg.retry_max_s + _LEASE_SLACK_S
         self.outbox = Outbox(pool, owner or default_owner(), lease_s)
         self._labels = SeriesLabels(pool, cfg.external_labels)
+        self._encoder = SampleEncoder()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -172,13 +174,15 @@ class Forwarder:
             except payload.PayloadError as exc:  # pragma: no cover - written by encode() only
                 self._log.error("forward: dropping outbox row %d: %s", r.id, exc)
                 self._metrics.count(Outcome.REJECTED, r.sample_count)
-        grouped = batching.group(chunks)
-        labels = await self._labels.encoded(grouped.series)
-        unknown = sum(len(ts) for sid, (ts, _) in grouped.series.items() if sid not in labels)
-        if unknown:
+        series = set().union(*(c.series_ids for c in chunks))
+        labels = await self._labels.encoded(series)
+        if len(labels) < len(series):
+            pruned = series - labels.keys()
+            unknown = sum(1 for c in chunks for sid in c.series_ids if sid in pruned)
             self._log.warning("forward: %d samples of pruned series are not sent", unknown)
             self._metrics.count(Outcome.UNKNOWN_SERIES, unknown)
-        for request in batching.requests(grouped, labels, self._cfg.max_samples_per_request):
+        max_samples = self._cfg.max_samples_per_request
+        for request in batching.requests(chunks, labels, max_samples, self._encoder):
             await self._deliver(request, rows)
         ids = [r.id for r in rows]
         try:

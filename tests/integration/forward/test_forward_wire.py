@@ -57,41 +57,38 @@ def samples(sids: list[int], times: list[float], values: list[float]) -> payload
     return payload.Samples(array("q", sids), array("d", times), array("d", values))
 
 
-def test_requests_group_by_series_in_time_order_and_split_at_the_limit() -> None:
-    # series 7 arrives out of order across two commits; series 8 has no labels (pruned)
+def test_requests_carry_samples_in_commit_order_split_at_the_limit() -> None:
+    # two commits; series 8 has no labels (pruned): skipped
     chunks = [
-        payload.Samples(
-            array("q", [7, 9, 8]), array("d", [2.0, 2.0, 2.0]), array("d", [20, 90, 80])
-        ),
-        payload.Samples(
-            array("q", [7, 7, 9]), array("d", [1.0, 3.0, 3.0]), array("d", [10, 30, 91])
-        ),
+        samples([7, 9, 8], [2.0, 2.0, 2.0], [20, 90, 80]),
+        samples([7, 7, 9], [1.0, 3.0, 3.0], [10, 30, 91]),
     ]
-    grouped = batching.group(chunks)
-    assert grouped.samples == 6
-    assert grouped.series[7] == ([1000, 2000, 3000], [10.0, 20.0, 30.0])
-    labels = {
-        7: wire.encode_labels({"__name__": "a", "x": "1"}),
-        9: wire.encode_labels({"__name__": "b"}),
-    }
-    requests = list(batching.requests(grouped, labels, max_samples=2))
+    a = (("__name__", "a"), ("x", "1"))
+    b = (("__name__", "b"),)
+    labels = {7: wire.encode_labels(dict(a)), 9: wire.encode_labels(dict(b))}
+    requests = list(batching.requests(chunks, labels, max_samples=2))
     assert [r.samples for r in requests] == [2, 2, 1]
-    decoded = [decode_request(r.body) for r in requests]
-    assert decoded == [
-        [((("__name__", "a"), ("x", "1")), [(1000, 10.0), (2000, 20.0)])],
-        [
-            ((("__name__", "a"), ("x", "1")), [(3000, 30.0)]),
-            ((("__name__", "b"),), [(2000, 90.0)]),
-        ],
-        [((("__name__", "b"),), [(3000, 91.0)])],
+    assert [decode_request(r.body) for r in requests] == [
+        [(a, [(2000, 20.0)]), (b, [(2000, 90.0)])],
+        [(a, [(1000, 10.0)]), (a, [(3000, 30.0)])],
+        [(b, [(3000, 91.0)])],
     ]
 
 
 def test_labels_are_sorted_and_utf8_and_timestamps_any_int64() -> None:
-    encoder = wire.SeriesEncoder()
-    labels = wire.encode_labels({"z": "é", "__name__": "m", "a": ""})
-    ts = [-5, 0, 1, 2**40, 2**62]
-    body = wire.write_request([encoder.series(labels, ts, [0.5] * 5)])
-    [(got_labels, samples)] = decode_request(body)
-    assert got_labels == (("__name__", "m"), ("a", ""), ("z", "é"))
-    assert samples == [(t, 0.5) for t in ts]
+    labels = {1: wire.encode_labels({"z": "é", "__name__": "m", "a": ""})}
+    times_ms = [-5, 0, 1, 2**40, 2**52]
+    parts: list[bytes] = []
+    encoder = wire.SampleEncoder()
+    n = encoder.encode([1] * 5, [t / 1000 for t in times_ms], [0.5] * 5, labels, parts)
+    assert n == 5
+    decoded = decode_request(wire.write_request(parts))
+    assert [labels for labels, _ in decoded] == [(("__name__", "m"), ("a", ""), ("z", "é"))] * 5
+    assert [s for _, s in decoded] == [[(t, 0.5)] for t in times_ms]
+    # a long label value (multi-byte lengths) round-trips too
+    long = {2: wire.encode_labels({"__name__": "m", "v": "x" * 20_000})}
+    parts.clear()
+    assert encoder.encode([2], [1.0], [2.0], long, parts) == 1
+    assert decode_request(wire.write_request(parts)) == [
+        ((("__name__", "m"), ("v", "x" * 20_000)), [(1000, 2.0)])
+    ]
