@@ -36,7 +36,9 @@ class Data:
         )
 
     def eval(self, text: str, at: float) -> list[Sample] | float:
-        return evaluate(parse_expr(text), self.windows, at)
+        result = evaluate(parse_expr(text), self.windows, at)
+        assert isinstance(result, list | float)
+        return result
 
 
 def by_label(result: object, label: str) -> dict[str, float]:
