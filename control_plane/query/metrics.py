@@ -2,8 +2,8 @@
 
 Two queries per page: the page of series (keyset on ``series_id``; label matchers pushed into
 SQL so ``LIMIT`` counts matching series; only series with samples in the range), then their
-points (raw, or one aggregate per step via ``date_bin`` aligned to ``start``). The SQL text is
-built by pure functions; values always travel as parameters.
+points (raw, or one aggregate per step via ``date_bin``, buckets at multiples of the step).
+The SQL text is built by pure functions; values always travel as parameters.
 """
 
 from __future__ import annotations
@@ -104,7 +104,9 @@ def points_sql(q: MetricsQuery, series_ids: list[int]) -> tuple[str, list[Any]]:
         )
         return sql, p.values
     step = p.add(dt.timedelta(seconds=q.step))
-    bucket = f"date_bin({step}::interval, x.ts, {start})"
+    # Buckets start at whole multiples of the step since the epoch (as Prometheus and Grafana
+    # align steps), not at `start`: the same step gives the same buckets whatever the range.
+    bucket = f"date_bin({step}::interval, x.ts, TIMESTAMPTZ 'epoch')"
     sql = (
         f"SELECT x.series_id, extract(epoch FROM {bucket})::float8 AS t,"
         f" {_AGG_SQL[q.agg]} AS value FROM samples x WHERE {in_range}"
@@ -124,7 +126,8 @@ async def fetch_metrics(conn: asyncpg.Connection | asyncpg.Pool, q: MetricsQuery
     series = [SeriesPoints(r["series_id"], r["name"], r["labels"], r["agent_id"], []) for r in rows]
     if not series:
         return MetricsPage([], None)
-    if q.step is not None and len(series) * q.steps > MAX_POINTS:
+    # One more bucket than steps when `start` falls inside one.
+    if q.step is not None and len(series) * (q.steps + 1) > MAX_POINTS:
         raise invalid(
             "query.step",
             f"{len(series)} series x {q.steps} steps exceed {MAX_POINTS} points per response",
