@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
@@ -26,10 +27,18 @@ class Query:
     legend: str = ""
 
 
-def new_board(uid: str, title: str, description: str, *, agents_from: str) -> dashboard.Dashboard:
+def new_board(
+    uid: str,
+    title: str,
+    description: str,
+    *,
+    agents_from: str,
+    before_agent: Sequence[Builder[model.VariableModel]] = (),
+) -> dashboard.Dashboard:
     """A board with the `datasource` and `agent` variables (agents listed from ``agents_from``,
-    a series every agent of the board has).."""
-    return (
+    a series every agent of the board has); ``before_agent`` are variables ``agents_from``
+    refers to, so they come first."""
+    board = (
         dashboard.Dashboard(title)
         .uid(uid)
         .description(description)
@@ -41,8 +50,10 @@ def new_board(uid: str, title: str, description: str, *, agents_from: str) -> da
         .with_variable(
             dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
         )
-        .with_variable(agent_variable(agents_from))
     )
+    for variable in before_agent:
+        board = board.with_variable(variable)
+    return board.with_variable(agent_variable(agents_from))
 
 
 def agent_variable(metric: str) -> dashboard.QueryVariable:

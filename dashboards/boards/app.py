@@ -25,12 +25,12 @@ def board() -> Dashboard:
             "Haetae / App: rate, errors, duration",
             "Request rate, error ratio and latency of an app the agent scrapes.",
             agents_from=REQUESTS,
-        )
-        .with_variable(
-            TextBoxVariable("prefix")
-            .label("Metric prefix")
-            .description("Put before http_requests_total; empty for an app without a prefix.")
-            .default_value("demo_")
+            before_agent=[
+                TextBoxVariable("prefix")
+                .label("Metric prefix")
+                .description("Put before http_requests_total; empty for an app without a prefix.")
+                .default_value("demo_")
+            ],
         )
         .with_row(row("Now"))
         .with_panel(single("Requests / s", Query(rate_all), unit="reqps"))

@@ -133,6 +133,10 @@ def test_board_structure() -> None:
         assert doc["title"].startswith("Haetae / ") and "haetae" in doc["tags"]
         assert doc["schemaVersion"] >= 39
         variables = {v["name"]: v for v in doc["templating"]["list"]}
+        # A variable's query may only use variables defined before it (Grafana's order).
+        for i, var in enumerate(doc["templating"]["list"]):
+            earlier = {v["name"]: "x" for v in doc["templating"]["list"][:i]}
+            instantiate(str(var.get("query", "")), earlier)
         assert variables["datasource"]["query"] == "prometheus"
         assert variables["agent"]["includeAll"] and variables["agent"]["allValue"] == ".*"
         ids = [p["id"] for p in doc["panels"]]
