@@ -56,6 +56,7 @@ from control_plane.config import (  # noqa: E402
 from control_plane.forward import Forwarder, ForwardMetrics, RemoteWriteClient, batching, payload  # noqa: E402  # noqa: E402
 from control_plane.forward.labels import SeriesLabels  # noqa: E402
 from control_plane.forward.outbox import append  # noqa: E402
+from control_plane.forward.wire import SampleEncoder  # noqa: E402
 from control_plane.ingest import Ingestor, decode_report  # noqa: E402
 from control_plane.ingest.gc_policy import ingest_gc_policy  # noqa: E402
 from control_plane.store import create_pool  # noqa: E402
@@ -135,6 +136,20 @@ async def ingest_run(pool: asyncpg.Pool, args: argparse.Namespace, *, outbox: bo
     return args.agents * args.reports * args.series / elapsed
 
 
+async def storage_per_sample(pool: asyncpg.Pool) -> tuple[float, float]:
+    """Bytes a sample takes in ``samples`` (heap + index, all partitions) and in the outbox."""
+    await pool.execute("VACUUM ANALYZE samples")
+    await pool.execute("VACUUM ANALYZE forward_outbox")
+    samples_bytes = await pool.fetchval(
+        "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits"
+        " WHERE inhparent = 'samples'::regclass"
+    )
+    stored = await pool.fetchval("SELECT count(*) FROM samples")
+    outbox_bytes = await pool.fetchval("SELECT pg_total_relation_size('forward_outbox')")
+    queued = await outbox_samples(pool)
+    return int(samples_bytes) / max(1, stored), int(outbox_bytes) / max(1, queued)
+
+
 async def outbox_samples(pool: asyncpg.Pool) -> int:
     return int(await pool.fetchval("SELECT coalesce(sum(sample_count), 0) FROM forward_outbox"))
 
@@ -176,28 +191,22 @@ async def hand_written(
     """The peer: the same samples encoded and POSTed straight from memory (labels read once
     beforehand, untimed), ``in_flight`` requests at a time."""
     chunks = [payload.decode(p) for p in payloads]
-    per_request = max(1, args.request_samples // max(1, len(chunks[0].series_ids)))
-    groups = [chunks[i : i + per_request] for i in range(0, len(chunks), per_request)]
     series = {sid for c in chunks for sid in c.series_ids}
     labels = await SeriesLabels(pool, {}).encoded(series)
     cfg = forward_config(args, url)
     sent = 0
     async with RemoteWriteClient(cfg) as client:
-        queue: asyncio.Queue[list[payload.Samples]] = asyncio.Queue()
-        for g in groups:
-            queue.put_nowait(g)
+        # One generator of request bodies shared by the senders (next() is synchronous).
+        bodies = batching.requests(chunks, labels, args.request_samples, SampleEncoder())
 
-        async def worker() -> None:
+        async def sender() -> None:
             nonlocal sent
-            while not queue.empty():
-                group = queue.get_nowait()
-                grouped = batching.group(group)
-                for request in batching.requests(grouped, labels, args.request_samples):
-                    await client.send(request.body)
-                    sent += request.samples
+            for request in bodies:
+                await client.send(request.body)
+                sent += request.samples
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(args.in_flight)))
+        await asyncio.gather(*(sender() for _ in range(args.in_flight)))
         elapsed = time.perf_counter() - t0
     return sent, elapsed
 
@@ -268,10 +277,9 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> None:
             for outbox in (False, True) * args.pairs:
                 await pool.execute("TRUNCATE samples, ingested_reports, forward_outbox")
                 rates[outbox].append(await ingest_run(pool, args, outbox=outbox))
-            payloads = [
-                r["payload"]
-                for r in await pool.fetch("SELECT payload FROM forward_outbox ORDER BY id")
-            ]
+            sizes = await storage_per_sample(pool)
+            rows = await pool.fetch("SELECT payload FROM forward_outbox ORDER BY id")
+            payloads = [r["payload"] for r in rows]
             async with victoria_metrics() as base:
                 url = f"{base}/api/v1/write"
                 forwarded, forward_s = await drain(pool, args, url)
@@ -300,6 +308,10 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> None:
         f"drained {lag['drain_s']:.2f} s after the last report; {lag['sent']:,.0f} sent"
     )
     print(f"VictoriaMetrics counted {received:,} remote-write rows in all")
+    print(
+        f"PostgreSQL bytes a sample: samples table + index {sizes[0]:.1f}, "
+        f"outbox row payload + overhead {sizes[1]:.1f}"
+    )
 
 
 def main() -> None:
