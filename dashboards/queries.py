@@ -24,6 +24,8 @@ class PanelQuery:
     panel: str
     ref_id: str
     expr: str
+    # Grafana asks /api/v1/query for an instant target, /api/v1/query_range otherwise.
+    instant: bool = False
 
     def __str__(self) -> str:
         return f"{self.board} / {self.panel} / {self.ref_id}: {self.expr}"
@@ -36,7 +38,9 @@ def load_boards(json_dir: Path = JSON_DIR) -> dict[str, dict[str, Any]]:
 def panel_queries(uid: str, board: Mapping[str, Any]) -> Iterator[PanelQuery]:
     for panel in _panels(board.get("panels", [])):
         for target in panel.get("targets", []):
-            yield PanelQuery(uid, panel.get("title", ""), target.get("refId", ""), target["expr"])
+            title, ref_id = panel.get("title", ""), target.get("refId", "")
+            instant = bool(target.get("instant")) and not target.get("range")
+            yield PanelQuery(uid, title, ref_id, target["expr"], instant)
 
 
 def variable_queries(uid: str, board: Mapping[str, Any]) -> Iterator[PanelQuery]:
@@ -44,7 +48,7 @@ def variable_queries(uid: str, board: Mapping[str, Any]) -> Iterator[PanelQuery]
     for var in board.get("templating", {}).get("list", []):
         m = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", str(var.get("query", "")))
         if var.get("type") == "query" and m:
-            yield PanelQuery(uid, f"${var['name']}", "var", m[1])
+            yield PanelQuery(uid, f"${var['name']}", "var", m[1], instant=True)
 
 
 def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -207,31 +207,49 @@ class ApiMissing(Exception):
     """The endpoint answered 404: no Prometheus API there."""
 
 
+def _post(url: str, form: dict[str, str], headers: dict[str, str] | None) -> dict[str, Any]:
+    req = urllib.request.Request(
+        url,
+        data=urllib.parse.urlencode(form).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            doc: dict[str, Any] = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise ApiMissing(url) from exc
+        raise AssertionError(f"{form['query']}: {exc.code} {exc.read()[:500]!r}") from exc
+    assert doc["status"] == "success", doc
+    return doc
+
+
 def instant_query(
     base_url: str, expr: str, headers: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
     """POST /api/v1/query (Grafana's default method) at now; the result as a list of samples
     (a scalar becomes one)."""
-    body = urllib.parse.urlencode({"query": expr, "time": f"{time.time():.3f}"}).encode()
-    req = urllib.request.Request(
-        f"{base_url}/api/v1/query",
-        data=body,
-        headers={"Content-Type": "application/x-www-form-urlencoded", **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            doc = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            raise ApiMissing(base_url) from exc
-        raise AssertionError(f"{expr}: {exc.code} {exc.read()[:500]!r}") from exc
-    assert doc["status"] == "success", doc
+    doc = _post(f"{base_url}/api/v1/query", {"query": expr, "time": f"{time.time():.3f}"}, headers)
     data = doc["data"]
     if data["resultType"] == "scalar":
         return [{"metric": {}, "value": data["result"]}]
     assert data["resultType"] == "vector", data
     result: list[dict[str, Any]] = data["result"]
     return result
+
+
+def range_query(
+    base_url: str, expr: str, headers: dict[str, str] | None = None, *, seconds: float = 60
+) -> list[dict[str, Any]]:
+    """POST /api/v1/query_range over the last ``seconds`` at a 5 s step, aligned to the step
+    as Grafana aligns it; the series that have at least one point."""
+    step = 5
+    end = time.time() // step * step
+    form = {"query": expr, "start": str(end - seconds), "end": str(end), "step": str(step)}
+    doc = _post(f"{base_url}/api/v1/query_range", form, headers)
+    data = doc["data"]
+    assert data["resultType"] == "matrix", data
+    return [s for s in data["result"] if s["values"]]
 
 
 def label_values(

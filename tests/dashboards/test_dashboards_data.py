@@ -25,6 +25,7 @@ from seeded_stack import (
     instant_query,
     label_values,
     prometheus,
+    range_query,
     start_stack,
 )
 from tests_support import with_database
@@ -102,11 +103,18 @@ def _queries() -> list[tuple[PanelQuery, str]]:
 
 
 def _without_data(base_url: str, headers: dict[str, str] | None = None) -> list[PanelQuery]:
-    """Poll every query until each returns at least one sample; the ones that never did."""
+    """Poll every query as Grafana sends it (instant, or a range over the last minute) until
+    each returns data; the ones that never did."""
+
+    def has_data(q: PanelQuery, expr: str) -> bool:
+        if q.instant:
+            return bool(instant_query(base_url, expr, headers))
+        return bool(range_query(base_url, expr, headers))
+
     pending = _queries()
     deadline = time.monotonic() + DATA_DEADLINE_S
     while pending and time.monotonic() < deadline:
-        pending = [(q, e) for q, e in pending if not instant_query(base_url, e, headers)]
+        pending = [(q, e) for q, e in pending if not has_data(q, e)]
         if pending:
             time.sleep(1.0)
     return [q for q, _ in pending]
