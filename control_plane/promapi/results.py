@@ -31,10 +31,11 @@ def format_value(v: float) -> str:
         return "NaN"
     if math.isinf(v):
         return "+Inf" if v > 0 else "-Inf"
-    text = format(Decimal(repr(v)), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+    text = repr(v)
+    if "e" in text:  # Go writes no exponent: 1e-05 is "0.00001"
+        text = format(Decimal(text), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _pair(t: float, v: float) -> list[Any]:
