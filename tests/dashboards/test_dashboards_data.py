@@ -5,8 +5,10 @@ the same targets (the other provisioned data source)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +16,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+import yaml
 from board_checks import all_queries
+from conftest import ROOT
 from e2e_stack import Stack
 from seeded_stack import (
     APP_AGENT,
@@ -36,6 +40,7 @@ pytestmark = pytest.mark.skipif(
     PROMETHEUS is None, reason="prometheus (Debian: prometheus) missing"
 )
 
+DATASOURCES = ROOT / "deploy/grafana/provisioning/datasources/haetae.yaml"
 # Long enough for two samples of every series in a 1 m $__rate_interval at 1 s intervals, and
 # for the control plane's 10 s cache self-report; polled, so usually less.
 DATA_DEADLINE_S = 40.0
@@ -155,8 +160,9 @@ def test_every_query_returns_data_from_haetae(seeded: Seeded) -> None:
     assert not _variables_without_their_agent(stack.cp_url, stack.admin_headers)
 
 
-def test_haetae_api_needs_the_token(seeded: Seeded) -> None:
-    """What the data source's Authorization header is for."""
+def test_haetae_api_is_what_the_data_source_expects(seeded: Seeded) -> None:
+    """The Authorization header is needed, and the version Grafana is told (which makes it use
+    the label values API for variables) is the one Haetae reports."""
     stack = seeded.stack
     try:
         instant_query(stack.cp_url, "1", stack.admin_headers)
@@ -164,6 +170,14 @@ def test_haetae_api_needs_the_token(seeded: Seeded) -> None:
         pytest.skip("the control plane has no /api/v1/query yet (control_plane/promapi)")
     with pytest.raises(AssertionError, match="401"):
         instant_query(stack.cp_url, "1")
+    req = urllib.request.Request(
+        f"{stack.cp_url}/api/v1/status/buildinfo", headers=stack.admin_headers
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        version = json.loads(resp.read())["data"]["version"]
+    provisioned = yaml.safe_load(DATASOURCES.read_text())["datasources"]
+    haetae = next(d for d in provisioned if d["uid"] == "haetae")
+    assert haetae["jsonData"]["prometheusVersion"] == version
 
 
 def test_prometheus_sees_the_targets_labelled_as_haetae_does(seeded: Seeded) -> None:

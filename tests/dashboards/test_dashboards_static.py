@@ -162,6 +162,10 @@ def test_provisioning() -> None:
     assert haetae["jsonData"]["httpHeaderName1"] == "Authorization"
     assert haetae["secureJsonData"]["httpHeaderValue1"].startswith("Bearer $")
     assert datasources["prometheus"]["type"] == "prometheus"
+    for ds in datasources.values():
+        # From 2.24 on, Grafana fills label_values() from the label values API with match[].
+        version = tuple(int(n) for n in ds["jsonData"]["prometheusVersion"].split("."))
+        assert version >= (2, 24, 0), ds["name"]
     provider = yaml.safe_load(
         (ROOT / "deploy/grafana/provisioning/dashboards/haetae.yaml").read_text()
     )["providers"][0]
