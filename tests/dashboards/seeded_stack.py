@@ -1,11 +1,12 @@
 """A seeded `haetae up`-like stack for the dashboard data test, and a real Prometheus scraping
 the same targets.
 
-Real processes: the control plane, the demo app and two agents (``dash-app`` watches the demo
-app: host, process, health, its /metrics; ``dash-cp`` scrapes the control plane's /metrics,
-which hold the alerting and link-analyzer series), all reporting every second. Prometheus
-(Debian ``prometheus``) scrapes the demo app and the control plane with the same ``agent``
-labels, and the agent's host, process and probe collectors through a small exporter: the agent
+Real processes: the control plane, the demo app, a link-analysis worker and three agents
+(``dash-app`` watches the demo app: host, process, health, its /metrics; ``dash-cp`` scrapes
+the control plane's /metrics, which hold the alerting and link-analyzer API series;
+``dash-worker`` the worker's /metrics: queue depth, jobs), all reporting every second. Prometheus
+(Debian ``prometheus``) scrapes the demo app, the control plane and the worker with the same
+``agent`` labels, and the agent's host, process and probe collectors through a small exporter: the agent
 ships those samples in its reports and serves only its own metrics on /metrics.
 """
 
@@ -43,6 +44,7 @@ from agent.http.client import HttpClient
 PROMETHEUS = shutil.which("prometheus")
 APP_AGENT = "dash-app"
 CP_AGENT = "dash-cp"
+WORKER_AGENT = "dash-worker"
 
 
 def agent_proc(stack: Stack, agent_id: str, env: dict[str, str]) -> Proc:
@@ -66,10 +68,20 @@ def agent_proc(stack: Stack, agent_id: str, env: dict[str, str]) -> Proc:
     return proc
 
 
-def start_stack(stack: Stack) -> None:
+def start_stack(stack: Stack) -> int:
+    """Start everything; returns the link-analysis worker's /metrics port."""
     cp = stack.control_plane().start()
     stack.wait_control_plane(cp)
     stack.demo_app().start()
+    worker_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAETAE_")}
+    worker = Proc(
+        "worker",
+        ["worker", "--metrics-port", str(worker_port)],
+        env | {"HAETAE_REDIS_URL": stack.redis_url, "HAETAE_LOGGING_LEVEL": "WARNING"},
+        stack.tmp / "worker.log",
+    )
+    stack.procs.append(worker.start())
     demo = f"http://127.0.0.1:{stack.demo_port}"
     wait_for(lambda: http_ok(f"{demo}/health"), 30, "demo app /health")
     agent_proc(
@@ -82,6 +94,10 @@ def start_stack(stack: Stack) -> None:
         },
     ).start()
     agent_proc(stack, CP_AGENT, {"HAETAE_AGENT_APP_METRICS_URL": f"{stack.cp_url}/metrics"}).start()
+    worker_metrics = f"http://127.0.0.1:{worker_port}/metrics"
+    agent_proc(stack, WORKER_AGENT, {"HAETAE_AGENT_APP_METRICS_URL": worker_metrics}).start()
+    wait_for(lambda: http_ok(worker_metrics), 30, "worker /metrics")
+    return worker_port
 
 
 # -- the agent's collectors as a scrape target ---------------------------------------------------

@@ -24,6 +24,7 @@ from seeded_stack import (
     APP_AGENT,
     CP_AGENT,
     PROMETHEUS,
+    WORKER_AGENT,
     ApiMissing,
     collectors_exporter,
     instant_query,
@@ -61,12 +62,13 @@ def seeded(
     asyncio.run(_sql(pg_server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
     stack = Stack(tmp, with_database(pg_server_dsn, name), redis_url)
     try:
-        start_stack(stack)
+        worker_port = start_stack(stack)
         with collectors_exporter(stack) as exporter:
             targets = {
                 "demo-app": (f"127.0.0.1:{stack.demo_port}", APP_AGENT),
                 "agent-collectors": (exporter, APP_AGENT),
                 "control-plane": (f"127.0.0.1:{stack.cp_port}", CP_AGENT),
+                "worker": (f"127.0.0.1:{worker_port}", WORKER_AGENT),
             }
             with prometheus(tmp, targets) as url:
                 yield Seeded(stack, url)
@@ -91,7 +93,7 @@ BOARD_AGENT = {
     "haetae-app": APP_AGENT,
     "haetae-cache": APP_AGENT,
     "haetae-alerting": CP_AGENT,
-    "haetae-link-analyzer": CP_AGENT,
+    "haetae-link-analyzer": WORKER_AGENT,
 }
 
 
@@ -186,6 +188,7 @@ def test_prometheus_sees_the_targets_labelled_as_haetae_does(seeded: Seeded) -> 
         ("demo-app", APP_AGENT),
         ("agent-collectors", APP_AGENT),
         ("control-plane", CP_AGENT),
+        ("worker", WORKER_AGENT),
     }, up
 
 
