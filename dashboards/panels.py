@@ -21,6 +21,11 @@ RATE = "$__rate_interval"
 AGENT = 'agent=~"$agent"'
 
 
+def sel(*matchers: str) -> str:
+    """A selector's braces: the `agent` variable's matcher, then ``matchers``."""
+    return "{" + ",".join((AGENT, *matchers)) + "}"
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     expr: str

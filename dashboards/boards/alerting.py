@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
-from dashboards.panels import AGENT, RATE, Query, graph, new_board, row, single
+from dashboards.panels import AGENT, RATE, Query, graph, new_board, row, sel, single
+
+A = sel()
 
 
 def board() -> Dashboard:
-    a = "{" + AGENT + "}"
-    failed = "{" + AGENT + ',outcome="failed"}'
+    failed = sel('outcome="failed"')
     return (
         new_board(
             "haetae-alerting",
@@ -31,19 +32,19 @@ def board() -> Dashboard:
                 Query(f"sum(increase(haetae_notifications_total{failed}[1h]))"),
             )
         )
-        .with_panel(single("Evaluation shards held", Query(f"sum(haetae_rule_shards_held{a})")))
+        .with_panel(single("Evaluation shards held", Query(f"sum(haetae_rule_shards_held{A})")))
         .with_row(row("Alerts and notifications"))
         .with_panel(
             graph(
                 "Alerts by state",
-                Query(f"sum by (state) (haetae_alerts{a})", "{{state}}"),
+                Query(f"sum by (state) (haetae_alerts{A})", "{{state}}"),
             )
         )
         .with_panel(
             graph(
                 "Notifications by outcome",
                 Query(
-                    f"sum by (outcome) (rate(haetae_notifications_total{a}[{RATE}]))",
+                    f"sum by (outcome) (rate(haetae_notifications_total{A}[{RATE}]))",
                     "{{outcome}}",
                 ),
                 unit="ops",
@@ -57,7 +58,7 @@ def board() -> Dashboard:
                 *(
                     Query(
                         f"histogram_quantile({q}, sum by (agent, le) "
-                        f"(rate(haetae_rule_evaluation_duration_seconds_bucket{a}[{RATE}])))",
+                        f"(rate(haetae_rule_evaluation_duration_seconds_bucket{A}[{RATE}])))",
                         f"{{{{agent}}}} p{round(q * 100)}",
                     )
                     for q in (0.5, 0.99)
@@ -69,11 +70,11 @@ def board() -> Dashboard:
             graph(
                 "Dispatcher wake-ups",
                 Query(
-                    f"sum by (agent) (rate(haetae_notify_wakeups_total{a}[{RATE}]))",
+                    f"sum by (agent) (rate(haetae_notify_wakeups_total{A}[{RATE}]))",
                     "{{agent}} wake-ups",
                 ),
                 Query(
-                    f"sum by (agent) (increase(haetae_notify_listener_reconnects_total{a}[1h]))",
+                    f"sum by (agent) (increase(haetae_notify_listener_reconnects_total{A}[1h]))",
                     "{{agent}} listener reconnects (1 h)",
                 ),
             )
@@ -81,7 +82,7 @@ def board() -> Dashboard:
         .with_panel(
             graph(
                 "Listener connected",
-                Query(f"haetae_notify_listener_connected{a}", "{{agent}}"),
+                Query(f"haetae_notify_listener_connected{A}", "{{agent}}"),
             )
         )
     )

@@ -6,17 +6,18 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard, TextBoxVariable
 
-from dashboards.panels import AGENT, RATE, Query, graph, new_board, row, single
+from dashboards.panels import RATE, Query, graph, new_board, row, sel, single
 
 REQUESTS = "${prefix}http_requests_total"
 DURATION = "${prefix}http_request_duration_seconds"
 
+A = sel()
+
 
 def board() -> Dashboard:
-    a = "{" + AGENT + "}"
-    errors = "{" + AGENT + ',status=~"5.."}'
-    ok = "{" + AGENT + ',status!~"5.."}'
-    rate_all = f"sum(rate({REQUESTS}{a}[{RATE}]))"
+    errors = sel('status=~"5.."')
+    ok = sel('status!~"5.."')
+    rate_all = f"sum(rate({REQUESTS}{A}[{RATE}]))"
     # 1 - ok/all rather than errors/all: a window without any 5xx still gives 0, not no data.
     error_ratio = f"1 - sum(rate({REQUESTS}{ok}[{RATE}])) / {rate_all}"
     return (
@@ -39,7 +40,7 @@ def board() -> Dashboard:
             single(
                 "p95 latency",
                 Query(
-                    f"histogram_quantile(0.95, sum by (le) (rate({DURATION}_bucket{a}[{RATE}])))"
+                    f"histogram_quantile(0.95, sum by (le) (rate({DURATION}_bucket{A}[{RATE}])))"
                 ),
                 unit="s",
             )
@@ -52,7 +53,7 @@ def board() -> Dashboard:
             graph(
                 "Requests by status",
                 Query(
-                    f"sum by (agent, status) (rate({REQUESTS}{a}[{RATE}]))",
+                    f"sum by (agent, status) (rate({REQUESTS}{A}[{RATE}]))",
                     "{{agent}} {{status}}",
                 ),
                 unit="reqps",
@@ -62,7 +63,7 @@ def board() -> Dashboard:
         .with_panel(
             graph(
                 "Requests by path",
-                Query(f"sum by (path) (rate({REQUESTS}{a}[{RATE}]))", "{{path}}"),
+                Query(f"sum by (path) (rate({REQUESTS}{A}[{RATE}]))", "{{path}}"),
                 unit="reqps",
             )
         )
@@ -71,7 +72,7 @@ def board() -> Dashboard:
                 "Error ratio",
                 Query(
                     f"1 - sum by (agent) (rate({REQUESTS}{ok}[{RATE}])) "
-                    f"/ sum by (agent) (rate({REQUESTS}{a}[{RATE}]))",
+                    f"/ sum by (agent) (rate({REQUESTS}{A}[{RATE}]))",
                     "{{agent}}",
                 ),
                 unit="percentunit",
@@ -84,7 +85,7 @@ def board() -> Dashboard:
                 *(
                     Query(
                         f"histogram_quantile({q}, sum by (le) "
-                        f"(rate({DURATION}_bucket{a}[{RATE}])))",
+                        f"(rate({DURATION}_bucket{A}[{RATE}])))",
                         f"p{round(q * 100)}",
                     )
                     for q in (0.5, 0.95, 0.99)
@@ -96,8 +97,8 @@ def board() -> Dashboard:
             graph(
                 "Mean latency by path",
                 Query(
-                    f"sum by (path) (rate({DURATION}_sum{a}[{RATE}])) "
-                    f"/ sum by (path) (rate({DURATION}_count{a}[{RATE}]))",
+                    f"sum by (path) (rate({DURATION}_sum{A}[{RATE}])) "
+                    f"/ sum by (path) (rate({DURATION}_count{A}[{RATE}]))",
                     "{{path}}",
                 ),
                 unit="s",

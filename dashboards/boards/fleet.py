@@ -5,29 +5,31 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
-from dashboards.panels import AGENT, RATE, Query, graph, new_board, row, single
+from dashboards.panels import RATE, Query, graph, new_board, row, sel, single
+
+A = sel()
 
 
 def board() -> Dashboard:
-    a = "{" + AGENT + "}"
+    d = new_board(
+        "haetae-fleet",
+        "Haetae / Fleet",
+        "Hosts and the processes the agents watch, from the agents' host and process collectors.",
+        agents_from="haetae_host_boot_time_seconds",
+    )
+    for section in (_overview, _hosts, _processes, _probes):
+        d = section(d)
+    return d
+
+
+def _processes(d: Dashboard) -> Dashboard:
     return (
-        _hosts(
-            _overview(
-                new_board(
-                    "haetae-fleet",
-                    "Haetae / Fleet",
-                    "Hosts and the processes the agents watch, from the agents' host and process "
-                    "collectors.",
-                    agents_from="haetae_host_boot_time_seconds",
-                )
-            )
-        )
-        .with_row(row("Processes"))
-        .with_panel(graph("Process up", Query(f"haetae_process_up{a}", "{{agent}}")))
+        d.with_row(row("Processes"))
+        .with_panel(graph("Process up", Query(f"haetae_process_up{A}", "{{agent}}")))
         .with_panel(
             graph(
                 "Process restarts",
-                Query(f"increase(haetae_process_restarts_total{a}[{RATE}])", "{{agent}}"),
+                Query(f"increase(haetae_process_restarts_total{A}[{RATE}])", "{{agent}}"),
                 description="Restarts the agent saw (a new pid or start time for the match).",
             )
         )
@@ -35,7 +37,7 @@ def board() -> Dashboard:
             graph(
                 "Process CPU",
                 Query(
-                    f"sum by (agent, mode) (rate(haetae_process_cpu_seconds_total{a}[{RATE}]))",
+                    f"sum by (agent, mode) (rate(haetae_process_cpu_seconds_total{A}[{RATE}]))",
                     "{{agent}} {{mode}}",
                 ),
                 unit="percentunit",
@@ -45,16 +47,16 @@ def board() -> Dashboard:
         .with_panel(
             graph(
                 "Process memory",
-                Query(f"haetae_process_resident_memory_bytes{a}", "{{agent}} resident"),
-                Query(f"haetae_process_virtual_memory_bytes{a}", "{{agent}} virtual"),
+                Query(f"haetae_process_resident_memory_bytes{A}", "{{agent}} resident"),
+                Query(f"haetae_process_virtual_memory_bytes{A}", "{{agent}} virtual"),
                 unit="bytes",
             )
         )
         .with_panel(
             graph(
                 "Threads and open files",
-                Query(f"haetae_process_threads{a}", "{{agent}} threads"),
-                Query(f"haetae_process_open_fds{a}", "{{agent}} open fds"),
+                Query(f"haetae_process_threads{A}", "{{agent}} threads"),
+                Query(f"haetae_process_open_fds{A}", "{{agent}} open fds"),
             )
         )
         .with_panel(
@@ -62,25 +64,30 @@ def board() -> Dashboard:
                 "Context switches",
                 Query(
                     "sum by (agent, kind) "
-                    f"(rate(haetae_process_context_switches_total{a}[{RATE}]))",
+                    f"(rate(haetae_process_context_switches_total{A}[{RATE}]))",
                     "{{agent}} {{kind}}",
                 ),
                 unit="ops",
             )
         )
-        .with_row(row("App probes"))
+    )
+
+
+def _probes(d: Dashboard) -> Dashboard:
+    return (
+        d.with_row(row("App probes"))
         .with_panel(
             graph(
                 "Health probe",
-                Query(f"haetae_app_health_up{a}", "{{agent}} up"),
-                Query(f"haetae_app_scrape_up{a}", "{{agent}} scrape up"),
+                Query(f"haetae_app_health_up{A}", "{{agent}} up"),
+                Query(f"haetae_app_scrape_up{A}", "{{agent}} scrape up"),
             )
         )
         .with_panel(
             graph(
                 "Probe latency",
-                Query(f"haetae_app_health_latency_seconds{a}", "{{agent}} health"),
-                Query(f"haetae_app_scrape_duration_seconds{a}", "{{agent}} scrape"),
+                Query(f"haetae_app_health_latency_seconds{A}", "{{agent}} health"),
+                Query(f"haetae_app_scrape_duration_seconds{A}", "{{agent}} scrape"),
                 unit="s",
             )
         )
@@ -88,20 +95,19 @@ def board() -> Dashboard:
 
 
 def _overview(d: Dashboard) -> Dashboard:
-    a = "{" + AGENT + "}"
     return (
         d.with_row(row("Overview"))
-        .with_panel(single("Hosts", Query(f"count(haetae_host_boot_time_seconds{a})")))
+        .with_panel(single("Hosts", Query(f"count(haetae_host_boot_time_seconds{A})")))
         .with_panel(
-            single("Processes up", Query(f"sum(haetae_process_up{a})"), description="Watched.")
+            single("Processes up", Query(f"sum(haetae_process_up{A})"), description="Watched.")
         )
         .with_panel(
-            single("Busiest CPU", Query(f"max(haetae_host_cpu_usage_ratio{a})"), unit="percentunit")
+            single("Busiest CPU", Query(f"max(haetae_host_cpu_usage_ratio{A})"), unit="percentunit")
         )
         .with_panel(
             single(
                 "Fullest filesystem",
-                Query(f"max(haetae_host_filesystem_used_ratio{a})"),
+                Query(f"max(haetae_host_filesystem_used_ratio{A})"),
                 unit="percentunit",
             )
         )
@@ -109,13 +115,12 @@ def _overview(d: Dashboard) -> Dashboard:
 
 
 def _hosts(d: Dashboard) -> Dashboard:
-    a = "{" + AGENT + "}"
     return (
         d.with_row(row("Hosts"))
         .with_panel(
             graph(
                 "CPU usage",
-                Query(f"haetae_host_cpu_usage_ratio{a}", "{{agent}}"),
+                Query(f"haetae_host_cpu_usage_ratio{A}", "{{agent}}"),
                 unit="percentunit",
             )
         )
@@ -123,7 +128,7 @@ def _hosts(d: Dashboard) -> Dashboard:
             graph(
                 "CPU by mode",
                 Query(
-                    f"avg by (agent, mode) (haetae_host_cpu_mode_ratio{a})", "{{agent}} {{mode}}"
+                    f"avg by (agent, mode) (haetae_host_cpu_mode_ratio{A})", "{{agent}} {{mode}}"
                 ),
                 unit="percentunit",
                 stack=True,
@@ -132,26 +137,26 @@ def _hosts(d: Dashboard) -> Dashboard:
         .with_panel(
             graph(
                 "Load per CPU",
-                Query(f"haetae_host_load1{a} / haetae_host_cpu_count{a}", "{{agent}} 1m"),
-                Query(f"haetae_host_load5{a} / haetae_host_cpu_count{a}", "{{agent}} 5m"),
-                Query(f"haetae_host_load15{a} / haetae_host_cpu_count{a}", "{{agent}} 15m"),
+                Query(f"haetae_host_load1{A} / haetae_host_cpu_count{A}", "{{agent}} 1m"),
+                Query(f"haetae_host_load5{A} / haetae_host_cpu_count{A}", "{{agent}} 5m"),
+                Query(f"haetae_host_load15{A} / haetae_host_cpu_count{A}", "{{agent}} 15m"),
             )
         )
         .with_panel(
             graph(
                 "Memory",
                 Query(
-                    f"haetae_host_memory_total_bytes{a} - haetae_host_memory_available_bytes{a}",
+                    f"haetae_host_memory_total_bytes{A} - haetae_host_memory_available_bytes{A}",
                     "{{agent}} used",
                 ),
-                Query(f"haetae_host_swap_used_bytes{a}", "{{agent}} swap used"),
+                Query(f"haetae_host_swap_used_bytes{A}", "{{agent}} swap used"),
                 unit="bytes",
             )
         )
         .with_panel(
             graph(
                 "Filesystem used",
-                Query(f"haetae_host_filesystem_used_ratio{a}", "{{agent}} {{mountpoint}}"),
+                Query(f"haetae_host_filesystem_used_ratio{A}", "{{agent}} {{mountpoint}}"),
                 unit="percentunit",
             )
         )
@@ -159,11 +164,11 @@ def _hosts(d: Dashboard) -> Dashboard:
             graph(
                 "Disk throughput",
                 Query(
-                    f"sum by (agent) (rate(haetae_host_disk_read_bytes_total{a}[{RATE}]))",
+                    f"sum by (agent) (rate(haetae_host_disk_read_bytes_total{A}[{RATE}]))",
                     "{{agent}} read",
                 ),
                 Query(
-                    f"sum by (agent) (rate(haetae_host_disk_written_bytes_total{a}[{RATE}]))",
+                    f"sum by (agent) (rate(haetae_host_disk_written_bytes_total{A}[{RATE}]))",
                     "{{agent}} written",
                 ),
                 unit="Bps",
@@ -173,7 +178,7 @@ def _hosts(d: Dashboard) -> Dashboard:
             graph(
                 "Disk busy",
                 Query(
-                    f"rate(haetae_host_disk_io_time_seconds_total{a}[{RATE}])",
+                    f"rate(haetae_host_disk_io_time_seconds_total{A}[{RATE}])",
                     "{{agent}} {{device}}",
                 ),
                 unit="percentunit",
@@ -183,11 +188,11 @@ def _hosts(d: Dashboard) -> Dashboard:
             graph(
                 "Network",
                 Query(
-                    f"sum by (agent) (rate(haetae_host_network_receive_bytes_total{a}[{RATE}]))",
+                    f"sum by (agent) (rate(haetae_host_network_receive_bytes_total{A}[{RATE}]))",
                     "{{agent}} in",
                 ),
                 Query(
-                    f"sum by (agent) (rate(haetae_host_network_transmit_bytes_total{a}[{RATE}]))",
+                    f"sum by (agent) (rate(haetae_host_network_transmit_bytes_total{A}[{RATE}]))",
                     "{{agent}} out",
                 ),
                 unit="Bps",
@@ -198,14 +203,14 @@ def _hosts(d: Dashboard) -> Dashboard:
                 "Network errors and drops",
                 Query(
                     "sum by (agent) "
-                    f"(rate(haetae_host_network_receive_errors_total{a}[{RATE}]) "
-                    f"+ rate(haetae_host_network_transmit_errors_total{a}[{RATE}]))",
+                    f"(rate(haetae_host_network_receive_errors_total{A}[{RATE}]) "
+                    f"+ rate(haetae_host_network_transmit_errors_total{A}[{RATE}]))",
                     "{{agent}} errors",
                 ),
                 Query(
                     "sum by (agent) "
-                    f"(rate(haetae_host_network_receive_drop_total{a}[{RATE}]) "
-                    f"+ rate(haetae_host_network_transmit_drop_total{a}[{RATE}]))",
+                    f"(rate(haetae_host_network_receive_drop_total{A}[{RATE}]) "
+                    f"+ rate(haetae_host_network_transmit_drop_total{A}[{RATE}]))",
                     "{{agent}} drops",
                 ),
                 unit="pps",

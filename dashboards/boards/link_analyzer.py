@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
-from dashboards.panels import AGENT, RATE, Query, graph, new_board, row, single
+from dashboards.panels import AGENT, RATE, Query, graph, new_board, row, sel, single
+
+A = sel()
 
 
 def board() -> Dashboard:
-    a = "{" + AGENT + "}"
-    cached = "{" + AGENT + ',result=~"cached|reused"}'
+    cached = sel('result=~"cached|reused"')
     return (
         new_board(
             "haetae-link-analyzer",
@@ -22,14 +23,14 @@ def board() -> Dashboard:
         .with_panel(
             single(
                 "Gemini spend (24 h)",
-                Query(f"sum(increase(haetae_link_gemini_cost_usd_total{a}[1d]))"),
+                Query(f"sum(increase(haetae_link_gemini_cost_usd_total{A}[1d]))"),
                 unit="currencyUSD",
             )
         )
         .with_panel(
             single(
                 "Gemini calls (24 h)",
-                Query(f"sum(increase(haetae_link_gemini_calls_total{a}[1d]))"),
+                Query(f"sum(increase(haetae_link_gemini_calls_total{A}[1d]))"),
             )
         )
         .with_panel(
@@ -37,7 +38,7 @@ def board() -> Dashboard:
                 "Answered from cache",
                 Query(
                     f"sum(rate(haetae_link_analyses_total{cached}[{RATE}])) "
-                    f"/ sum(rate(haetae_link_analyses_total{a}[{RATE}]))"
+                    f"/ sum(rate(haetae_link_analyses_total{A}[{RATE}]))"
                 ),
                 unit="percentunit",
                 description="cached: metadata and analysis from cache; reused: refetched, "
@@ -51,13 +52,13 @@ def board() -> Dashboard:
         .with_panel(
             graph(
                 "Queue depth by state",
-                Query(f"max by (state) (haetae_link_queue_depth{a})", "{{state}}"),
+                Query(f"max by (state) (haetae_link_queue_depth{A})", "{{state}}"),
             )
         )
         .with_panel(
             graph(
                 "Jobs by outcome",
-                Query(f"sum by (outcome) (rate(haetae_link_jobs_total{a}[{RATE}]))", "{{outcome}}"),
+                Query(f"sum by (outcome) (rate(haetae_link_jobs_total{A}[{RATE}]))", "{{outcome}}"),
                 unit="ops",
             )
         )
@@ -68,7 +69,7 @@ def board() -> Dashboard:
                 *(
                     Query(
                         f"histogram_quantile({q}, sum by (le) "
-                        f"(rate(haetae_link_analysis_duration_seconds_bucket{a}[{RATE}])))",
+                        f"(rate(haetae_link_analysis_duration_seconds_bucket{A}[{RATE}])))",
                         f"p{round(q * 100)}",
                     )
                     for q in (0.5, 0.95)
@@ -80,7 +81,7 @@ def board() -> Dashboard:
             graph(
                 "Analyses by result",
                 Query(
-                    f"sum by (result) (rate(haetae_link_analyses_total{a}[{RATE}]))", "{{result}}"
+                    f"sum by (result) (rate(haetae_link_analyses_total{A}[{RATE}]))", "{{result}}"
                 ),
                 unit="ops",
                 stack=True,
@@ -91,7 +92,7 @@ def board() -> Dashboard:
             graph(
                 "Gemini calls per day by mode and result",
                 Query(
-                    f"sum by (mode, result) (increase(haetae_link_gemini_calls_total{a}[1d]))",
+                    f"sum by (mode, result) (increase(haetae_link_gemini_calls_total{A}[1d]))",
                     "{{mode}} {{result}}",
                 ),
             )
@@ -100,7 +101,7 @@ def board() -> Dashboard:
             graph(
                 "Gemini spend per day by mode",
                 Query(
-                    f"sum by (mode) (increase(haetae_link_gemini_cost_usd_total{a}[1d]))",
+                    f"sum by (mode) (increase(haetae_link_gemini_cost_usd_total{A}[1d]))",
                     "{{mode}}",
                 ),
                 unit="currencyUSD",
