@@ -192,7 +192,7 @@ async def hand_written(
     beforehand, untimed), ``in_flight`` requests at a time."""
     chunks = [payload.decode(p) for p in payloads]
     series = {sid for c in chunks for sid in c.series_ids}
-    labels = await SeriesLabels(pool, {}).encoded(series)
+    labels, _ = await SeriesLabels(pool, {}).encoded(series)
     cfg = forward_config(args, url)
     sent = 0
     async with RemoteWriteClient(cfg) as client:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import random
@@ -174,10 +175,10 @@ class Forwarder:
             except payload.PayloadError as exc:  # pragma: no cover - written by encode() only
                 self._log.error("forward: dropping outbox row %d: %s", r.id, exc)
                 self._metrics.count(Outcome.REJECTED, r.sample_count)
-        series = set().union(*(c.series_ids for c in chunks))
-        labels = await self._labels.encoded(series)
-        if len(labels) < len(series):
-            pruned = series - labels.keys()
+        labels, pruned = await self._labels.encoded(
+            itertools.chain.from_iterable(c.series_ids for c in chunks)
+        )
+        if pruned:
             unknown = sum(1 for c in chunks for sid in c.series_ids if sid in pruned)
             self._log.warning("forward: %d samples of pruned series are not sent", unknown)
             self._metrics.count(Outcome.UNKNOWN_SERIES, unknown)

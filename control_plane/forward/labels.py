@@ -36,22 +36,18 @@ class SeriesLabels:
         self._external = dict(external_labels)
         self._cache: dict[int, bytes] = {}
 
-    async def encoded(self, series_ids: Iterable[int]) -> dict[int, bytes]:
-        """The encoded labels of every series still in the table (pruned ones are missing)."""
+    async def encoded(self, series_ids: Iterable[int]) -> tuple[Mapping[int, bytes], set[int]]:
+        """The encoded labels of (at least) ``series_ids``, and those of them no longer in the
+        table (pruned). Only series not seen before are read."""
         cache = self._cache
-        out: dict[int, bytes] = {}
-        missing = []
-        for sid in series_ids:
-            labels = cache.get(sid)
-            if labels is None:
-                missing.append(sid)
-            else:
-                out[sid] = labels
-        if missing:
-            rows = await self._pool.fetch(_SERIES, missing)
-            if len(cache) + len(rows) > _CACHE_ENTRIES:
-                cache.clear()
-            for r in rows:
-                remote = remote_labels(r["agent_id"], r["name"], r["labels"], self._external)
-                out[r["series_id"]] = cache[r["series_id"]] = encode_labels(remote)
-        return out
+        missing = {sid for sid in series_ids if sid not in cache}
+        if not missing:
+            return cache, missing
+        if len(cache) + len(missing) > _CACHE_ENTRIES:
+            cache.clear()
+            missing = set(series_ids)
+        for r in await self._pool.fetch(_SERIES, list(missing)):
+            remote = remote_labels(r["agent_id"], r["name"], r["labels"], self._external)
+            cache[r["series_id"]] = encode_labels(remote)
+            missing.discard(r["series_id"])
+        return cache, missing

@@ -44,16 +44,24 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
+_SMALL = [varint(i) for i in range(1 << 14)]
+
+
+def _len(n: int) -> bytes:
+    return _SMALL[n] if n < len(_SMALL) else varint(n)
+
+
 def _field(tag: bytes, data: bytes) -> bytes:
-    return tag + varint(len(data)) + data
+    return tag + _len(len(data)) + data
 
 
 def encode_labels(labels: Mapping[str, str]) -> bytes:
     """The ``labels`` fields of a TimeSeries (sorted by name, as receivers expect)."""
     parts = []
     for name in sorted(labels):
-        label = _field(_NAME, name.encode()) + _field(_VALUE, labels[name].encode())
-        parts.append(_field(_LABEL, label))
+        n, v = name.encode(), labels[name].encode()
+        label = b"".join((_NAME, _len(len(n)), n, _VALUE, _len(len(v)), v))
+        parts.append(_LABEL + _len(len(label)) + label)
     return b"".join(parts)
 
 
@@ -112,13 +120,6 @@ def _stamp(t: float) -> tuple[bytes, bytes, int]:
     body = 9 + len(stamp)  # value tag + 8 bytes, then the timestamp field
     before = _SAMPLE + varint(body) + _SAMPLE_VALUE
     return before, stamp, len(before) - 1 + body
-
-
-_SMALL = [varint(i) for i in range(1 << 14)]
-
-
-def _len(n: int) -> bytes:
-    return _SMALL[n] if n < len(_SMALL) else varint(n)
 
 
 def write_request(series: Iterable[bytes]) -> bytes:
