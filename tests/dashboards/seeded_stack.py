@@ -6,8 +6,8 @@ Real processes: the control plane, the demo app, a link-analysis worker and thre
 the control plane's /metrics, which hold the alerting and link-analyzer API series;
 ``dash-worker`` the worker's /metrics: queue depth, jobs), all reporting every second. Prometheus
 (Debian ``prometheus``) scrapes the demo app, the control plane and the worker with the same
-``agent`` labels, and the agent's host, process and probe collectors through a small exporter: the agent
-ships those samples in its reports and serves only its own metrics on /metrics.
+``agent`` labels, and the agent's host, process and probe collectors through a small exporter:
+the agent ships those samples in its reports and serves only its own metrics on /metrics.
 """
 
 from __future__ import annotations

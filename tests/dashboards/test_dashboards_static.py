@@ -21,7 +21,7 @@ from agent.config import AgentConfig
 from control_plane.rules.ast import MatrixSelector
 from control_plane.rules.durations import parse_duration
 from dashboards import build
-from dashboards.queries import GRAFANA_DEFAULTS, defaults, instantiate
+from dashboards.queries import GRAFANA_DEFAULTS, PanelQuery, defaults, instantiate
 
 PROMTOOL = shutil.which("promtool")
 AGENT_INTERVAL_S = AgentConfig.model_fields["interval_s"].default
@@ -68,32 +68,49 @@ def test_every_query_parses_with_promtool(tmp_path: Path) -> None:
     assert broken.returncode != 0
 
 
-def test_every_metric_is_defined_in_the_code() -> None:
+def _undefined_metrics(queries: list[tuple[PanelQuery, str]]) -> list[str]:
     known = defined_metrics()
-    assert "haetae_host_load1" in known and "haetae_host_load_1" not in known  # a typo fails
-    missing = {f"{q}: {name}" for q, expr in all_queries() for name in metric_names(expr) - known}
-    assert not missing, "\n".join(sorted(missing))
+    return sorted(f"{q}: {name}" for q, expr in queries for name in metric_names(expr) - known)
+
+
+def test_every_metric_is_defined_in_the_code() -> None:
+    missing = _undefined_metrics(all_queries())
+    assert not missing, "\n".join(missing)
+    # A typo fails.
+    typo = PanelQuery("b", "p", "A", "haetae_host_load_1")
+    assert _undefined_metrics([(typo, typo.expr)]) == [f"{typo}: haetae_host_load_1"]
+
+
+# A window no board has: what $__rate_interval stands for while the windows are checked.
+_RATE_SENTINEL = "7777s"
+
+
+def _short_windows(queries: list[tuple[PanelQuery, dict[str, str]]], minimum: float) -> list[str]:
+    """Range selectors shorter than ``minimum`` other than $__rate_interval's."""
+    rate_interval_s = parse_duration(_RATE_SENTINEL)
+    too_short = []
+    for q, values in queries:
+        expr = instantiate(q.expr, values | {"__rate_interval": _RATE_SENTINEL})
+        for sel in selectors(expr):
+            if not isinstance(sel, MatrixSelector) or sel.range_s == rate_interval_s:
+                continue
+            if sel.range_s < minimum:
+                too_short.append(f"{q}: {sel.range_s:g}s < {minimum:g}s")
+    return too_short
 
 
 def test_rate_windows_span_two_scrapes() -> None:
     """Fixed windows are at least two agent intervals; the rest are Grafana's
     $__rate_interval, which the provisioned data sources make at least four."""
-    sentinel = "7777s"
-    rate_interval_s = parse_duration(sentinel)
     minimum = 2 * AGENT_INTERVAL_S
-    too_short = []
-    for uid, board in boards().items():
-        values = defaults(board) | {"__rate_interval": sentinel}
-        for q, _ in all_queries():
-            if q.board != uid:
-                continue
-            for sel in selectors(instantiate(q.expr, values)):
-                if not isinstance(sel, MatrixSelector) or sel.range_s == rate_interval_s:
-                    continue
-                if sel.range_s < minimum:
-                    too_short.append(f"{q}: {sel.range_s}s < {minimum}s")
+    queries = [(q, defaults(boards()[q.board])) for q, _ in all_queries()]
+    too_short = _short_windows(queries, minimum)
     assert not too_short, "\n".join(too_short)
     assert "$__rate_interval" in json.dumps(boards())
+    # The check can fail: a 10 s window, and a subquery's inner one.
+    for bad in ("rate(x[10s])", "max_over_time(rate(x[5s])[5m:1m])"):
+        assert _short_windows([(PanelQuery("b", "p", "A", bad), {})], minimum), bad
+    assert not _short_windows([(PanelQuery("b", "p", "A", "rate(x[$__rate_interval])"), {})], 20)
     # $__rate_interval >= 4 x timeInterval; timeInterval >= the agent's interval.
     provisioned = yaml.safe_load(DATASOURCES.read_text())["datasources"]
     for ds in provisioned:
