@@ -178,6 +178,13 @@ def test_board_structure() -> None:
         assert variables["agent"]["includeAll"] and variables["agent"]["allValue"] == ".*"
         ids = [p["id"] for p in doc["panels"]]
         assert len(ids) == len(set(ids)), uid
+        cells = [
+            (p["gridPos"]["x"] + dx, p["gridPos"]["y"] + dy)
+            for p in doc["panels"]
+            for dx in range(p["gridPos"]["w"])
+            for dy in range(p["gridPos"]["h"])
+        ]
+        assert len(cells) == len(set(cells)), f"{uid}: panels overlap"
         for panel in doc["panels"]:
             pos = panel["gridPos"]
             assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, (uid, panel["title"])
