@@ -33,6 +33,8 @@ MAX_MATCH = 32
 MAX_LIMIT = 1_000_000
 
 Seconds = Annotated[float, BeforeValidator(parse_duration_s)]
+# A zero timeout would time every query out: refused instead (never a 503 for bad input).
+Timeout = Annotated[float, BeforeValidator(parse_duration_s), Field(gt=0)]
 Query = Annotated[str, Text(MAX_QUERY, min_length=1)]
 Selector = Annotated[str, Text(4096, min_length=1)]
 Limit = Annotated[int, Field(ge=0, le=MAX_LIMIT)]
@@ -46,7 +48,7 @@ class _Params(Model):
 class InstantParams(_Params):
     query: Query
     time: UnixTime | None = None
-    timeout: Seconds | None = None
+    timeout: Timeout | None = None
     lookback_delta: Seconds | None = None
     limit: Limit = 0
 
@@ -56,7 +58,7 @@ class RangeParams(_Params):
     start: UnixTime
     end: UnixTime
     step: Seconds
-    timeout: Seconds | None = None
+    timeout: Timeout | None = None
     lookback_delta: Seconds | None = None
     limit: Limit = 0
 

@@ -121,12 +121,17 @@ def _prometheus_envelope(endpoint: Endpoint) -> Callable[[web.Request], Awaitabl
 async def _parameters(request: web.Request) -> MultiMapping[str]:
     if request.method != "POST":
         return request.query
-    ctype = request.content_type
-    if ctype not in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
-        raise PromApiError(ErrorType.BAD_DATA, "a POST carries its parameters form-encoded")
+    # What Prometheus's clients send; a multipart body carries nothing a query needs.
+    if request.content_type not in ("application/x-www-form-urlencoded", ""):
+        raise PromApiError(
+            ErrorType.BAD_DATA, "a POST carries its parameters as application/x-www-form-urlencoded"
+        )
     if (request.content_length or 0) > MAX_FORM_BYTES:
         raise PromApiError(ErrorType.BAD_DATA, f"the form is larger than {MAX_FORM_BYTES} bytes")
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError as exc:  # an undecodable body
+        raise PromApiError(ErrorType.BAD_DATA, f"the form cannot be read: {exc}") from None
     fields: MultiDict[str] = MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
     return merged(request.query, fields)
 

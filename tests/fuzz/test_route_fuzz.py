@@ -227,7 +227,11 @@ def baseline(route: Route) -> str:
 def verdict(answer: Answer) -> str | None:
     if answer.status >= 500:
         return f"{answer.status}"
-    if answer.status >= 400 and not answer.content_type.startswith("application/problem+json"):
+    # /api/v1/query and the rest of the Prometheus API answer in its envelope (clients parse it).
+    prometheus = answer.body.startswith(b'{"status":"error","errorType":')
+    if answer.status >= 400 and not (
+        answer.content_type.startswith("application/problem+json") or prometheus
+    ):
         return f"{answer.status} as {answer.content_type or 'no content type'}"
     return None
 
