@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from control_plane.query.matchers import Matcher
 
@@ -168,6 +170,20 @@ class Binary:
         return self.op in SET_OPERATORS
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Precomputed:
+    """Not parsed: an instant-vector subtree's values at every instant of a range query,
+    computed in one pass over each series (:mod:`.range_eval`); the evaluator reads the
+    vector of the instant it evaluates."""
+
+    by_time: Mapping[float, Any]
+    pos: int
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.VECTOR
+
+
 Expr = (
     NumberLiteral
     | StringLiteral
@@ -178,6 +194,7 @@ Expr = (
     | Aggregate
     | Unary
     | Binary
+    | Precomputed
 )
 
 COMPARISONS = frozenset({"==", "!=", ">", "<", ">=", "<="})

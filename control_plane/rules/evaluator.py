@@ -32,6 +32,7 @@ from control_plane.rules.ast import (
     Expr,
     MatrixSelector,
     NumberLiteral,
+    Precomputed,
     StringLiteral,
     Subquery,
     Unary,
@@ -144,24 +145,20 @@ def evaluate_range(
     step: float,
     *,
     lookback_s: float = DEFAULT_LOOKBACK_S,
+    check: Callable[[], None] | None = None,
 ) -> dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[Point]]]:
     """``expr`` at ``start``, ``start + step``, ... up to ``end``: per result label set (the
     key: its sorted items) the labels and the ``(t, value)`` points, oldest first. A scalar
-    result is one series with no labels."""
+    result is one series with no labels. ``check`` is called every few steps (a deadline may
+    raise from it). Selectors and range functions are read once per series for all steps
+    (:mod:`.range_eval`); the answer is what :func:`evaluate` gives at each step."""
+    from control_plane.rules.range_eval import evaluate_steps  # (a cycle: it imports us)
+
     if step <= 0:
         raise ValueError("step must be positive")
-    out: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[Point]]] = {}
     n = int((end - start) // step) if end >= start else -1
-    for i in range(n + 1):
-        t = start + i * step
-        value = evaluate(expr, source, t, lookback_s=lookback_s, start=start, end=end, step=step)
-        if isinstance(value, str | tuple):
-            raise EvaluationError("a range query needs a scalar or instant vector expression")
-        samples = [Sample({}, value)] if isinstance(value, float) else value
-        for s in samples:
-            key = tuple(sorted(s.labels.items()))
-            out.setdefault(key, (dict(s.labels), []))[1].append((t, s.value))
-    return out
+    instants = [start + i * step for i in range(n + 1)]
+    return evaluate_steps(expr, source, instants, lookback_s=lookback_s, step=step, check=check)
 
 
 def series_labels(ref: SeriesRef) -> dict[str, str]:
@@ -338,6 +335,9 @@ class _Evaluator:
             return expr.value
         if isinstance(expr, VectorSelector):
             return self.instant(expr)
+        if isinstance(expr, Precomputed):
+            vector: Vector = expr.by_time[self.at]
+            return vector
         if isinstance(expr, MatrixSelector | Subquery):
             rows = self.ranges(expr)
             return tuple(

@@ -17,8 +17,10 @@ def extrapolated_rate(
     *,
     is_rate: bool,
     is_counter: bool = True,
+    resets: Sequence[float] | None = None,
 ) -> float | None:
-    """Prometheus' ``extrapolatedRate`` for counters: resets add the value before the reset;
+    """Prometheus' ``extrapolatedRate`` for counters: resets add the value before the reset
+    (``resets``: those values, when the caller knows them);
     the delta is extrapolated towards the range boundaries when the first/last samples are
     within 1.1 average intervals of them (else by half an interval), and never below zero.
     None when fewer than two points (no result, as in Prometheus)."""
@@ -27,7 +29,10 @@ def extrapolated_rate(
     first_t, first_v = points[0]
     last_t, last_v = points[-1]
     result = last_v - first_v
-    if is_counter:  # `delta` reads a gauge: no resets, and it may go below zero
+    if is_counter and resets is not None:  # the caller found them (once for many windows)
+        for before in resets:
+            result += before
+    elif is_counter:  # `delta` reads a gauge: no resets, and it may go below zero
         previous = first_v
         for _, v in points:
             if v < previous:  # a counter reset

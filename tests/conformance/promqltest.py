@@ -17,7 +17,7 @@ from pathlib import Path
 
 from control_plane.ingest.windows import SeriesRef, SeriesWindows
 from control_plane.rules.errors import RuleError
-from control_plane.rules.evaluator import EvaluationError, Sample, evaluate
+from control_plane.rules.evaluator import EvaluationError, Sample, evaluate, evaluate_range
 from control_plane.rules.lexer import Tok, Token, tokenize
 from control_plane.rules.parser import AGGREGATIONS, FUNCTIONS, parse_query
 from control_plane.rules.staleness import STALE_NAN
@@ -320,6 +320,7 @@ def run_case(case: Case, windows: SeriesWindows) -> Outcome:
         results = [
             evaluate(expr, windows, t / 1000, start=start, end=end, step=step) for t in steps
         ]
+        ranged = evaluate_range(expr, windows, start, end, step) if case.range_query else None
     except (RuleError, EvaluationError) as exc:
         if case.expect_fail:
             return Outcome(True)
@@ -339,6 +340,17 @@ def run_case(case: Case, windows: SeriesWindows) -> Outcome:
             return Outcome(False, f"expected scalar {case.scalar}, got a vector {got}")
         return Outcome(_close(case.scalar, got), f"expected {case.scalar}, got {got}")
     actual = _as_series(results, len(steps))
+    if ranged is not None:
+        # The one-pass range evaluation must give exactly what each step gives.
+        at_once = {
+            _key(labels): [
+                dict((round((t - start) / step), v) for t, v in points).get(i)
+                for i in range(len(steps))
+            ]
+            for labels, points in ranged.values()
+        }
+        if not _same_values(at_once, actual):
+            return Outcome(False, f"evaluate_range differs: {at_once} != per step {actual}")
     if case.range_query:
         # Missing trailing steps may be left out of the expected values.
         expected = {
@@ -403,6 +415,20 @@ def _as_series(
         for s in samples:
             out.setdefault(_key(s.labels), [None] * steps)[n] = s.value
     return out
+
+
+def _same_values(
+    a: dict[tuple[tuple[str, str], ...], list[float | None]],
+    b: dict[tuple[tuple[str, str], ...], list[float | None]],
+) -> bool:
+    def same(x: float | None, y: float | None) -> bool:
+        if x is None or y is None:
+            return x is y
+        return x == y or (math.isnan(x) and math.isnan(y))
+
+    return a.keys() == b.keys() and all(
+        len(a[k]) == len(b[k]) and all(map(same, a[k], b[k])) for k in a
+    )
 
 
 def _key(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -189,3 +189,48 @@ def test_go_formatting_and_template_expansion() -> None:
     assert label_replace(labels, "dst", "${1}x", "src", "(a)bc")["dst"] == "ax"
     # The regex is anchored: "b" does not match "abc".
     assert "dst" not in label_replace(labels, "dst", "y", "src", "b")
+
+
+def test_range_evaluation_in_one_pass_equals_each_step_evaluated_alone() -> None:
+    # Gaps longer than the lookback, counter resets, a staleness marker, off-step samples.
+    w = SeriesWindows(window_seconds=10**6, max_points=10**5)
+    for n, (job, scale) in enumerate((("a", 1.0), ("b", 3.0), ("c", 0.5)), start=1):
+        ref = SeriesRef(n, f"agent-{n}", "reqs_total", {"job": job})
+        points = []
+        for i in range(400):
+            t = i * 7.0 + n
+            if (i // 25) % 4 == n % 4:  # a 175 s gap, longer than the 60 s lookback
+                continue
+            value = (i % (90 + 17 * n)) * scale  # resets every 90-150 points
+            points.append((ref, t, STALE_NAN if i == 200 + n else value))
+        w.add(points, 3000.0)
+    exprs = [
+        "reqs_total",
+        "reqs_total offset 30s",
+        "rate(reqs_total[1m])",
+        "increase(reqs_total[2m] offset 1m)",
+        "delta(reqs_total[90s])",
+        "irate(reqs_total[1m]) + idelta(reqs_total[1m])",
+        "changes(reqs_total[5m]) - resets(reqs_total[5m])",
+        "avg_over_time(reqs_total[1m]) * last_over_time(reqs_total[1m])",
+        "sum by (job) (rate(reqs_total[1m])) / on() group_left sum(rate(reqs_total[1m]))",
+        "topk(2, reqs_total)",
+        'label_replace(rate(reqs_total[1m]), "n", "$1", "__name__", "(.*)_total")',
+        "max_over_time(rate(reqs_total[1m])[3m:20s])",
+        "reqs_total @ 1000 - reqs_total",
+        "timestamp(reqs_total)",
+        "absent(reqs_total{job='z'})",
+        "quantile_over_time(0.5, reqs_total[2m])",
+    ]
+    for text in exprs:
+        expr = parse_expr(text)
+        at_once = evaluate_range(expr, w, 100.0, 2900.0, 13.0, lookback_s=60.0)
+        one_by_one: dict[tuple[tuple[str, str], ...], list[tuple[float, float]]] = {}
+        for i in range(216):
+            t = 100.0 + i * 13.0
+            result = evaluate(expr, w, t, lookback_s=60.0, start=100.0, end=2900.0, step=13.0)
+            assert isinstance(result, list)
+            for s in result:
+                one_by_one.setdefault(tuple(sorted(s.labels.items())), []).append((t, s.value))
+        assert {k: pts for k, (_, pts) in at_once.items()} == one_by_one, text
+        assert at_once, text
