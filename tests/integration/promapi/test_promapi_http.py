@@ -95,6 +95,12 @@ async def test_series_labels_values_metadata_buildinfo(plane: PromApiPlane) -> N
     assert sorted(s["path"] for s in body["data"]) == ["/a", "/b"]
     assert body["data"][0]["__name__"] == "http_requests_total"
 
+    # Grafana POSTs match[] (several) form-encoded.
+    form = [("match[]", 'http_requests_total{path="/a"}'), ("match[]", "temperature")]
+    resp = await plane.client.post("/api/v1/series", data=form, headers=plane.auth())
+    body = await resp.json()
+    assert sorted(s["__name__"] for s in body["data"]) == ["http_requests_total", "temperature"]
+
     _, body = await plane.get("/api/v1/labels")
     assert body["data"] == ["__name__", "agent", "path", "room"]
     _, body = await plane.get("/api/v1/labels", **{"match[]": "temperature"})
