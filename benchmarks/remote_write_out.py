@@ -188,14 +188,16 @@ async def drain(pool: asyncpg.Pool, args: argparse.Namespace, url: str) -> tuple
 async def hand_written(
     pool: asyncpg.Pool, args: argparse.Namespace, url: str, payloads: list[bytes]
 ) -> tuple[int, float]:
-    """The peer: the same samples encoded and POSTed straight from memory (labels read once
-    beforehand, untimed), ``in_flight`` requests at a time."""
+    """The peer: the same samples (decoded beforehand, untimed) encoded and POSTed straight
+    from memory, ``in_flight`` requests at a time; like the forwarder it reads and encodes the
+    series' labels once (timed)."""
     chunks = [payload.decode(p) for p in payloads]
     series = {sid for c in chunks for sid in c.series_ids}
-    labels, _ = await SeriesLabels(pool, {}).encoded(series)
     cfg = forward_config(args, url)
     sent = 0
     async with RemoteWriteClient(cfg) as client:
+        t0 = time.perf_counter()
+        labels, _ = await SeriesLabels(pool, {}).encoded(series)
         # One generator of request bodies shared by the senders (next() is synchronous).
         bodies = batching.requests(chunks, labels, args.request_samples, SampleEncoder())
 
@@ -205,7 +207,6 @@ async def hand_written(
                 await client.send(request.body)
                 sent += request.samples
 
-        t0 = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(args.in_flight)))
         elapsed = time.perf_counter() - t0
     return sent, elapsed
@@ -305,7 +306,8 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> None:
     print(
         f"steady {lag['agents']} agents x {args.series} samples/s for {args.steady_s:.0f} s: "
         f"lag p50 {lag['p50']:.2f} s, p95 {lag['p95']:.2f} s, max {lag['max']:.2f} s; "
-        f"drained {lag['drain_s']:.2f} s after the last report; {lag['sent']:,.0f} sent"
+        f"drained {lag['drain_s']:.2f} s after the last report; {lag['sent']:,.0f} sent "
+        f"({lag['sent'] / args.steady_s:,.0f}/s achieved)"
     )
     print(f"VictoriaMetrics counted {received:,} remote-write rows in all")
     print(
