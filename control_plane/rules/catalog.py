@@ -119,6 +119,14 @@ FUNCTIONS: dict[str, Signature] = {
     "sort_by_label": Signature((V, STR), optional=1, variadic=True),
     "sort_by_label_desc": Signature((V, STR), optional=1, variadic=True),
 }
+# Experimental in Prometheus: queries may use them, rules may not (an exported rule file
+# would not load in Prometheus without its feature flags).
+EXPERIMENTAL = frozenset(
+    {"first_over_time", "mad_over_time", "double_exponential_smoothing"}
+    | {"ts_of_first_over_time", "ts_of_last_over_time", "ts_of_min_over_time"}
+    | {"ts_of_max_over_time", "sort_by_label", "sort_by_label_desc"}
+    | {"start", "end", "range", "step"}
+)
 # Functions that keep the metric name of the series they read.
 KEEP_NAME = frozenset({"last_over_time", "first_over_time"})
 

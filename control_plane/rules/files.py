@@ -17,6 +17,7 @@ import yaml
 from control_plane.rules.durations import format_duration
 from control_plane.rules.errors import RuleError
 from control_plane.rules.model import Rule, RuleSource, rule_from_mapping
+from control_plane.rules.printer import format_expr, needs_rewrite
 
 _FILE_KEYS = frozenset(
     {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
@@ -59,7 +60,9 @@ def export_prometheus(rules: Iterable[Rule], *, group: str = "haetae") -> str:
     """A Prometheus rule file for ``rules`` (severity becomes a label)."""
     out = []
     for r in rules:
-        entry: dict[str, Any] = {"alert": r.name, "expr": r.expr_text}
+        # Prometheus 3's duration forms (`[90]`, `1h` as a number) spelled for Prometheus 2.
+        expr_text = format_expr(r.expr) if needs_rewrite(r.expr_text) else r.expr_text
+        entry: dict[str, Any] = {"alert": r.name, "expr": expr_text}
         if r.for_s:
             entry["for"] = format_duration(r.for_s)
         if r.keep_firing_for_s:

@@ -42,8 +42,9 @@ from control_plane.rules.ast import (
     ValueType,
     VectorMatching,
     VectorSelector,
+    children,
 )
-from control_plane.rules.catalog import AGGREGATION_PARAMS, AGGREGATIONS, FUNCTIONS
+from control_plane.rules.catalog import AGGREGATION_PARAMS, AGGREGATIONS, EXPERIMENTAL, FUNCTIONS
 from control_plane.rules.durations import parse_duration
 from control_plane.rules.errors import ExprError
 from control_plane.rules.lexer import Tok, Token, tokenize, unquote
@@ -78,11 +79,26 @@ def parse_expr(text: str) -> Expr:
     """Parse a rule's expression (a scalar or instant vector); raises :class:`ExprError`
     (with a position) when it is not valid."""
     expr = parse_query(text)
+    experimental = _experimental_call(expr)
+    if experimental is not None:
+        raise ExprError(
+            f"{experimental.func}() is experimental in Prometheus (behind a feature flag): "
+            "a rule may not use it, a query may",
+            experimental.pos,
+        )
     if expr.type is ValueType.MATRIX:
         raise ExprError("a range vector cannot be the result; wrap it in a function", expr.pos)
     if expr.type is ValueType.STRING:
         raise ExprError("a string cannot be the result of a rule", expr.pos)
     return expr
+
+
+def _experimental_call(expr: Expr) -> Call | None:
+    if isinstance(expr, Call) and expr.func in EXPERIMENTAL:
+        return expr
+    return next(
+        (found for c in children(expr) if (found := _experimental_call(c)) is not None), None
+    )
 
 
 def parse_query(text: str) -> Expr:

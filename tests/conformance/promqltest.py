@@ -20,6 +20,7 @@ from control_plane.rules.errors import RuleError
 from control_plane.rules.evaluator import EvaluationError, Sample, evaluate, evaluate_range
 from control_plane.rules.lexer import Tok, Token, tokenize
 from control_plane.rules.parser import AGGREGATIONS, FUNCTIONS, parse_query
+from control_plane.rules.printer import format_expr
 from control_plane.rules.staleness import STALE_NAN
 
 _DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -321,6 +322,11 @@ def run_case(case: Case, windows: SeriesWindows) -> Outcome:
             evaluate(expr, windows, t / 1000, start=start, end=end, step=step) for t in steps
         ]
         ranged = evaluate_range(expr, windows, start, end, step) if case.range_query else None
+        # The printed form (what a rule export writes) must parse back to the same answers.
+        printed = parse_query(format_expr(expr))
+        reprinted = [
+            evaluate(printed, windows, t / 1000, start=start, end=end, step=step) for t in steps
+        ]
     except (RuleError, EvaluationError) as exc:
         if case.expect_fail:
             return Outcome(True)
@@ -339,6 +345,8 @@ def run_case(case: Case, windows: SeriesWindows) -> Outcome:
         if not isinstance(got, float):
             return Outcome(False, f"expected scalar {case.scalar}, got a vector {got}")
         return Outcome(_close(case.scalar, got), f"expected {case.scalar}, got {got}")
+    if not _same_results(results, reprinted):
+        return Outcome(False, f"printed as {format_expr(expr)!r}, it answers differently")
     actual = _as_series(results, len(steps))
     if ranged is not None:
         # The one-pass range evaluation must give exactly what each step gives.
@@ -415,6 +423,19 @@ def _as_series(
         for s in samples:
             out.setdefault(_key(s.labels), [None] * steps)[n] = s.value
     return out
+
+
+def _same_results(a: Sequence[object], b: Sequence[object]) -> bool:
+    def norm(value: object) -> object:
+        if isinstance(value, float):
+            return "NaN" if math.isnan(value) else value
+        if isinstance(value, list):
+            return [(sorted(s.labels.items()), norm(s.value)) for s in value]
+        if isinstance(value, tuple):
+            return [(sorted(r.labels.items()), r.points) for r in value]
+        return value
+
+    return [norm(x) for x in a] == [norm(y) for y in b]
 
 
 def _same_values(

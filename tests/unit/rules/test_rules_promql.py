@@ -145,7 +145,7 @@ def test_evaluate_range_gives_each_series_its_points_and_the_query_step() -> Non
         "web": pytest.approx([2.0, 2.0, 2.0]),
     }
     assert [t for t, _ in next(iter(out.values()))[1]] == [300.0, 360.0, 420.0]
-    steps = evaluate_range(parse_expr("step() + range()"), w, 0.0, 100.0, 50.0)
+    steps = evaluate_range(parse_query("step() + range()"), w, 0.0, 100.0, 50.0)
     assert list(steps.values()) == [({}, [(0.0, 150.0), (50.0, 150.0), (100.0, 150.0)])]
     with pytest.raises(ValueError):
         evaluate_range(parse_expr("up"), w, 0.0, 10.0, 0.0)
