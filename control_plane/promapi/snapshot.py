@@ -83,6 +83,7 @@ class Snapshot:
         self._values: dict[int, array[float]] = {}
         self._by_name: dict[str, list[int]] = {}
         self._selected: dict[tuple[str | None, tuple[Matcher, ...]], list[SeriesRef]] = {}
+        self._pairs: dict[int, list[Point]] = {}
         self.points_held = 0
 
     def __len__(self) -> int:
@@ -98,6 +99,7 @@ class Snapshot:
             self._times[sid] = array("d", times)
             self._values[sid] = array("d", values)
             self.points_held += len(times)
+            self._selected.clear()  # a new series may match selections made before
             return
         merged = dict(zip(held, self._values[sid], strict=True))
         merged.update(zip(times, values, strict=True))
@@ -105,7 +107,7 @@ class Snapshot:
         self.points_held += len(order) - len(held)
         self._times[sid] = array("d", order)
         self._values[sid] = array("d", (merged[t] for t in order))
-        self._selected.clear()
+        self._pairs.pop(sid, None)
 
     def select(self, name: str | None, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]:
         key = (name or None, tuple(matchers))
@@ -134,4 +136,9 @@ class Snapshot:
             return []
         lo = bisect_right(times, start)
         hi = bisect_right(times, end, lo)
-        return list(zip(times[lo:hi], self._values[series_id][lo:hi], strict=True))
+        # A range query asks this for every series at every step: the pairs are built once
+        # and sliced (a C-level copy) rather than zipped again each time.
+        pairs = self._pairs.get(series_id)
+        if pairs is None:
+            pairs = self._pairs[series_id] = list(zip(times, self._values[series_id], strict=True))
+        return pairs[lo:hi]
