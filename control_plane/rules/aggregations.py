@@ -33,6 +33,9 @@ class _Sample(Protocol):
     @property
     def value(self) -> float: ...
 
+    @property
+    def drop_name(self) -> bool: ...
+
 
 _S = TypeVar("_S", bound=_Sample)
 
@@ -76,38 +79,73 @@ def group_labels(labels: Labels, grouping: Sequence[str], without: bool) -> dict
     return {k: labels[k] for k in grouping if labels.get(k, "") != ""}
 
 
+class Grouping:
+    """`by(...)`/`without(...)`: the group of a label set, remembered by the mapping's
+    identity (a range query's series keep one labels mapping over all its steps)."""
+
+    # Past this many remembered label sets (mappings made afresh at every step), start over.
+    _MAX_REMEMBERED = 10_000
+
+    def __init__(self, labels: Sequence[str], without: bool) -> None:
+        self.labels = tuple(labels)
+        self.without = without
+        self._seen: dict[int, tuple[Labels, dict[str, str], GroupKey]] = {}
+
+    def of(self, labels: Labels) -> tuple[dict[str, str], GroupKey]:
+        hit = self._seen.get(id(labels))
+        if hit is not None and hit[0] is labels:
+            return hit[1], hit[2]
+        kept = group_labels(labels, self.labels, self.without)
+        key = tuple(sorted(kept.items()))
+        if len(self._seen) >= self._MAX_REMEMBERED:
+            self._seen.clear()
+        # The mapping is held with its group, so its id cannot be reused while remembered.
+        self._seen[id(labels)] = (labels, kept, key)
+        return kept, key
+
+
 def _groups(
-    samples: Sequence[_Sample], grouping: Sequence[str], without: bool
-) -> dict[GroupKey, tuple[dict[str, str], list[_Sample]]]:
-    groups: dict[GroupKey, tuple[dict[str, str], list[_Sample]]] = {}
+    samples: Sequence[_S], grouping: Grouping
+) -> dict[GroupKey, tuple[dict[str, str], list[_S]]]:
+    groups: dict[GroupKey, tuple[dict[str, str], list[_S]]] = {}
     for s in samples:
-        labels = group_labels(s.labels, grouping, without)
-        groups.setdefault(tuple(sorted(labels.items())), (labels, []))[1].append(s)
+        labels, key = grouping.of(s.labels)
+        held = groups.get(key)
+        if held is None:
+            held = groups[key] = (labels, [])
+        held[1].append(s)
     return groups
 
 
+def _drops_name(labels: Labels, members: Sequence[_Sample]) -> bool:
+    """A group keeps `__name__` (`by (__name__)`) but drops it at the end when any member's
+    name was to go (Prometheus's delayed name removal)."""
+    return NAME_LABEL in labels and any(m.drop_name for m in members)
+
+
 def aggregate_values(
-    op: str, samples: Sequence[_Sample], grouping: Sequence[str], without: bool, param: float
-) -> list[tuple[dict[str, str], float]]:
+    op: str, samples: Sequence[_Sample], grouping: Grouping, param: float
+) -> list[tuple[dict[str, str], float, bool]]:
     """``sum``, ``avg``, ``count``, ``min``, ``max``, ``group``, ``stddev``, ``stdvar``,
-    ``quantile``: one (labels, value) per group, in the order groups first appear."""
+    ``quantile``: one (labels, value, name to drop) per group, in the order groups first
+    appear."""
     out = []
-    for labels, members in _groups(samples, grouping, without).values():
+    for labels, members in _groups(samples, grouping).values():
         values = [s.value for s in members]
         value = quantile(param, values) if op == "quantile" else _SIMPLE[op](values)
-        out.append((labels, value))
+        out.append((labels, value, _drops_name(labels, members)))
     return out
 
 
 def count_values(
     label: str, samples: Sequence[_Sample], grouping: Sequence[str], without: bool
-) -> list[tuple[dict[str, str], float]]:
+) -> list[tuple[dict[str, str], float, bool]]:
     """How many samples have each value; the value (Go's shortest ``%f`` form) goes in
     ``label``."""
     if not label or label[0].isdigit() or not set(label) <= _LABEL_NAME_CHARS:
         raise AggregationError(f"invalid label name {label!r}")
     keys = tuple(grouping) if without else (*grouping, label)
-    counts: dict[GroupKey, tuple[dict[str, str], float]] = {}
+    counts: dict[GroupKey, tuple[dict[str, str], float, bool]] = {}
     for s in samples:
         with_value = {**s.labels, label: format_value(s.value)}
         labels = group_labels(with_value, keys, without)
@@ -115,13 +153,13 @@ def count_values(
             labels[label] = with_value[label]
         key = tuple(sorted(labels.items()))
         held = counts.get(key)
-        counts[key] = (labels, (held[1] if held else 0.0) + 1.0)
+        count = (held[1] if held else 0.0) + 1.0
+        drop = (held is not None and held[2]) or _drops_name(labels, [s])
+        counts[key] = (labels, count, drop)
     return list(counts.values())
 
 
-def top_k(
-    op: str, k_param: float, samples: Sequence[_S], grouping: Sequence[str], without: bool
-) -> list[_S]:
+def top_k(op: str, k_param: float, samples: Sequence[_S], grouping: Grouping) -> list[_S]:
     """``topk``/``bottomk``: the k largest/smallest samples of each group, whole (labels kept),
     largest/smallest first; NaN counts as the worst value."""
     if math.isnan(k_param):
@@ -137,8 +175,8 @@ def top_k(
         return (math.isnan(s.value), 0.0 if math.isnan(s.value) else -sign * s.value)
 
     out: list[_S] = []
-    for _, members in _groups(samples, grouping, without).values():
-        out.extend(sorted(members, key=rank)[:k])  # type: ignore[arg-type]
+    for _, members in _groups(samples, grouping).values():
+        out.extend(sorted(members, key=rank)[:k])
     return out
 
 

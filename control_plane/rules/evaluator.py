@@ -11,16 +11,16 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from control_plane.ingest.windows import SeriesRef
 from control_plane.query.matchers import AGENT_LABEL, Matcher, MatchOp
 from control_plane.rules.aggregations import (
     AggregationError,
+    Grouping,
     aggregate_values,
     count_values,
-    group_labels,
     quantile,
     top_k,
 )
@@ -309,11 +309,14 @@ _CMP: dict[str, Callable[[float, float], bool]] = {
 
 @dataclass(frozen=True, slots=True)
 class _QueryRange:
-    """The query an evaluation belongs to: for `@ start()`, `end()`, `range()`, `step()`."""
+    """The query an evaluation belongs to: for `@ start()`, `end()`, `range()`, `step()`;
+    and what its steps share: each aggregation's grouping (by the node's id; the tree is
+    held by the caller for the query's life)."""
 
     start: float
     end: float
     step: float
+    groupings: dict[int, Grouping] = field(default_factory=dict, compare=False)
 
 
 class _Evaluator:
@@ -590,27 +593,22 @@ class _Evaluator:
             assert isinstance(value, float | str)
             param = value
         inner = self.vector(agg.expr)
+        grouping = self.query.groupings.get(id(agg))
+        if grouping is None:
+            grouping = self.query.groupings[id(agg)] = Grouping(agg.grouping, agg.without)
         try:
             if agg.op in ("topk", "bottomk"):
                 assert isinstance(param, float)
-                return top_k(agg.op, param, inner, agg.grouping, agg.without)
+                return top_k(agg.op, param, inner, grouping)
             if agg.op == "count_values":
                 assert isinstance(param, str)
                 rows = count_values(param, inner, agg.grouping, agg.without)
             else:
                 assert isinstance(param, float)
-                rows = aggregate_values(agg.op, inner, agg.grouping, agg.without, param)
+                rows = aggregate_values(agg.op, inner, grouping, param)
         except AggregationError as exc:
             raise EvaluationError(str(exc)) from exc
-        dropping = {
-            tuple(sorted(group_labels(s.labels, agg.grouping, agg.without).items()))
-            for s in inner
-            if s.drop_name
-        }
-        return [
-            Sample(labels, value, tuple(sorted(labels.items())) in dropping)
-            for labels, value in rows
-        ]
+        return [Sample(labels, value, drop) for labels, value, drop in rows]
 
     # -- binary operators ----------------------------------------------------------------
 
