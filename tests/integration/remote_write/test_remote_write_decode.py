@@ -286,3 +286,43 @@ def test_samples_at_or_before_the_newest_stored_are_dropped() -> None:
     drop_late(batch, lambda name, key: stored.get(name))
     assert [(s.name, s.value) for s in batch.report.samples] == [("a", 3.0), ("b", 1.0), ("c", 9.0)]
     assert batch.skipped.out_of_order == 2 and batch.skipped.duplicates == 2
+
+
+# -- hostile bytes: a 400 or samples, never another exception (which would be a 500) ------------
+
+_VALID = write_request(
+    [
+        ({"__name__": "up", "job": "node", "instance": "h:9100"}, [(1.0, 1_700_000_000_000)]),
+        ({"__name__": "m", "a": "b"}, [(0.0, 1_700_000_000_000), (2.5, 1_700_000_001_000)]),
+    ]
+).SerializeToString()
+
+
+def _parse_or_400(raw: bytes) -> None:
+    dec = decoder()
+    for _ in range(2):  # the second time through the remembered label sets
+        try:
+            samples, _, _ = dec.parse(raw, now=time.time())
+        except ProblemError as exc:
+            assert exc.status == 400
+            continue
+        for s in samples:
+            assert isinstance(s.value, float) and s.ts > 0 and isinstance(s.name, str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_are_400_or_samples(raw: bytes) -> None:
+    _parse_or_400(raw)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, len(_VALID) - 1), st.integers(0, 255)), max_size=4),
+    st.integers(0, len(_VALID)),
+)
+def test_corrupted_requests_are_400_or_samples(edits: list[tuple[int, int]], cut: int) -> None:
+    raw = bytearray(_VALID)
+    for at, byte in edits:
+        raw[at] = byte
+    _parse_or_400(bytes(raw[:cut]))
