@@ -1,16 +1,17 @@
 """Evaluating a parsed expression at one instant over the series windows; pure (the source of
 points and the evaluation time are arguments).
 
-Results are instant vectors of :class:`Sample` (labels include ``__name__`` until a function,
-aggregation or arithmetic drops it, and ``agent`` for the series' agent) or a scalar.
-Vector-vector operations follow Prometheus' vector matching (:mod:`.matching`).
+Results (:mod:`.values`) are a scalar, a string, an instant vector of :class:`Sample` (labels
+include ``__name__`` until a function, aggregation or arithmetic drops it, and ``agent`` for
+the series' agent) or a range vector. Functions live in :mod:`.functions` (of ranges) and
+:mod:`.vector_functions` (of samples), aggregations in :mod:`.aggregations`, operators in
+:mod:`.operators`; :func:`evaluate_range` evaluates a range query (:mod:`.range_eval`).
 """
 
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,7 +37,6 @@ from control_plane.rules.ast import (
     StringLiteral,
     Subquery,
     Unary,
-    VectorMatching,
     VectorSelector,
     children,
 )
@@ -51,8 +51,24 @@ from control_plane.rules.functions import (
     linear_regression,
     timestamp_of,
 )
-from control_plane.rules.matching import MatchingError, match_pairs, set_operation
+from control_plane.rules.operators import binary
 from control_plane.rules.staleness import is_stale
+from control_plane.rules.values import (
+    NAME_LABEL,
+    EvaluationError,
+    Labels,
+    Matrix,
+    RangeSeries,
+    Sample,
+    Value,
+    Vector,
+    as_vector,
+    drop_name,
+    dropped,
+    finalize,
+    sorted_by_value,
+    unique,
+)
 from control_plane.rules.vector_functions import (
     ELEMENTWISE,
     LabelFunctionError,
@@ -65,7 +81,26 @@ from control_plane.rules.vector_functions import (
     sort_by_label,
 )
 
-NAME_LABEL = "__name__"
+__all__ = [
+    "DEFAULT_LOOKBACK_S",
+    "DEFAULT_SUBQUERY_STEP_S",
+    "NAME_LABEL",
+    "EvaluationError",
+    "Labels",
+    "Matrix",
+    "RangeSeries",
+    "Sample",
+    "SeriesSource",
+    "Value",
+    "Vector",
+    "evaluate",
+    "evaluate_range",
+    "selector_names",
+    "selectors",
+    "series_labels",
+    "uses_absent",
+]
+
 # How far back an instant selector looks for the latest point (Prometheus' default).
 DEFAULT_LOOKBACK_S = 300.0
 # The step of a subquery that names none (`x[1h:]`): Prometheus's default evaluation interval.
@@ -75,30 +110,7 @@ DEFAULT_SUBQUERY_STEP_S = 60.0
 # on an edge then falls on the side Prometheus's integer milliseconds put it.
 _EDGE_S = 0.5e-6
 
-Labels = Mapping[str, str]
 
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    labels: Labels
-    value: float
-    # The metric name is to go (a function or arithmetic read the sample) but stays until the
-    # result is complete, so `label_replace` can still read it and two series that differ only
-    # by name do not collide before an aggregation (Prometheus's delayed name removal).
-    drop_name: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RangeSeries:
-    """One series of a range vector (a query may return one: ``x[5m]``)."""
-
-    labels: Labels
-    points: list[Point]
-
-
-Vector = list[Sample]
-Matrix = tuple[RangeSeries, ...]
-Value = float | str | Vector | Matrix
 _RANGE_FUNCTIONS = frozenset(name for name, sig in FUNCTIONS.items() if M in sig.args)
 
 
@@ -134,7 +146,7 @@ def evaluate(
         lookback_s,
         _QueryRange(at if start is None else float(start), at if end is None else float(end), step),
     )
-    return _finalize(evaluator.eval(expr))
+    return finalize(evaluator.eval(expr))
 
 
 def evaluate_range(
@@ -198,47 +210,6 @@ def uses_absent(expr: Expr) -> bool:
     return any(uses_absent(child) for child in children(expr))
 
 
-def _drop_name(labels: Labels) -> dict[str, str]:
-    return {k: v for k, v in labels.items() if k != NAME_LABEL}
-
-
-def _dropped(labels: Labels, value: float) -> Sample:
-    """A sample whose metric name goes when the result is complete (:func:`_finalize`)."""
-    return Sample(labels, value, drop_name=NAME_LABEL in labels)
-
-
-def _finalize(value: Value) -> Value:
-    """The result as a caller sees it: names marked for removal removed."""
-    if not isinstance(value, list) or not any(s.drop_name for s in value):
-        return value
-    return _unique([Sample(_drop_name(s.labels), s.value) if s.drop_name else s for s in value])
-
-
-def _vector(value: Value) -> Vector:
-    assert isinstance(value, list)
-    return value
-
-
-def _unique(vec: Vector) -> Vector:
-    """Prometheus refuses a result with two samples of one label set (``rate`` over
-    ``{__name__=~"a|b"}`` whose series differ only by name, a label_replace that merges)."""
-    seen = set()
-    for s in vec:
-        key = frozenset(s.labels.items())
-        if key in seen:
-            raise EvaluationError("vector cannot contain metrics with the same labelset")
-        seen.add(key)
-    return vec
-
-
-def _sorted(vec: Vector, *, descending: bool) -> Vector:
-    """``sort``/``sort_desc``: by value, NaN last either way."""
-    sign = -1.0 if descending else 1.0
-    return sorted(
-        vec, key=lambda s: (math.isnan(s.value), sign * s.value if s.value == s.value else 0.0)
-    )
-
-
 def _absent_labels(arg: Expr) -> dict[str, str]:
     """Prometheus's ``createLabelsForAbsentFunction``: the labels the missing series would
     have had from the selector's equality matchers; a label matched more than once (or by a
@@ -257,54 +228,6 @@ def _absent_labels(arg: Expr) -> dict[str, str]:
         else:
             labels.pop(m.label, None)
     return labels
-
-
-def _pow(a: float, b: float) -> float:
-    """Go's ``math.Pow``: where Python's raises, Go answers an infinity or NaN."""
-    odd = b.is_integer() and b % 2 == 1
-    try:
-        return math.pow(a, b)
-    except OverflowError:
-        return -math.inf if a < 0 and odd else math.inf
-    except ValueError:
-        if a == 0:  # zero to a negative power; -0 to an odd one is -Inf
-            return -math.inf if odd and math.copysign(1.0, a) < 0 else math.inf
-        return math.nan  # a negative base to a fractional power
-
-
-def _div(a: float, b: float) -> float:
-    if b == 0:
-        if a == 0 or math.isnan(a):
-            return math.nan
-        return math.copysign(math.inf, a) * math.copysign(1.0, b)
-    return a / b
-
-
-def _mod(a: float, b: float) -> float:
-    """Go's ``math.Mod``: NaN for an infinite dividend, a zero or NaN divisor (Python's fmod
-    raises on an infinite dividend); the dividend itself for an infinite divisor."""
-    if b == 0 or math.isinf(a) or math.isnan(a) or math.isnan(b):
-        return math.nan
-    return math.fmod(a, b)
-
-
-_ARITH: dict[str, Callable[[float, float], float]] = {
-    "+": operator.add,
-    "-": operator.sub,
-    "*": operator.mul,
-    "/": _div,
-    "%": _mod,
-    "^": _pow,
-    "atan2": math.atan2,
-}
-_CMP: dict[str, Callable[[float, float], bool]] = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    ">": operator.gt,
-    "<": operator.lt,
-    ">=": operator.ge,
-    "<=": operator.le,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +267,7 @@ class _Evaluator:
         if isinstance(expr, MatrixSelector | Subquery):
             rows = self.ranges(expr)
             return tuple(
-                RangeSeries(_drop_name(labels) if drop else labels, pts)
+                RangeSeries(drop_name(labels) if drop else labels, pts)
                 for labels, pts, _, _, drop in rows
             )
         if isinstance(expr, Call):
@@ -357,7 +280,7 @@ class _Evaluator:
                 return inner
             if isinstance(inner, float):
                 return -inner
-            return _unique([_dropped(s.labels, -s.value) for s in _vector(inner)])
+            return unique([dropped(s.labels, -s.value) for s in as_vector(inner)])
         return self.binary(expr)
 
     def scalar(self, expr: Expr) -> float:
@@ -366,7 +289,7 @@ class _Evaluator:
         return value
 
     def vector(self, expr: Expr) -> Vector:
-        return _vector(self.eval(expr))
+        return as_vector(self.eval(expr))
 
     # -- selectors -----------------------------------------------------------------------
 
@@ -435,11 +358,11 @@ class _Evaluator:
     def call(self, call: Call) -> Value:
         func, args = call.func, call.args
         if func in _RANGE_FUNCTIONS:
-            return _unique(self.range_function(call))
+            return unique(self.range_function(call))
         if func == "absent":
             return [] if self.vector(args[0]) else [Sample(_absent_labels(args[0]), 1.0)]
         if func == "histogram_quantile":
-            return _unique(self.histogram_quantile(call))
+            return unique(self.histogram_quantile(call))
         if func == "time":
             return self.at
         if func == "pi":
@@ -454,19 +377,19 @@ class _Evaluator:
         if func == "vector":
             return [Sample({}, self.scalar(args[0]))]
         if func == "timestamp":
-            return _unique(self.timestamp(args[0]))
+            return unique(self.timestamp(args[0]))
         if func in DATE_FUNCTIONS:
             if not args:
                 return [Sample({}, date_part(func, self.at))]
             vec = self.vector(args[0])
-            return _unique([_dropped(s.labels, date_part(func, s.value)) for s in vec])
+            return unique([dropped(s.labels, date_part(func, s.value)) for s in vec])
         return self.vector_function(call)
 
     def vector_function(self, call: Call) -> Vector:
         func, args = call.func, call.args
         vec = self.vector(args[0])
         if func in ("sort", "sort_desc"):
-            return _sorted(vec, descending=func == "sort_desc")
+            return sorted_by_value(vec, descending=func == "sort_desc")
         if func in ("sort_by_label", "sort_by_label_desc"):
             names = [a.value for a in args[1:] if isinstance(a, StringLiteral)]
             return sort_by_label(vec, names, descending=func == "sort_by_label_desc")
@@ -474,7 +397,7 @@ class _Evaluator:
         try:
             if func == "label_replace":
                 dst, replacement, src, regex = strings
-                return _unique(
+                return unique(
                     [
                         Sample(
                             label_replace(s.labels, dst, replacement, src, regex),
@@ -486,7 +409,7 @@ class _Evaluator:
                 )
             if func == "label_join":
                 dst, sep, *sources = strings
-                return _unique(
+                return unique(
                     [
                         Sample(
                             label_join(s.labels, dst, sep, tuple(sources)),
@@ -498,7 +421,7 @@ class _Evaluator:
                 )
         except LabelFunctionError as exc:
             raise EvaluationError(str(exc)) from exc
-        return _unique([_dropped(s.labels, v) for s, v in self.mapped(call, vec)])
+        return unique([dropped(s.labels, v) for s, v in self.mapped(call, vec)])
 
     def mapped(self, call: Call, vec: Vector) -> list[tuple[Sample, float]]:
         func, args = call.func, call.args
@@ -521,10 +444,10 @@ class _Evaluator:
         if isinstance(arg, VectorSelector):
             # Of a selector: when its sample was taken (else the evaluation time).
             return [
-                _dropped(series_labels(ref), round(t * 1000) / 1000)
+                dropped(series_labels(ref), round(t * 1000) / 1000)
                 for ref, (t, _) in self.latest(arg)
             ]
-        return [_dropped(s.labels, self.at) for s in self.vector(arg)]
+        return [dropped(s.labels, self.at) for s in self.vector(arg)]
 
     def range_function(self, call: Call) -> Vector:
         func, args = call.func, call.args
@@ -537,7 +460,7 @@ class _Evaluator:
             value = self.range_value(call, pts, start, end)
             if value is not None:
                 keep = func in KEEP_NAME and not drop
-                out.append(Sample(labels, value) if keep else _dropped(labels, value))
+                out.append(Sample(labels, value) if keep else dropped(labels, value))
         return out
 
     def range_value(self, call: Call, pts: list[Point], start: float, end: float) -> float | None:
@@ -610,60 +533,5 @@ class _Evaluator:
             raise EvaluationError(str(exc)) from exc
         return [Sample(labels, value, drop) for labels, value, drop in rows]
 
-    # -- binary operators ----------------------------------------------------------------
-
     def binary(self, b: Binary) -> Value:
-        lhs = self.eval(b.lhs)
-        rhs = self.eval(b.rhs)
-        if isinstance(lhs, float) and isinstance(rhs, float):
-            if b.is_comparison:
-                return 1.0 if _CMP[b.op](lhs, rhs) else 0.0
-            return _ARITH[b.op](lhs, rhs)
-        if isinstance(lhs, list) and isinstance(rhs, list):
-            return self.vector_vector(b, lhs, rhs)
-        if isinstance(lhs, list):
-            assert isinstance(rhs, float)
-            return _unique(self.vector_scalar(b, lhs, rhs, scalar_left=False))
-        assert isinstance(rhs, list) and isinstance(lhs, float)
-        return _unique(self.vector_scalar(b, rhs, lhs, scalar_left=True))
-
-    def vector_scalar(self, b: Binary, vec: Vector, scalar: float, *, scalar_left: bool) -> Vector:
-        out = []
-        for s in vec:
-            a, c = (scalar, s.value) if scalar_left else (s.value, scalar)
-            if b.is_comparison:
-                hit = _CMP[b.op](a, c)
-                if b.return_bool:
-                    out.append(_dropped(s.labels, 1.0 if hit else 0.0))
-                elif hit:
-                    out.append(s)  # filtering keeps the vector's own sample, name included
-            else:
-                out.append(_dropped(s.labels, _ARITH[b.op](a, c)))
-        return out
-
-    def vector_vector(self, b: Binary, lhs: Vector, rhs: Vector) -> Vector:
-        matching = b.matching or VectorMatching()
-        if b.is_set_operator:
-            return set_operation(b.op, matching, lhs, rhs)
-        try:
-            pairs = match_pairs(b.op, matching, lhs, rhs)
-        except MatchingError as exc:
-            raise EvaluationError(str(exc)) from exc
-        out = []
-        for left, right, labels in pairs:
-            if b.is_comparison:
-                hit = _CMP[b.op](left.value, right.value)
-                if b.return_bool:
-                    labels.pop(NAME_LABEL, None)
-                    out.append(Sample(labels, 1.0 if hit else 0.0))
-                elif hit:
-                    # Filtering keeps the left-hand value (Prometheus: even under group_right).
-                    out.append(Sample(labels, left.value, left.drop_name))
-            else:
-                out.append(Sample(labels, _ARITH[b.op](left.value, right.value)))
-        return out
-
-
-class EvaluationError(RuntimeError):
-    """An expression that parsed cannot be evaluated on this data (duplicate label sets on
-    one side of a one-to-one match): a property of the data, reported per evaluation."""
+        return binary(b, self.eval(b.lhs), self.eval(b.rhs))

@@ -30,19 +30,21 @@ from control_plane.rules.catalog import KEEP_NAME
 from control_plane.rules.evaluator import (
     _EDGE_S,
     _RANGE_FUNCTIONS,
-    EvaluationError,
-    Labels,
-    Sample,
     SeriesSource,
-    Vector,
-    _drop_name,
-    _dropped,
     _Evaluator,
     _QueryRange,
     series_labels,
 )
 from control_plane.rules.functions import Point, extrapolated_rate
 from control_plane.rules.staleness import is_stale
+from control_plane.rules.values import (
+    EvaluationError,
+    Labels,
+    Sample,
+    Vector,
+    drop_name,
+    dropped,
+)
 
 # Range functions whose only argument is the range (the others take a scalar that may vary
 # by step, or, like absent_over_time, read the selector itself).
@@ -89,7 +91,7 @@ def evaluate_steps(
         for s in samples:
             memo = keys.get((id(s.labels), s.drop_name))
             if memo is None or memo[0] is not s.labels:
-                labels = _drop_name(s.labels) if s.drop_name else s.labels
+                labels = drop_name(s.labels) if s.drop_name else s.labels
                 memo = keys[(id(s.labels), s.drop_name)] = (s.labels, _key(labels))
             dropped = dropped or s.drop_name
             step_keys.append(memo[1])
@@ -211,5 +213,5 @@ class _Leaves:
                 else:
                     value = range_value(call, pts[a:b], start, end)
                 if value is not None:
-                    vector.append(Sample(labels, value) if keep else _dropped(labels, value))
+                    vector.append(Sample(labels, value) if keep else dropped(labels, value))
         return dict(zip(instants, vectors, strict=True))
