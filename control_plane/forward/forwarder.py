@@ -85,7 +85,8 @@ class Forwarder:
         self._tasks: list[asyncio.Task[None]] = []
         self._held: dict[int, int] = {}  # claimed row id -> worker
         self._undeleted: list[int] = []  # acknowledged, not yet deleted (PostgreSQL was down)
-        self._samples_per_row = 1.0
+        # Learnt from the rows claimed (an EMA); the first claim takes one row.
+        self._samples_per_row = float(cfg.max_samples_per_request)
         self._db_ok = True
 
     def wake(self) -> None:
@@ -114,7 +115,7 @@ class Forwarder:
         self._held.clear()
         with contextlib.suppress(*_DB_ERRORS):
             if self._undeleted:
-                await self.outbox.done(self._undeleted)
+                await self._delete_acknowledged()
             if held:  # another replica may take them at once
                 await self.outbox.release(held)
 
@@ -124,8 +125,7 @@ class Forwarder:
         while not self._stop.is_set():
             try:
                 if self._undeleted:
-                    ids, self._undeleted = self._undeleted, []
-                    await self.outbox.done(ids)
+                    await self._delete_acknowledged()
                 rows = await self.outbox.claim(self._rows_per_claim())
                 self._db_up()
             except _DB_ERRORS as exc:
@@ -152,18 +152,28 @@ class Forwarder:
             for i in ids:
                 self._held.pop(i, None)
 
+    async def _delete_acknowledged(self) -> None:
+        ids = list(self._undeleted)
+        await self.outbox.done(ids)
+        gone = set(ids)
+        self._undeleted = [i for i in self._undeleted if i not in gone]
+
     def _rows_per_claim(self) -> int:
         rows = self._cfg.max_samples_per_request / self._samples_per_row
         return max(1, min(_MAX_ROWS_PER_CLAIM, int(rows)))
 
+    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+    # arrives as the event is set (docs/performance.md, alert wake-ups).
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._cfg.poll_interval_s)
+            async with asyncio.timeout(self._cfg.poll_interval_s):
+                await self._wake.wait()
         self._wake.clear()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
 
     async def _forward(self, rows: list[Row]) -> None:
         total = sum(r.sample_count for r in rows)
