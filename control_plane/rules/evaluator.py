@@ -233,13 +233,15 @@ def _absent_labels(arg: Expr) -> dict[str, str]:
 @dataclass(frozen=True, slots=True)
 class _QueryRange:
     """The query an evaluation belongs to: for `@ start()`, `end()`, `range()`, `step()`;
-    and what its steps share: each aggregation's grouping (by the node's id; the tree is
-    held by the caller for the query's life)."""
+    and what its steps share: each aggregation's grouping and each subquery's inner values (by
+    the node's id; the tree is held by the caller for the query's life)."""
 
     start: float
     end: float
     step: float
     groupings: dict[int, Grouping] = field(default_factory=dict, compare=False)
+    # Each subquery's inner vectors by step (ms), while its window holds them.
+    subquery_steps: dict[int, dict[int, Vector]] = field(default_factory=dict, compare=False)
 
 
 class _Evaluator:
@@ -344,10 +346,18 @@ class _Evaluator:
         first = step_ms * ((end_ms - range_ms) // step_ms)
         if first <= end_ms - range_ms:
             first += step_ms
+        # The inner value at a step depends on that time only: the steps of a range query
+        # share them (a window moves on by one step or so), the older ones let go.
+        held = self.query.subquery_steps.setdefault(id(sq), {})
+        while held and next(iter(held)) < first:
+            del held[next(iter(held))]
         series: dict[tuple[tuple[str, str], ...], tuple[Labels, list[Point], bool]] = {}
         for t_ms in range(first, end_ms + 1, step_ms):
             t = t_ms / 1000
-            for s in self.at_time(t).vector(sq.expr):
+            vector = held.get(t_ms)
+            if vector is None:
+                vector = held[t_ms] = self.at_time(t).vector(sq.expr)
+            for s in vector:
                 key = tuple(sorted(s.labels.items()))
                 series.setdefault(key, (s.labels, [], s.drop_name))[1].append((t, s.value))
         start, end = (end_ms - range_ms) / 1000, end_ms / 1000

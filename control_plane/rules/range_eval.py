@@ -75,7 +75,7 @@ def evaluate_steps(
     if not instants:
         return out
     query = _QueryRange(instants[0], instants[-1], step)
-    prepared = _Leaves(source, instants, lookback_s, query).rewrite(expr)
+    prepared = _Leaves(source, instants, lookback_s, query, check).rewrite(expr)
     # A precomputed series shares one labels mapping over all steps: its result labels are
     # worked out once (the mapping is held too, so its id is not reused).
     keys: dict[tuple[int, bool], tuple[Labels, Key]] = {}
@@ -117,8 +117,10 @@ class _Leaves:
         instants: Sequence[float],
         lookback_s: float,
         query: _QueryRange,
+        check: Callable[[], None] | None = None,
     ) -> None:
         self.source = source
+        self.check = check
         self.instants = [float(t) for t in instants]
         self.lookback_s = lookback_s
         self.evaluator = _Evaluator(source, self.instants[0], lookback_s, query)
@@ -159,6 +161,8 @@ class _Leaves:
         highs = [end + _EDGE_S for end in ends]
         lows = [end - lookback + _EDGE_S for end in ends]
         for ref in self.source.select(sel.name, sel.matchers):
+            if self.check is not None:
+                self.check()
             pts = self.source.points(ref.series_id, lows[0], highs[-1])
             if not pts:
                 continue
@@ -187,6 +191,8 @@ class _Leaves:
         is_rate = call.func == "rate"
         range_value = self.evaluator.range_value
         for ref in self.source.select(ms.selector.name, ms.selector.matchers):
+            if self.check is not None:
+                self.check()
             pts = self.source.points(ref.series_id, lows[0], highs[-1])
             pts = [p for p in pts if p[1] == p[1] or not is_stale(p[1])]
             if not pts:

@@ -234,3 +234,23 @@ def test_range_evaluation_in_one_pass_equals_each_step_evaluated_alone() -> None
                 one_by_one.setdefault(tuple(sorted(s.labels.items())), []).append((t, s.value))
         assert {k: pts for k, (_, pts) in at_once.items()} == one_by_one, text
         assert at_once, text
+
+
+def test_range_evaluation_calls_check_so_a_deadline_can_stop_it() -> None:
+    calls = 0
+
+    class Deadline(Exception):
+        pass
+
+    def check() -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 3:
+            raise Deadline
+
+    w = windows()
+    with pytest.raises(Deadline):
+        evaluate_range(parse_expr("sum(rate(cpu_seconds_total[1m]))"), w, 0, 600, 1.0, check=check)
+    calls = -(10**6)
+    evaluate_range(parse_expr("mem_bytes"), w, 0, 600, 1.0, check=check)
+    assert calls > -(10**6)  # called, and silent when in time
