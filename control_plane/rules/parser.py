@@ -19,6 +19,7 @@ at fault; types are checked here so that a rule that parses can always be evalua
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable
 from dataclasses import replace
@@ -323,8 +324,9 @@ class _Parser:
         name = self.advance()
         sig = FUNCTIONS.get(name.text)
         if sig is None:
-            known = ", ".join(sorted(FUNCTIONS))
-            raise ExprError(f"unknown function {name.text!r} (supported: {known})", name.pos)
+            close = difflib.get_close_matches(name.text, FUNCTIONS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ExprError(f"unknown function {name.text!r}{hint}", name.pos)
         self.expect(Tok.PUNCT, "(")
         args: list[Expr] = []
         if not self.at(Tok.PUNCT, ")"):
