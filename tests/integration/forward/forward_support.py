@@ -70,7 +70,9 @@ class Forwarding:
         self.forward_metrics = ForwardMetrics(self.metrics.registry)
         self.forwarders: list[tuple[Forwarder, RemoteWriteClient]] = []
 
-    async def start_forwarder(self, url: str, *, start: bool = True, **cfg: Any) -> Forwarder:
+    async def start_forwarder(
+        self, url: str, *, start: bool = True, pool: asyncpg.Pool | None = None, **cfg: Any
+    ) -> Forwarder:
         settings = {
             "url": url,
             "retry_base_s": 0.02,
@@ -81,7 +83,7 @@ class Forwarding:
         settings.update(cfg)
         config = ForwardConfig.model_validate(settings)
         client = RemoteWriteClient(config)
-        forwarder = Forwarder(self.pool, config, self.forward_metrics, client)
+        forwarder = Forwarder(pool or self.pool, config, self.forward_metrics, client)
         await client.__aenter__()
         self.ingestor.commit_listeners.append(forwarder.wake)
         if start:
