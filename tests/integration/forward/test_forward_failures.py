@@ -192,3 +192,17 @@ async def _pause(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+async def test_samples_of_a_pruned_series_are_counted_not_sent(
+    forwarding: Forwarding, fake_store: FakeStore
+) -> None:
+    f = forwarding
+    await f.ingestor.submit(make_report("web-1", time.time(), SERIES))
+    # series GC removed two of them before the forwarder got there (a long outage)
+    await f.pool.execute("DELETE FROM series WHERE labels->>'i' IN ('0', '1')")
+    await f.start_forwarder(fake_store.url)
+    await wait_for(lambda: _outbox_empty(f), what="the batch to leave the outbox")
+    assert f.count("haetae_forward_samples_total", outcome="unknown_series") == 2
+    assert f.count("haetae_forward_samples_total", outcome="sent") == SERIES - 2
+    assert sorted(dict(labels)["i"] for labels, _, _ in fake_store.samples()) == ["2", "3", "4"]
