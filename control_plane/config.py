@@ -447,6 +447,9 @@ class ForwardConfig(StrictModel):
     # How often the outbox is polled when no local commit woke the forwarder (other replicas'
     # commits, claims whose lease ran out), and the pending/lag gauges refreshed.
     poll_interval_s: float = Field(1.0, gt=0)
+    # Series whose encoded labels each replica keeps (~250 bytes each); more live series than
+    # this make the forwarder read labels from PostgreSQL again and again.
+    series_cache: int = Field(1_000_000, ge=1_000)
 
     @model_validator(mode="after")
     def _one_auth(self) -> ForwardConfig:

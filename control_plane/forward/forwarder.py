@@ -78,12 +78,12 @@ class Forwarder:
         self._log = log or logging.getLogger("control_plane.forward")
         lease_s = cfg.timeout_s + cfg.retry_max_s + _LEASE_SLACK_S
         self.outbox = Outbox(pool, owner or default_owner(), lease_s)
-        self._labels = SeriesLabels(pool, cfg.external_labels)
+        self._labels = SeriesLabels(pool, cfg.external_labels, cfg.series_cache)
         self._encoder = SampleEncoder()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._held: dict[int, int] = {}  # claimed row id -> worker
+        self._held: set[int] = set()  # ids of the rows the workers have claimed
         self._undeleted: list[int] = []  # acknowledged, not yet deleted (PostgreSQL was down)
         # Learnt from the rows claimed (an EMA); the first claim takes one row.
         self._samples_per_row = float(cfg.max_samples_per_request)
@@ -96,7 +96,7 @@ class Forwarder:
         self._stop.clear()
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._work(i), name=f"forward-worker-{i}")
+            loop.create_task(self._work(), name=f"forward-worker-{i}")
             for i in range(self._cfg.max_in_flight)
         ]
         self._tasks.append(loop.create_task(self._watch(), name="forward-watch"))
@@ -121,7 +121,7 @@ class Forwarder:
 
     # -- workers -------------------------------------------------------------------------------
 
-    async def _work(self, worker: int) -> None:
+    async def _work(self) -> None:
         while not self._stop.is_set():
             try:
                 if self._undeleted:
@@ -136,8 +136,7 @@ class Forwarder:
                 await self._idle()
                 continue
             ids = [r.id for r in rows]
-            for i in ids:
-                self._held[i] = worker
+            self._held.update(ids)
             try:
                 await self._forward(rows)
             except _Stopping:
@@ -148,9 +147,11 @@ class Forwarder:
             except _DB_ERRORS as exc:
                 self._db_down(exc)
                 await self._pause(self._cfg.poll_interval_s)
+            except Exception:  # pragma: no cover - a bug; the rows are retaken after the lease
+                self._log.exception("forward: a worker failed on %d outbox rows", len(rows))
+                await self._pause(self._cfg.poll_interval_s)
             # Not on cancellation (stop() past its grace): stop() releases what is held.
-            for i in ids:
-                self._held.pop(i, None)
+            self._held.difference_update(ids)
 
     async def _delete_acknowledged(self) -> None:
         ids = list(self._undeleted)
@@ -258,6 +259,8 @@ class Forwarder:
                 await self.refresh()
             except _DB_ERRORS as exc:
                 self._db_down(exc)
+            except Exception:  # pragma: no cover - a bug; keep the gauges going
+                self._log.exception("forward: refreshing the outbox gauges failed")
             await self._pause(self._cfg.poll_interval_s)
 
     async def refresh(self) -> None:

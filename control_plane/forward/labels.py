@@ -7,6 +7,7 @@ labels, and the external labels for those it lacks (Prometheus' ``external_label
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 
 import asyncpg
@@ -15,7 +16,6 @@ from control_plane.forward.wire import encode_labels
 from control_plane.query.matchers import AGENT_LABEL
 
 _SERIES = "SELECT series_id, agent_id, name, labels FROM series WHERE series_id = ANY($1::int8[])"
-_CACHE_ENTRIES = 200_000
 
 
 def remote_labels(
@@ -31,23 +31,30 @@ def remote_labels(
 class SeriesLabels:
     """series id -> encoded TimeSeries labels, read from PostgreSQL once per series."""
 
-    def __init__(self, pool: asyncpg.Pool, external_labels: Mapping[str, str]) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, external_labels: Mapping[str, str], max_cached: int = 1_000_000
+    ) -> None:
         self._pool = pool
         self._external = dict(external_labels)
+        self._max = max_cached
         self._cache: dict[int, bytes] = {}
+        self._reading = asyncio.Lock()
 
-    async def encoded(self, series_ids: Iterable[int]) -> tuple[Mapping[int, bytes], set[int]]:
-        """The encoded labels of (at least) ``series_ids``, and those of them no longer in the
-        table (pruned). Only series not seen before are read."""
+    async def encoded(self, series_ids: Iterable[int]) -> tuple[dict[int, bytes], set[int]]:
+        """The encoded labels of ``series_ids`` (a mapping of the caller's own, safe across a
+        later eviction), and those of them no longer in the table (pruned)."""
         cache = self._cache
-        missing = {sid for sid in series_ids if sid not in cache}
-        if not missing:
-            return cache, missing
-        if len(cache) + len(missing) > _CACHE_ENTRIES:
-            cache.clear()
-            missing = set(series_ids)
-        for r in await self._pool.fetch(_SERIES, list(missing)):
-            remote = remote_labels(r["agent_id"], r["name"], r["labels"], self._external)
-            cache[r["series_id"]] = encode_labels(remote)
-            missing.discard(r["series_id"])
-        return cache, missing
+        wanted = set(series_ids)
+        if any(sid not in cache for sid in wanted):
+            # One reader at a time: workers claiming rows of the same new series wait for the
+            # first one's read instead of reading and encoding the same labels again.
+            async with self._reading:
+                missing = [sid for sid in wanted if sid not in cache]
+                if missing and len(cache) + len(missing) > self._max:
+                    cache.clear()
+                    missing = list(wanted)
+                for r in await self._pool.fetch(_SERIES, missing) if missing else ():
+                    remote = remote_labels(r["agent_id"], r["name"], r["labels"], self._external)
+                    cache[r["series_id"]] = encode_labels(remote)
+        found = {sid: labels for sid in wanted if (labels := cache.get(sid)) is not None}
+        return found, wanted - found.keys()

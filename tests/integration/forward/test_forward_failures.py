@@ -206,3 +206,19 @@ async def test_samples_of_a_pruned_series_are_counted_not_sent(
     assert f.count("haetae_forward_samples_total", outcome="unknown_series") == 2
     assert f.count("haetae_forward_samples_total", outcome="sent") == SERIES - 2
     assert sorted(dict(labels)["i"] for labels, _, _ in fake_store.samples()) == ["2", "3", "4"]
+
+
+async def test_more_series_than_the_label_cache_holds_are_all_sent(
+    forwarding: Forwarding, fake_store: FakeStore
+) -> None:
+    f = forwarding
+    now = time.time()
+    for k, name in enumerate(("fw_a", "fw_b", "fw_c", "fw_a")):  # 1,800 series, cache 1,000
+        await f.ingestor.submit(make_report("web-1", now + k, 600, name=name))
+    await f.start_forwarder(
+        fake_store.url, series_cache=1_000, max_samples_per_request=500, max_in_flight=3
+    )
+    await wait_for(lambda: _outbox_empty(f), what="every row to be sent")
+    got = fake_store.samples()
+    assert len(got) == len(set(got)) == 2_400
+    assert f.count("haetae_forward_samples_total", outcome="unknown_series") == 0
