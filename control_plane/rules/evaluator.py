@@ -75,8 +75,8 @@ from control_plane.rules.vector_functions import (
     date_part,
     go_max,
     go_min,
-    label_join,
-    label_replace,
+    label_joiner,
+    label_replacer,
     round_to,
     sort_by_label,
 )
@@ -403,34 +403,20 @@ class _Evaluator:
         if func in ("sort_by_label", "sort_by_label_desc"):
             names = [a.value for a in args[1:] if isinstance(a, StringLiteral)]
             return sort_by_label(vec, names, descending=func == "sort_by_label_desc")
-        strings = [a.value for a in args[1:] if isinstance(a, StringLiteral)]
-        try:
-            if func == "label_replace":
-                dst, replacement, src, regex = strings
-                return unique(
-                    [
-                        Sample(
-                            label_replace(s.labels, dst, replacement, src, regex),
-                            s.value,
-                            s.drop_name and dst != NAME_LABEL,
-                        )
-                        for s in vec
-                    ]
-                )
-            if func == "label_join":
-                dst, sep, *sources = strings
-                return unique(
-                    [
-                        Sample(
-                            label_join(s.labels, dst, sep, tuple(sources)),
-                            s.value,
-                            s.drop_name and dst != NAME_LABEL,
-                        )
-                        for s in vec
-                    ]
-                )
-        except LabelFunctionError as exc:
-            raise EvaluationError(str(exc)) from exc
+        if func in ("label_replace", "label_join"):
+            dst, *rest = [a.value for a in args[1:] if isinstance(a, StringLiteral)]
+            try:
+                if func == "label_replace":
+                    relabel = label_replacer(dst, *rest)
+                else:
+                    relabel = label_joiner(dst, rest[0], tuple(rest[1:]))
+            except LabelFunctionError as exc:
+                raise EvaluationError(str(exc)) from exc
+            # Writing `__name__` keeps the name that was to go.
+            keeps_name = dst == NAME_LABEL
+            return unique(
+                [Sample(relabel(s.labels), s.value, s.drop_name and not keeps_name) for s in vec]
+            )
         return unique([dropped(s.labels, v) for s, v in self.mapped(call, vec)])
 
     def mapped(self, call: Call, vec: Vector) -> list[tuple[Sample, float]]:

@@ -324,8 +324,8 @@ class _Parser:
         name = self.advance()
         sig = FUNCTIONS.get(name.text)
         if sig is None:
-            close = difflib.get_close_matches(name.text, FUNCTIONS, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
+            similar = difflib.get_close_matches(name.text, FUNCTIONS, n=1)
+            hint = f" (did you mean {similar[0]}?)" if similar else ""
             raise ExprError(f"unknown function {name.text!r}{hint}", name.pos)
         self.expect(Tok.PUNCT, "(")
         args: list[Expr] = []

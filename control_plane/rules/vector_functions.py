@@ -148,27 +148,40 @@ def check_label_name(name: str) -> None:
         raise LabelFunctionError(f"invalid label name {name!r}")
 
 
-def label_replace(
-    labels: Mapping[str, str], dst: str, replacement: str, src: str, regex: str
-) -> dict[str, str]:
-    """Prometheus's ``label_replace``: when ``regex`` matches the whole value of ``src``,
-    ``dst`` becomes ``replacement`` with ``$1``/``${name}`` expanded (an empty result removes
-    ``dst``); otherwise the labels are unchanged."""
+Relabel = Callable[[Mapping[str, str]], dict[str, str]]
+
+
+def label_replacer(dst: str, replacement: str, src: str, regex: str) -> Relabel:
+    """Prometheus's ``label_replace``, its arguments checked once: when ``regex`` matches the
+    whole value of ``src``, ``dst`` becomes ``replacement`` with ``$1``/``${name}`` expanded
+    (an empty result removes ``dst``); otherwise the labels are unchanged."""
     try:
         pattern = compile_matcher(regex)
     except RegexError as exc:
         raise LabelFunctionError(f"invalid regular expression in label_replace(): {regex}") from exc
     check_label_name(dst)
-    m = pattern.fullmatch(labels.get(src, ""))
-    if m is None:
-        return dict(labels)
-    out = dict(labels)
-    value = expand(m, replacement)
+
+    def relabel(labels: Mapping[str, str]) -> dict[str, str]:
+        out = dict(labels)
+        m = pattern.fullmatch(labels.get(src, ""))
+        if m is not None:
+            _set(out, dst, expand(m, replacement))
+        return out
+
+    return relabel
+
+
+def label_replace(
+    labels: Mapping[str, str], dst: str, replacement: str, src: str, regex: str
+) -> dict[str, str]:
+    return label_replacer(dst, replacement, src, regex)(labels)
+
+
+def _set(labels: dict[str, str], name: str, value: str) -> None:
     if value:
-        out[dst] = value
+        labels[name] = value
     else:
-        out.pop(dst, None)
-    return out
+        labels.pop(name, None)  # an empty value is no label
 
 
 _GROUP_REF = re.compile(r"\$(?:\{([^}]*)\}|([a-zA-Z0-9_]+)|(\$))")
@@ -191,19 +204,18 @@ def expand(m: re.Match[str], template: str) -> str:
     return _GROUP_REF.sub(group, template)
 
 
-def label_join(
-    labels: Mapping[str, str], dst: str, separator: str, sources: tuple[str, ...]
-) -> dict[str, str]:
+def label_joiner(dst: str, separator: str, sources: tuple[str, ...]) -> Relabel:
+    """Prometheus's ``label_join``: ``dst`` becomes the ``sources``' values joined."""
     check_label_name(dst)
     for src in sources:
         check_label_name(src)
-    value = separator.join(labels.get(src, "") for src in sources)
-    out = dict(labels)
-    if value:
-        out[dst] = value
-    else:
-        out.pop(dst, None)
-    return out
+
+    def relabel(labels: Mapping[str, str]) -> dict[str, str]:
+        out = dict(labels)
+        _set(out, dst, separator.join(labels.get(src, "") for src in sources))
+        return out
+
+    return relabel
 
 
 _DIGITS = re.compile(r"(\d+)")
