@@ -116,15 +116,6 @@ def nan_aware_max(values: Sequence[float]) -> float:
     return max(real) if real else math.nan
 
 
-OVER_TIME: dict[str, Callable[[Sequence[float]], float]] = {
-    "avg_over_time": mean,
-    "min_over_time": nan_aware_min,
-    "max_over_time": nan_aware_max,
-    "sum_over_time": kahan_sum,
-    "count_over_time": lambda values: float(len(values)),
-}
-
-
 def bucket_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float:
     """Prometheus' ``bucketQuantile``: the ``q`` quantile of cumulative ``(le, count)`` buckets,
     interpolating linearly within the bucket it falls in. NaN without a ``+Inf`` bucket."""
@@ -245,18 +236,6 @@ def resets(values: Sequence[float]) -> float:
     return float(sum(1 for prev, cur in itertools.pairwise(values) if cur < prev))
 
 
-OVER_TIME.update(
-    {
-        "stddev_over_time": lambda values: math.sqrt(variance(values)),
-        "stdvar_over_time": variance,
-        "last_over_time": lambda values: values[-1],
-        "present_over_time": lambda values: 1.0,
-        "changes": changes,
-        "resets": resets,
-    }
-)
-
-
 def _median(values: Sequence[float]) -> float:
     ordered = sorted(values)
     n = len(ordered)
@@ -303,5 +282,19 @@ def timestamp_of(points: Sequence[Point], which: str) -> float:
     return best_t
 
 
-OVER_TIME["first_over_time"] = lambda values: values[0]
-OVER_TIME["mad_over_time"] = median_absolute_deviation
+# The `*_over_time` family and the other functions of a range's values alone.
+OVER_TIME: dict[str, Callable[[Sequence[float]], float]] = {
+    "avg_over_time": mean,
+    "min_over_time": nan_aware_min,
+    "max_over_time": nan_aware_max,
+    "sum_over_time": kahan_sum,
+    "count_over_time": lambda values: float(len(values)),
+    "stddev_over_time": lambda values: math.sqrt(variance(values)),
+    "stdvar_over_time": variance,
+    "last_over_time": lambda values: values[-1],
+    "first_over_time": lambda values: values[0],
+    "present_over_time": lambda values: 1.0,
+    "mad_over_time": median_absolute_deviation,
+    "changes": changes,
+    "resets": resets,
+}
