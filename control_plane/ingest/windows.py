@@ -186,17 +186,23 @@ class SeriesWindows:
     def select(self, name: str | None, matchers: Sequence[Matcher] = ()) -> list[SeriesRef]:
         """Series named ``name`` (any name when None) whose labels (and ``agent``) satisfy
         every matcher; ``__name__`` matchers are checked against the series' name."""
-        if name is None:
-            found: Mapping[int, _Window] = self._windows
-        else:
-            found = self._by_name.get(name) or {}
         on_name = [m for m in matchers if m.label == NAME_LABEL]
         others = [m for m in matchers if m.label != NAME_LABEL] if on_name else matchers
+        if name is not None:
+            names = [name] if all(m.matches(name) for m in on_name) else []
+        elif on_name:  # the names are far fewer than the series: match them once each
+            names = [n for n in self._by_name if all(m.matches(n) for m in on_name)]
+        else:
+            return [
+                w.ref
+                for w in self._windows.values()
+                if matches_all(others, w.ref.agent_id, w.ref.labels)
+            ]
         return [
             w.ref
-            for w in found.values()
-            if all(m.matches(w.ref.name) for m in on_name)
-            and matches_all(others, w.ref.agent_id, w.ref.labels)
+            for n in names
+            for w in self._by_name.get(n, {}).values()
+            if matches_all(others, w.ref.agent_id, w.ref.labels)
         ]
 
     def newest(self, series_id: int) -> float | None:
