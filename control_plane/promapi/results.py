@@ -17,13 +17,11 @@ from control_plane.promapi.snapshot import Snapshot
 from control_plane.rules.ast import Expr, ValueType
 from control_plane.rules.evaluator import (
     EvaluationError,
-    Sample,
     evaluate,
+    evaluate_range,
 )
 
 LabelKey = tuple[tuple[str, str], ...]
-# Steps evaluated between two looks at the deadline.
-_CHUNK = 64
 
 
 def format_value(v: float) -> str:
@@ -77,32 +75,34 @@ def range_data(
     clock: Callable[[], float] = time.monotonic,
     limit: int = 0,
 ) -> dict[str, Any]:
-    """``expr`` at every instant; one series per label set, sorted by labels. The deadline is
-    looked at every ``_CHUNK`` steps, so a query past it stops soon after."""
+    """``expr`` at every instant; one series per label set, sorted by labels. The evaluator
+    looks at the deadline every few steps, so a query past it stops soon after."""
     if expr.type not in (ValueType.SCALAR, ValueType.VECTOR):
         raise bad_data(
             f'invalid expression type "{expr.type.value}" for range query, '
             "must be Scalar or instant Vector"
         )
     start, end = instants[0], instants[-1]
-    step = instants[1] - instants[0] if len(instants) > 1 else 0.0
-    series: dict[LabelKey, tuple[dict[str, str], list[list[Any]]]] = {}
-    for i, at in enumerate(instants):
-        if deadline is not None and i % _CHUNK == 0 and clock() > deadline:
+    # One instant alone still needs a positive step; it never reaches a second one.
+    step = instants[1] - instants[0] if len(instants) > 1 else 1.0
+
+    def check() -> None:
+        if deadline is not None and clock() > deadline:
             raise PromApiError(ErrorType.TIMEOUT, "query timed out in query execution")
-        value = _evaluate(expr, source, at, lookback_s, start, end, step)
-        if isinstance(value, float):
-            samples = [Sample({}, value)]
-        elif isinstance(value, list):
-            samples = value
-        else:
-            raise bad_data("a range query needs a scalar or an instant vector expression")
-        for s in samples:
-            key = tuple(sorted(s.labels.items()))
-            held = series.get(key)
-            if held is None:
-                held = series[key] = (dict(s.labels), [])
-            held[1].append(_pair(at, s.value))
+
+    try:
+        # Each series is read once for all steps (rules.range_eval), not once per step.
+        evaluated = evaluate_range(
+            expr, source, start, end, step, lookback_s=lookback_s, check=check
+        )
+    except EvaluationError as exc:
+        raise execution(str(exc)) from None
+    except (ArithmeticError, ValueError) as exc:
+        raise execution(f"cannot evaluate the expression: {exc}") from None
+    series = {
+        key: (labels, [_pair(t, v) for t, v in points])
+        for key, (labels, points) in evaluated.items()
+    }
     ordered = [series[k] for k in sorted(series)]
     if limit:
         ordered = ordered[:limit]
