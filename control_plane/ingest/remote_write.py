@@ -266,12 +266,12 @@ class RemoteWriteDecoder:
 
 def newest_stored(ingestor: Ingestor, source: str) -> Callable[[str, str], float | None]:
     """For :func:`drop_late`: ``(name, labels_key) ->`` the newest instant the ingestor's rule
-    windows hold of ``source``'s series (None when it holds none)."""
-    series = ingestor.series.get
+    windows hold of ``source``'s series (None when it holds none). Take one per request."""
+    known = ingestor.series.known.get  # the resolver's cache itself: no method call per sample
     newest = ingestor.windows.newest
 
     def lookup(name: str, labels_key: str) -> float | None:
-        ref = series((source, name, labels_key))
+        ref = known((source, name, labels_key))
         return None if ref is None else newest(ref.series_id)
 
     return lookup
@@ -284,23 +284,24 @@ def drop_late(batch: WriteBatch, newest: Callable[[str, str], float | None]) -> 
     whole batch for one such sample; we store the others (counted in ``batch.skipped``)."""
     samples = batch.report.samples
     last: dict[tuple[str, str], float] = {}
-    kept: list[Sample] = []
-    skipped = batch.skipped
-    for s in samples:
+    late: list[int] = []
+    for i, s in enumerate(samples):
         series = (s.name, s.labels_key)
         prev = last.get(series)
         if prev is None:
             prev = newest(s.name, s.labels_key)
-        if prev is not None and s.ts <= prev:
-            if s.ts == prev:
-                skipped.duplicates += 1
+        ts = s.ts
+        if prev is not None and ts <= prev:
+            late.append(i)
+            if ts == prev:
+                batch.skipped.duplicates += 1
             else:
-                skipped.out_of_order += 1
+                batch.skipped.out_of_order += 1
             continue
-        last[series] = s.ts
-        kept.append(s)
-    if len(kept) != len(samples):
-        batch.report.samples = kept
+        last[series] = ts
+    if late:  # rare: only then is the list rebuilt
+        dropped = set(late)
+        batch.report.samples = [s for i, s in enumerate(samples) if i not in dropped]
 
 
 def _check_series(pairs: list[tuple[str, str]], where: str) -> Series:
