@@ -197,7 +197,7 @@ async def hand_written(
     sent = 0
     async with RemoteWriteClient(cfg) as client:
         t0 = time.perf_counter()
-        labels, _ = await SeriesLabels(pool, {}).encoded(series)
+        labels = await SeriesLabels(pool, {}).encoded(series)
         # One generator of request bodies shared by the senders (next() is synchronous).
         bodies = batching.requests(chunks, labels, args.request_samples, SampleEncoder())
 

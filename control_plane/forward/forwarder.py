@@ -186,16 +186,19 @@ class Forwarder:
             except payload.PayloadError as exc:  # pragma: no cover - written by encode() only
                 self._log.error("forward: dropping outbox row %d: %s", r.id, exc)
                 self._metrics.count(Outcome.REJECTED, r.sample_count)
-        labels, pruned = await self._labels.encoded(
+        labels = await self._labels.encoded(
             itertools.chain.from_iterable(c.series_ids for c in chunks)
         )
-        if pruned:
-            unknown = sum(1 for c in chunks for sid in c.series_ids if sid in pruned)
-            self._log.warning("forward: %d samples of pruned series are not sent", unknown)
-            self._metrics.count(Outcome.UNKNOWN_SERIES, unknown)
         max_samples = self._cfg.max_samples_per_request
+        encoded = 0
         for request in batching.requests(chunks, labels, max_samples, self._encoder):
             await self._deliver(request, rows)
+            encoded += request.samples
+        # What the encoder skipped: samples whose series row is gone (pruned) with no labels.
+        unknown = sum(len(c.series_ids) for c in chunks) - encoded
+        if unknown:
+            self._log.warning("forward: %d samples of pruned series are not sent", unknown)
+            self._metrics.count(Outcome.UNKNOWN_SERIES, unknown)
         ids = [r.id for r in rows]
         try:
             await self.outbox.done(ids)

@@ -40,9 +40,9 @@ class SeriesLabels:
         self._cache: dict[int, bytes] = {}
         self._reading = asyncio.Lock()
 
-    async def encoded(self, series_ids: Iterable[int]) -> tuple[dict[int, bytes], set[int]]:
-        """The encoded labels of ``series_ids`` (a mapping of the caller's own, safe across a
-        later eviction), and those of them no longer in the table (pruned)."""
+    async def encoded(self, series_ids: Iterable[int]) -> dict[int, bytes]:
+        """The encoded labels of ``series_ids`` still in the table (pruned ones are missing),
+        in a mapping of the caller's own: a later eviction cannot take labels from under it."""
         cache = self._cache
         wanted = set(series_ids)
         if any(sid not in cache for sid in wanted):
@@ -56,5 +56,4 @@ class SeriesLabels:
                 for r in await self._pool.fetch(_SERIES, missing) if missing else ():
                     remote = remote_labels(r["agent_id"], r["name"], r["labels"], self._external)
                     cache[r["series_id"]] = encode_labels(remote)
-        found = {sid: labels for sid in wanted if (labels := cache.get(sid)) is not None}
-        return found, wanted - found.keys()
+        return {sid: labels for sid in wanted if (labels := cache.get(sid)) is not None}
