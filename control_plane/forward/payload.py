@@ -9,6 +9,7 @@ Layout (little-endian): ``n`` and ``runs`` (uint32 each), series ids (int64 x n)
 from __future__ import annotations
 
 import itertools
+import operator
 import struct
 import sys
 from array import array
@@ -18,6 +19,8 @@ from typing import NamedTuple
 from control_plane.ingest.batch import PreparedReport
 
 _HEAD = struct.Struct("<II")
+_SERIES_ID = operator.itemgetter(0)
+_VALUE = operator.itemgetter(2)
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
@@ -32,21 +35,29 @@ class PayloadError(ValueError):
 
 
 def encode(new: Sequence[PreparedReport]) -> tuple[int, bytes]:
-    """(sample count, payload) of the samples a commit newly stored."""
-    sids = array("q", [r[0] for p in new for r in p.records])
-    values = array("d", [r[2] for p in new for r in p.records])
+    """(sample count, payload) of the samples a commit newly stored. Runs inside the commit's
+    transaction, so it is kept to C-level loops (~0.2 µs a sample)."""
+    records = list(itertools.chain.from_iterable(p.records for p in new))
+    sids = array("q", map(_SERIES_ID, records))
+    values = array("d", map(_VALUE, records))
     run_lengths = array("I")
     run_times = array("d")
     for p in new:
-        for t, same in itertools.groupby(p.times):
+        times = p.times
+        if not times:
+            continue
+        if min(times) == max(times):  # the usual report: one instant
+            run_times.append(times[0])
+            run_lengths.append(len(times))
+            continue
+        for t, same in itertools.groupby(times):
             run_times.append(t)
             run_lengths.append(sum(1 for _ in same))
     if _BIG_ENDIAN:  # pragma: no cover - the format is little-endian
         for a in (sids, values, run_lengths, run_times):
             a.byteswap()
     head = _HEAD.pack(len(sids), len(run_times))
-    body = b"".join((head, sids, values, run_lengths, run_times))
-    return len(sids), body
+    return len(sids), b"".join((head, sids, values, run_lengths, run_times))
 
 
 def decode(payload: bytes) -> Samples:
