@@ -222,3 +222,23 @@ async def test_more_series_than_the_label_cache_holds_are_all_sent(
     got = fake_store.samples()
     assert len(got) == len(set(got)) == 2_400
     assert f.count("haetae_forward_samples_total", outcome="unknown_series") == 0
+
+
+async def test_a_claim_taken_over_meanwhile_is_left_to_the_new_owner(
+    forwarding: Forwarding, fake_store: FakeStore
+) -> None:
+    f = forwarding
+    fake_store.script = [(503, {})] * 1000
+    await f.start_forwarder(fake_store.url)
+    await f.ingestor.submit(make_report("web-1", time.time(), SERIES))
+    await wait_for(lambda: _requests(fake_store, 1), what="the first attempt")
+    # Its lease ran out (a long stall) and another replica took the row.
+    await f.pool.execute("UPDATE forward_outbox SET claimed_by = 'other'")
+    sent = len(fake_store.requests)
+    await _pause(0.5)  # retries every 20-200 ms: the next one renews the lease first
+    row = await f.pool.fetchrow("SELECT claimed_by FROM forward_outbox")
+    assert row is not None and row["claimed_by"] == "other"  # neither deleted nor taken back
+    after = len(fake_store.requests)
+    assert after <= sent + 1  # at most a send already under way; then it stopped
+    await _pause(0.3)
+    assert len(fake_store.requests) == after
