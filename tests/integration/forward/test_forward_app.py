@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from control_plane.app import create_app
 from control_plane.config import ControlPlaneConfig
-from control_plane.forward import FORWARDER
+from control_plane.forward import FORWARDER, wire
 from haetae.config import load
 
 ENROLMENT = "preshared-enrolment-secret"
@@ -87,3 +87,48 @@ async def test_agent_reports_are_forwarded_by_the_control_plane(
     assert 'haetae_forward_samples_total{outcome="sent"} 12.0' in text
     assert "haetae_forward_pending_samples 0.0" in text
     assert "haetae_forward_lag_seconds 0.0" in text
+
+
+async def test_remote_write_in_is_forwarded_out(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    db_dsn: str,
+    tmp_path: Path,
+    victoria_metrics: VictoriaMetrics,
+) -> None:
+    """A Prometheus-style sender (a virtual agent) writes into Haetae; the samples reach the
+    long-term store like an agent's."""
+    app = create_app(config(db_dsn, tmp_path, victoria_metrics.write_url))
+    client = await aiohttp_client(app)
+    resp = await client.post(
+        "/api/v1/agents/enroll",
+        json={"agent_id": "prom-1"},
+        headers={"Authorization": f"Bearer {ENROLMENT}"},
+    )
+    assert resp.status == 201, await resp.text()
+    token = (await resp.json())["token"]
+    at_ms = (round(time.time()) - 20) * 1000
+    parts: list[bytes] = []
+    labels = {7: wire.encode_labels({"__name__": "fw_rw", "job": "node", "instance": "h:9100"})}
+    wire.SampleEncoder().encode(
+        [7, 7], [at_ms / 1000, at_ms / 1000 + 15], [1.0, 2.0], labels, parts
+    )
+    resp = await client.post(
+        "/api/v1/write",
+        data=wire.write_request(parts),
+        headers={**wire.HEADERS, "Authorization": f"Bearer {token}"},
+    )
+    assert resp.status in (200, 204), await resp.text()
+
+    async def outbox_empty() -> bool:
+        return await app[FORWARDER].outbox.stats() == (0, 0.0)
+
+    await wait_for(outbox_empty, what="the remote-written samples to be forwarded")
+    got = await victoria_metrics.export('{__name__="fw_rw"}')
+    key = (
+        ("__name__", "fw_rw"),
+        ("agent", "prom-1"),
+        ("cluster", "t"),
+        ("instance", "h:9100"),
+        ("job", "node"),
+    )
+    assert got == {key: [(at_ms, 1.0), (at_ms + 15_000, 2.0)]}
