@@ -56,7 +56,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.dev-installed
-	$(BIN)/mypy haetae agent control_plane link_analyzer
+	$(BIN)/mypy haetae agent control_plane link_analyzer dashboards
 
 bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/ingest_throughput.py
