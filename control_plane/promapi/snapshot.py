@@ -14,6 +14,9 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from control_plane.ingest.windows import SeriesRef
 from control_plane.query.matchers import Matcher, matches_all
 from control_plane.rules.ast import Expr, MatrixSelector, VectorSelector
@@ -128,6 +131,13 @@ class Snapshot:
             ):
                 out.append(ref)
         return out
+
+    def arrays(self, series_id: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """All of a series' times and values as numpy arrays (views, no copy)."""
+        times = self._times.get(series_id)
+        if times is None:
+            return np.empty(0), np.empty(0)
+        return np.frombuffer(times), np.frombuffer(self._values[series_id])
 
     def points(self, series_id: int, start: float, end: float) -> list[Point]:
         """Points with ``start < ts <= end``, oldest first."""

@@ -45,6 +45,7 @@ from control_plane.rules.values import (
     drop_name,
     dropped,
 )
+from control_plane.rules.vectorized import evaluate_columns
 
 # Range functions whose only argument is the range (the others take a scalar that may vary
 # by step, or, like absent_over_time, read the selector itself).
@@ -74,6 +75,9 @@ def evaluate_steps(
     out: Series = {}
     if not instants:
         return out
+    columns = evaluate_columns(expr, source, instants, lookback_s, check)
+    if columns is not None:  # the common shapes, as column operations over all steps
+        return columns.series(instants, check)
     query = _QueryRange(instants[0], instants[-1], step)
     prepared = _Leaves(source, instants, lookback_s, query, check).rewrite(expr)
     # A precomputed series shares one labels mapping over all steps: its result labels are
