@@ -133,6 +133,10 @@ class Ingestor:
         self.series = SeriesResolver(max_cached=cfg.max_series_global + cfg.max_series_global // 10)
         self.budget = SeriesBudget(cfg, clock=clock)
         self._next_count_at = 0.0
+        # Series creation (rows committed, then counted up in the budget) and the recount never
+        # overlap: a count that already saw another flush's new rows, applied before that flush
+        # counted them up, would hold them twice until the next recount (and refuse reports).
+        self._counting = asyncio.Lock()
         self._limited = Counter(
             "haetae_ingest_limited",
             "Reports refused by a series cardinality limit, by limit.",
@@ -343,7 +347,8 @@ class Ingestor:
         missing: dict[SeriesKey, dict[str, str]] = {}
         timestamps: dict[float, dt.datetime] = {}
         known = self.series.known
-        prepared = [prepare(r, cutoff, known, missing, timestamps) for r in firsts]
+        newest = self.windows.newest
+        prepared = [prepare(r, cutoff, known, missing, timestamps, newest) for r in firsts]
         refused: dict[ReportKey, IngestRejected] = {}
         async with self._pool.acquire() as conn:
             if now >= self._next_count_at:
@@ -351,8 +356,9 @@ class Ingestor:
             if missing:
                 prepared, missing, refused = await self._admit(conn, prepared, missing)
             if missing:
-                created, per_agent = await self.series.resolve_counting(conn, missing)
-                self.budget.created(per_agent)
+                async with self._counting:
+                    created, per_agent = await self.series.resolve_counting(conn, missing)
+                    self.budget.created(per_agent)
                 self._live_series.set(self.budget.live_total)
                 for p in prepared:
                     p.resolve(created)
@@ -381,7 +387,8 @@ class Ingestor:
     async def _count_series(self, conn: asyncpg.Connection, now: float) -> None:
         # Re-read at most every series_count_refresh_s: other replicas' series, pruned ones.
         self._next_count_at = now + self._cfg.series_count_refresh_s
-        self.budget.set_live(await count_per_agent(conn))
+        async with self._counting:
+            self.budget.set_live(await count_per_agent(conn))
         self._live_series.set(self.budget.live_total)
 
     async def _admit(
