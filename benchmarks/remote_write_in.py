@@ -6,11 +6,11 @@ Modes:
 
 * ``decode``: snappy + WriteRequest -> the internal form only, with our hand-written decoder and,
   for comparison, with the protobuf library's generated classes (upb) doing the same job;
-* ``remote write``: snappy bodies -> ``RemoteWriteDecoder.decode`` -> ``drop_late`` ->
-  ``Ingestor.submit`` (group commit), exactly the route's path, for batches of 500 (Prometheus
-  2.42's ``max_samples_per_send``), 2,000 and 10,000 samples. One sender (one virtual agent) with
-  S concurrent shards, each sending its next batch once the last is acknowledged, one sample per
-  series per batch, as Prometheus's shards do;
+* ``remote write``: snappy bodies -> ``RemoteWriteDecoder.decode`` -> ``Ingestor.submit``
+  (group commit, whose ``prepare`` drops late samples), exactly the route's path, for batches
+  of 500 (Prometheus 2.42's ``max_samples_per_send``), 2,000 and 10,000 samples. One sender
+  (one virtual agent) with S concurrent shards, each sending its next batch once the last is
+  acknowledged, one sample per series per batch, as Prometheus's shards do;
 * ``agent reports`` (the baseline): the same samples as JSON agent reports, ``decode_report`` ->
   ``Ingestor.submit`` (what benchmarks/ingest_throughput.py measures);
 * ``--http``: the real app factory on loopback, a separate process posting the snappy bodies
@@ -68,11 +68,7 @@ from control_plane.config import (  # noqa: E402
 from control_plane.ingest import Ingestor, Sample, decode_report  # noqa: E402
 from control_plane.ingest.gc_policy import ingest_gc_policy  # noqa: E402
 from control_plane.ingest.prompb import remote_pb2 as pb  # noqa: E402
-from control_plane.ingest.remote_write import (  # noqa: E402
-    RemoteWriteDecoder,
-    drop_late,
-    newest_stored,
-)
+from control_plane.ingest.remote_write import RemoteWriteDecoder  # noqa: E402
 from control_plane.maintenance import Maintenance  # noqa: E402
 from control_plane.store import create_pool  # noqa: E402
 from control_plane.telemetry import ControlPlaneMetrics  # noqa: E402
@@ -121,10 +117,9 @@ def shard_ranges(total: int, batch: int) -> list[range]:
 
 
 def bench_config(args: argparse.Namespace) -> IngestConfig:
-    # One sender holds every series here: the per-agent limits are raised to fit the run.
-    # Twice the run's series: a live count refreshed while another flush creates series may
-    # count those twice for a while (the writer's budget), which must not refuse a batch here.
-    n = 2 * max(args.series, 10_000)
+    # One sender holds every series here: the limits are exactly the run's series (a double
+    # count in the live-series budget would show as a refused batch).
+    n = max(args.series, max(args.batches))
     return IngestConfig(
         max_samples_per_report=max(10_000, max(args.batches)),
         max_new_series_per_report=n,
@@ -212,12 +207,10 @@ async def run_remote_write(pool: asyncpg.Pool, args: argparse.Namespace, bodies:
     cfg = bench_config(args)
     decoder = RemoteWriteDecoder(cfg, max_inflated_bytes=MAX_INFLATED)
     async with Ingestor(pool, cfg, RetentionConfig(), ControlPlaneMetrics()) as ing:
-        newest = newest_stored(ing, SOURCE)
 
         async def shard(s: int, k: int) -> None:
             written = decoder.decode(bodies[s][k], SOURCE, now=time.time())
-            drop_late(written, newest)
-            await ing.submit(written.report)
+            await ing.submit(written.report)  # late samples are dropped inside the flush
 
         return await timed_rounds(pool, args, len(bodies), shard)
 

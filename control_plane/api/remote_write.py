@@ -29,12 +29,7 @@ from control_plane.auth import TokenKind
 from control_plane.auth.middleware import forbidden, require_principal
 from control_plane.ingest.errors import IngestRejected, IngestUnavailable
 from control_plane.ingest.limits import SeriesLimitExceeded
-from control_plane.ingest.remote_write import (
-    RemoteWriteDecoder,
-    Skipped,
-    drop_late,
-    newest_stored,
-)
+from control_plane.ingest.remote_write import RemoteWriteDecoder, Skipped
 from haetae.web.bodies import read_body
 from haetae.web.problem import ProblemError
 
@@ -104,7 +99,6 @@ async def post_write(request: web.Request) -> web.Response:
         metrics.requests.labels("invalid").inc()
         raise
     ingestor = app[INGESTOR]
-    drop_late(batch, newest_stored(ingestor, source))
     metrics.count_skipped(batch.skipped)
     if not batch.report.samples:
         metrics.requests.labels("stored").inc()
@@ -127,6 +121,8 @@ async def post_write(request: web.Request) -> web.Response:
             headers={"Retry-After": str(max(1, round(exc.retry_after_s)))},
         ) from exc
     metrics.requests.labels("duplicate" if result.duplicate else "stored").inc()
+    if not result.duplicate:  # the late samples the flush dropped (a retry's were counted)
+        metrics.count_skipped(batch.late())
     return web.Response(status=204)
 
 

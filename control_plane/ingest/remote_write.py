@@ -1,5 +1,5 @@
 """Prometheus remote write 1.0 in: a snappy-compressed protobuf ``WriteRequest`` decoded to the
-internal form of an agent report (``decode.Report``), so it takes the same path from there
+internal form of an agent report (an ``InOrderReport``), so it takes the same path from there
 (series limits, group commit, windows, rules). Pure: no I/O.
 
 The protobuf is read by hand rather than through generated classes (``prompb/remote_pb2.py`` is
@@ -18,7 +18,10 @@ Semantics (docs/wire-format.md, "Prometheus remote write"):
 * a TimeSeries lists its labels before its samples (protobuf allows any order; every sender we
   know writes fields in number order): labels after a sample are refused (400);
 * the report id is a hash of the request body: Prometheus re-sends the very same bytes when it
-  retries, so a retried batch is a duplicate report and never stored twice.
+  retries, so a retried batch is a duplicate report and never stored twice;
+* a sample at or before the newest instant stored for its series is dropped, not stored (a
+  Prometheus receiver refuses it as out of order or a duplicate): the group commit checks that
+  in ``batch.prepare``, where each sample's series is already looked up.
 """
 
 from __future__ import annotations
@@ -26,15 +29,14 @@ from __future__ import annotations
 import hashlib
 import struct
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cramjam
 import orjson
 
 from control_plane.config import IngestConfig
-from control_plane.ingest.decode import Report, Sample
+from control_plane.ingest.batch import InOrderReport
+from control_plane.ingest.decode import Sample
 from control_plane.query.matchers import LABEL_NAME, METRIC_NAME
 from haetae.web.problem import invalid
 from haetae.web.validation import (
@@ -44,9 +46,6 @@ from haetae.web.validation import (
     MAX_LABELS,
     MAX_METRIC_NAME,
 )
-
-if TYPE_CHECKING:
-    from control_plane.ingest.writer import Ingestor
 
 # Prometheus's staleness marker: one particular NaN (model/value.StaleNaN), little-endian.
 STALE_NAN = struct.pack("<Q", 0x7FF0000000000002)
@@ -71,9 +70,14 @@ class Skipped:
 
 @dataclass(slots=True)
 class WriteBatch:
-    report: Report
+    report: InOrderReport
     skipped: Skipped
     series: int
+
+    def late(self) -> Skipped:
+        """The samples the flush dropped as late (out of order, duplicates): known once the
+        report is stored (``skipped`` holds what decoding set aside)."""
+        return Skipped(out_of_order=self.report.out_of_order, duplicates=self.report.duplicates)
 
 
 def decompressed_size(body: bytes) -> int:
@@ -119,7 +123,7 @@ class RemoteWriteDecoder:
         """``body`` as received (snappy) from the sender known as ``source`` (its agent id)."""
         raw = inflate(body, max_bytes=self._max_inflated)
         samples, skipped, series = self.parse(raw, now=now)
-        report = Report(source, batch_id(body), None, now, samples)
+        report = InOrderReport(source, batch_id(body), None, now, samples)
         return WriteBatch(report, skipped, series)
 
     def parse(self, buf: bytes, *, now: float) -> tuple[list[Sample], Skipped, int]:
@@ -262,46 +266,6 @@ class RemoteWriteDecoder:
             memo.clear()  # wholesale: a miss only costs one decode and check again
         memo[buf[start:pos]] = series
         return series
-
-
-def newest_stored(ingestor: Ingestor, source: str) -> Callable[[str, str], float | None]:
-    """For :func:`drop_late`: ``(name, labels_key) ->`` the newest instant the ingestor's rule
-    windows hold of ``source``'s series (None when it holds none). Take one per request."""
-    known = ingestor.series.known.get  # the resolver's cache itself: no method call per sample
-    newest = ingestor.windows.newest
-
-    def lookup(name: str, labels_key: str) -> float | None:
-        ref = known((source, name, labels_key))
-        return None if ref is None else newest(ref.series_id)
-
-    return lookup
-
-
-def drop_late(batch: WriteBatch, newest: Callable[[str, str], float | None]) -> None:
-    """Drop the samples a Prometheus receiver would refuse as out of order or duplicate: at or
-    before the newest instant already stored for their series (``newest(name, labels_key)``),
-    or not after an earlier sample of the same series in this batch. Prometheus refuses the
-    whole batch for one such sample; we store the others (counted in ``batch.skipped``)."""
-    samples = batch.report.samples
-    last: dict[tuple[str, str], float] = {}
-    late: list[int] = []
-    for i, s in enumerate(samples):
-        series = (s.name, s.labels_key)
-        prev = last.get(series)
-        if prev is None:
-            prev = newest(s.name, s.labels_key)
-        ts = s.ts
-        if prev is not None and ts <= prev:
-            late.append(i)
-            if ts == prev:
-                batch.skipped.duplicates += 1
-            else:
-                batch.skipped.out_of_order += 1
-            continue
-        last[series] = ts
-    if late:  # rare: only then is the list rebuilt
-        dropped = set(late)
-        batch.report.samples = [s for i, s in enumerate(samples) if i not in dropped]
 
 
 def _check_series(pairs: list[tuple[str, str]], where: str) -> Series:

@@ -20,7 +20,6 @@ from control_plane.ingest.remote_write import (
     RemoteWriteDecoder,
     WriteBatch,
     batch_id,
-    drop_late,
 )
 from haetae.web.problem import ProblemError
 
@@ -266,26 +265,6 @@ def test_more_samples_than_a_report_may_hold_is_400() -> None:
     with pytest.raises(ProblemError) as err:
         decoder(max_samples_per_report=10).decode(data, "p", now=time.time())
     assert err.value.status == 400 and err.value.field == "body"
-
-
-# -- out of order and duplicates ---------------------------------------------------------------
-
-
-def test_samples_at_or_before_the_newest_stored_are_dropped() -> None:
-    t = now_ms()
-    batch = decode(
-        body(
-            [
-                ({"__name__": "a"}, [(1.0, t - 3000), (2.0, t - 2000), (3.0, t)]),
-                ({"__name__": "b"}, [(1.0, t), (1.0, t), (0.5, t - 1000)]),  # dup, then late
-                ({"__name__": "c"}, [(9.0, t)]),
-            ]
-        )
-    )
-    stored = {"a": (t - 2000) / 1000}
-    drop_late(batch, lambda name, key: stored.get(name))
-    assert [(s.name, s.value) for s in batch.report.samples] == [("a", 3.0), ("b", 1.0), ("c", 9.0)]
-    assert batch.skipped.out_of_order == 2 and batch.skipped.duplicates == 2
 
 
 # -- hostile bytes: a 400 or samples, never another exception (which would be a 500) ------------
