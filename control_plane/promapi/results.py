@@ -12,6 +12,10 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+import orjson
+
 from control_plane.promapi.errors import ErrorType, PromApiError, bad_data, execution
 from control_plane.promapi.snapshot import Snapshot
 from control_plane.rules.ast import Expr, ValueType
@@ -20,6 +24,7 @@ from control_plane.rules.evaluator import (
     evaluate,
     evaluate_range,
 )
+from control_plane.rules.vectorized import Columns, evaluate_columns
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -91,6 +96,10 @@ def range_data(
             raise PromApiError(ErrorType.TIMEOUT, "query timed out in query execution")
 
     try:
+        # The common shapes as column operations, their matrix written as JSON at once.
+        columns = evaluate_columns(expr, source, instants, lookback_s, check)
+        if columns is not None:
+            return _matrix(columns, instants, limit)
         # Each series is read once for all steps (rules.range_eval), not once per step.
         evaluated = evaluate_range(
             expr, source, start, end, step, lookback_s=lookback_s, check=check
@@ -110,6 +119,52 @@ def range_data(
         "resultType": "matrix",
         "result": [{"metric": labels, "values": values} for labels, values in ordered],
     }
+
+
+def _matrix(columns: Columns, instants: Sequence[float], limit: int) -> dict[str, Any]:
+    """The matrix with each series' values as one pre-encoded JSON fragment: the pairs are
+    written by a printf template over the instants, which formats half a million values in
+    tens of milliseconds where a call per value takes a second."""
+    times = [orjson.dumps(float(t)).decode() for t in instants]  # as orjson writes `t` itself
+    every_step = _template(times)
+    order = sorted(range(len(columns.labels)), key=columns.keys().__getitem__)
+    result = []
+    for row in order[:limit] if limit else order:
+        present = columns.present[row]
+        values = columns.values[row][present]
+        if present.all():
+            template = every_step
+        else:
+            template = _template(
+                [t for t, here in zip(times, present.tolist(), strict=True) if here]
+            )
+        result.append(
+            {"metric": columns.labels[row], "values": orjson.Fragment(_pairs(template, values))}
+        )
+    return {"resultType": "matrix", "result": result}
+
+
+def _template(times: Sequence[str]) -> tuple[str, str]:
+    """The pairs' printf templates for integers (``%d``) and other values (``%s``)."""
+    return (
+        "[" + ",".join(f'[{t},"%d"]' for t in times) + "]",
+        "[" + ",".join(f'[{t},"%s"]' for t in times) + "]",
+    )
+
+
+def _pairs(template: tuple[str, str], values: npt.NDArray[np.float64]) -> bytes:
+    """``[[t,"v"],...]`` with values as :func:`format_value` writes them."""
+    with np.errstate(invalid="ignore"):
+        # Whole numbers below 2**53 print as integers in Go too (-0 is not one here).
+        whole = (values == np.trunc(values)) & (np.abs(values) < 2.0**53)
+        whole &= ~((values == 0) & np.signbit(values))
+    if whole.all():
+        return (template[0] % tuple(values.astype(np.int64).tolist())).encode()
+    # Each distinct value formatted once (a rate is often the same for many steps); by its
+    # bits, so -0 and 0 stay apart.
+    distinct, at = np.unique(values.view(np.uint64), return_inverse=True)
+    texts = [format_value(v) for v in distinct.view(np.float64).tolist()]
+    return (template[1] % tuple(map(texts.__getitem__, at.tolist()))).encode()
 
 
 def _evaluate(
