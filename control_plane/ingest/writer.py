@@ -133,9 +133,10 @@ class Ingestor:
         self.series = SeriesResolver(max_cached=cfg.max_series_global + cfg.max_series_global // 10)
         self.budget = SeriesBudget(cfg, clock=clock)
         self._next_count_at = 0.0
-        # Series creation (rows committed, then counted up in the budget) and the recount never
-        # overlap: a count that already saw another flush's new rows, applied before that flush
-        # counted them up, would hold them twice until the next recount (and refuse reports).
+        # Series admission and creation (rows committed, then counted up in the budget) and the
+        # recount never overlap: a count that already saw another flush's new rows, applied
+        # before that flush counted them up, would hold them twice until the next recount (and
+        # refuse reports); two flushes admitted against the same count could pass a limit.
         self._counting = asyncio.Lock()
         self._limited = Counter(
             "haetae_ingest_limited",
@@ -354,14 +355,17 @@ class Ingestor:
             if now >= self._next_count_at:
                 await self._count_series(conn, now)
             if missing:
-                prepared, missing, refused = await self._admit(conn, prepared, missing)
-            if missing:
+                # Admitted and created under one lock: a concurrent flush admits against a
+                # budget that already holds these series.
                 async with self._counting:
-                    created, per_agent = await self.series.resolve_counting(conn, missing)
-                    self.budget.created(per_agent)
+                    prepared, missing, refused = await self._admit(conn, prepared, missing)
+                    if missing:
+                        created, per_agent = await self.series.resolve_counting(conn, missing)
+                        self.budget.created(per_agent)
                 self._live_series.set(self.budget.live_total)
-                for p in prepared:
-                    p.resolve(created)
+                if missing:
+                    for p in prepared:
+                        p.resolve(created)
             if timestamps:
                 await self._ensure_partitions(conn, min(timestamps), max(timestamps), now)
             async with conn.transaction():

@@ -1,6 +1,6 @@
 """The live-series budget counts each series once, even when the periodic recount runs while
 another flush is creating series (a double count there refused a report at a limit that the
-series stored exactly equalled)."""
+series stored exactly equalled), and two flushes in flight cannot together pass a limit."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ import asyncpg
 import pytest
 
 from control_plane.config import IngestConfig, RetentionConfig
-from control_plane.ingest import Ingestor, Report, Sample, SeriesRef
+from control_plane.ingest import (
+    Ingestor,
+    Report,
+    Sample,
+    SeriesLimit,
+    SeriesLimitExceeded,
+    SeriesRef,
+)
 from control_plane.ingest import writer as writer_module
 from control_plane.ingest.decode import labels_key
 from control_plane.ingest.series import SeriesKey, count_per_agent
@@ -81,3 +88,43 @@ async def test_a_recount_during_series_creation_counts_them_once(
         third = await ingestor.submit(report("a1", 11, 9))
         assert third.accepted == 9
     assert await pool.fetchval("SELECT count(*) FROM series") == 20
+
+
+async def test_two_flushes_in_flight_cannot_together_pass_a_limit(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await pool.executemany("INSERT INTO agents (agent_id) VALUES ($1)", [("a0",), ("a1",)])
+    cfg = IngestConfig(
+        flush_interval_s=0.01,
+        flush_max_samples=1,  # one report a flush
+        max_series_per_agent=15,
+        max_series_global=15,
+    )
+    ingestor = Ingestor(pool, cfg, RetentionConfig(), ControlPlaneMetrics())
+    a_created = asyncio.Event()
+    second_done = asyncio.Event()
+    resolve = ingestor.series.resolve_counting
+
+    async def slow_resolve(
+        conn: asyncpg.Connection, missing: Mapping[SeriesKey, Mapping[str, str]]
+    ) -> tuple[dict[SeriesKey, SeriesRef], dict[str, int]]:
+        out = await resolve(conn, missing)
+        if not a_created.is_set():
+            a_created.set()
+            # The second flush gets every chance to be admitted before these are counted.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(second_done.wait(), 1.0)
+        return out
+
+    monkeypatch.setattr(ingestor.series, "resolve_counting", slow_resolve)
+    async with ingestor:
+        first = asyncio.create_task(ingestor.submit(report("a0", 0, 10)))
+        await a_created.wait()
+        try:
+            with pytest.raises(SeriesLimitExceeded) as refused:
+                await ingestor.submit(report("a1", 10, 10))
+        finally:
+            second_done.set()
+        assert refused.value.limit is SeriesLimit.GLOBAL
+        assert (await first).accepted == 10
+    assert await pool.fetchval("SELECT count(*) FROM series") == 10
