@@ -96,16 +96,17 @@ class Snapshot:
         """One series' points, ascending. A series met again (two selectors) keeps the union."""
         sid = ref.series_id
         held = self._times.get(sid)
+        new_times, new_values = _ascending(array("d", times), array("d", values))
         if held is None:
             self._refs[sid] = ref
             self._by_name.setdefault(ref.name, []).append(sid)
-            self._times[sid] = array("d", times)
-            self._values[sid] = array("d", values)
-            self.points_held += len(times)
+            self._times[sid] = new_times
+            self._values[sid] = new_values
+            self.points_held += len(new_times)
             self._selected.clear()  # a new series may match selections made before
             return
         merged = dict(zip(held, self._values[sid], strict=True))
-        merged.update(zip(times, values, strict=True))
+        merged.update(zip(new_times, new_values, strict=True))
         order = sorted(merged)
         self.points_held += len(order) - len(held)
         self._times[sid] = array("d", order)
@@ -135,7 +136,7 @@ class Snapshot:
     def arrays(self, series_id: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """All of a series' times and values as numpy arrays (views, no copy)."""
         times = self._times.get(series_id)
-        if times is None:
+        if not times:
             return np.empty(0), np.empty(0)
         return np.frombuffer(times), np.frombuffer(self._values[series_id])
 
@@ -152,3 +153,15 @@ class Snapshot:
         if pairs is None:
             pairs = self._pairs[series_id] = list(zip(times, self._values[series_id], strict=True))
         return pairs[lo:hi]
+
+
+def _ascending(times: array[float], values: array[float]) -> tuple[array[float], array[float]]:
+    """The points by time (the loader's rows come ordered; a check costs little), one a time."""
+    if len(times) < 2:
+        return times, values
+    view = np.frombuffer(times)
+    if (view[1:] > view[:-1]).all():
+        return times, values
+    by_time = dict(zip(times, values, strict=True))
+    order = sorted(by_time)
+    return array("d", order), array("d", (by_time[t] for t in order))

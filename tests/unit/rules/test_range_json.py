@@ -70,3 +70,15 @@ def test_the_limit_keeps_the_first_series_by_labels() -> None:
         orjson.dumps(range_data(parse_expr("x"), snapshot(), instants, 30.0, limit=2))
     )
     assert [r["metric"]["k"] for r in data["result"]] == ["gappy", "odd"]
+
+
+def test_a_snapshot_orders_points_it_is_given_out_of_order() -> None:
+    s = Snapshot()
+    ref = SeriesRef(9, "a", "y", {})
+    s.add(ref, [30.0, 10.0, 20.0, 10.0], [3.0, 1.0, 2.0, 1.5])
+    assert s.points(9, 0.0, 100.0) == [(10.0, 1.5), (20.0, 2.0), (30.0, 3.0)]
+    times, values = s.arrays(9)
+    assert times.tolist() == [10.0, 20.0, 30.0] and values.tolist() == [1.5, 2.0, 3.0]
+    s.add(ref, [40.0, 25.0], [4.0, 2.5])  # met again: the union, in order
+    assert [t for t, _ in s.points(9, 0.0, 100.0)] == [10.0, 20.0, 25.0, 30.0, 40.0]
+    assert s.points_held == 5
