@@ -160,11 +160,19 @@ def _pairs(template: tuple[str, str], values: npt.NDArray[np.float64]) -> bytes:
         whole &= ~((values == 0) & np.signbit(values))
     if whole.all():
         return (template[0] % tuple(values.astype(np.int64).tolist())).encode()
-    # Each distinct value formatted once (a rate is often the same for many steps); by its
-    # bits, so -0 and 0 stay apart.
-    distinct, at = np.unique(values.view(np.uint64), return_inverse=True)
-    texts = [format_value(v) for v in distinct.view(np.float64).tolist()]
-    return (template[1] % tuple(map(texts.__getitem__, at.tolist()))).encode()
+    # orjson writes a finite float as Go does (shortest digits, no exponent below 1e16); the
+    # others (any whole number, NaN, infinities, exponents) as format_value spells them.
+    written = orjson.dumps(values.tolist()).decode()
+    texts = written[1:-1].split(",")
+    with np.errstate(invalid="ignore"):
+        odd = (values == np.trunc(values)) | ~np.isfinite(values)  # ("2.0", "-0.0", null)
+    for i in np.flatnonzero(odd).tolist():
+        texts[i] = format_value(float(values[i]))
+    if "e" in written:  # ("null", "NaN" and "Inf" have none)
+        texts = [
+            format_value(float(v)) if "e" in t else t for t, v in zip(texts, values, strict=True)
+        ]
+    return (template[1] % tuple(texts)).encode()
 
 
 def _evaluate(

@@ -82,3 +82,18 @@ def test_a_snapshot_orders_points_it_is_given_out_of_order() -> None:
     s.add(ref, [40.0, 25.0], [4.0, 2.5])  # met again: the union, in order
     assert [t for t, _ in s.points(9, 0.0, 100.0)] == [10.0, 20.0, 25.0, 30.0, 40.0]
     assert s.points_held == 5
+
+
+def test_values_of_every_magnitude_are_spelled_as_format_value_spells_them() -> None:
+    import numpy as np
+
+    from control_plane.promapi.results import _pairs, _template
+
+    rng = np.random.default_rng(12)
+    scales = 10.0 ** rng.integers(-320, 308, 4000)
+    values = rng.standard_normal(4000) * scales
+    values[::7] = np.round(values[::7])  # whole numbers among the rest, big ones too
+    values[::11] = 2.0**53 + rng.integers(0, 10**6, len(values[::11]))
+    times = [str(float(t)) for t in range(len(values))]
+    parsed = json.loads(_pairs(_template(times), values))
+    assert [v for _, v in parsed] == [format_value(v) for v in values.tolist()]
