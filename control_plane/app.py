@@ -6,9 +6,11 @@ ingest, maintenance); everything they create lives under a typed ``AppKey``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 
 from control_plane import promapi
@@ -120,7 +122,20 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = pool
     app[METRICS].watch_pool(pool)
     yield
-    await pool.close()
+    await close_pool(pool)
+
+
+# asyncpg's close() waits for every acquired connection to be released: a task still holding
+# one (a retry loop against a PostgreSQL that is gone) would hang shutdown forever.
+POOL_CLOSE_TIMEOUT_S = 10.0
+
+
+async def close_pool(pool: asyncpg.Pool, timeout_s: float = POOL_CLOSE_TIMEOUT_S) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), timeout_s)
+    except TimeoutError:
+        log.warning("PostgreSQL pool not closed within %.0f s; terminating it", timeout_s)
+        pool.terminate()
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:

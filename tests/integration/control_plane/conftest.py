@@ -47,10 +47,12 @@ def make_config(
 
 @pytest.fixture
 async def control_plane(
-    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
     db_dsn: str,
     redis_url: str,
     tmp_path: Path,
+    # After the database: fixtures are torn down in reverse, so the app stops before its
+    # database is dropped.
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
 ) -> ControlPlane:
     config = make_config(db_dsn, redis_url, tmp_path)
     client = await aiohttp_client(create_app(config))
