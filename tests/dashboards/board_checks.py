@@ -10,8 +10,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from conftest import ROOT
-
 from control_plane.rules import parse_expr
 from control_plane.rules.ast import MatrixSelector, VectorSelector
 from dashboards.queries import (
@@ -22,6 +20,9 @@ from dashboards.queries import (
     panel_queries,
     variable_queries,
 )
+
+# The repository root (not imported from conftest: another folder's conftest may hold that name).
+ROOT = Path(__file__).resolve().parents[2]
 
 # Where metrics are defined: the packages that export them (the demo app is in haetae/).
 SOURCES = ("agent", "control_plane", "haetae", "link_analyzer")
