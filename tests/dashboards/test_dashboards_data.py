@@ -17,8 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 import yaml
-from board_checks import all_queries
-from conftest import ROOT
+from board_checks import ROOT, all_queries
 from e2e_stack import Stack
 from seeded_stack import (
     APP_AGENT,

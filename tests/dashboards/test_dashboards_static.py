@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from board_checks import all_queries, boards, defined_metrics, metric_names, selectors
-from conftest import ROOT
+from board_checks import ROOT, all_queries, boards, defined_metrics, metric_names, selectors
 from grafana_foundation_sdk.cog import plugins
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard

@@ -60,6 +60,15 @@ class LiveControlPlane:
     # Unhandled-error records the server logged (with their bounded stack traces).
     server_errors: list[logging.LogRecord] = field(default_factory=list)
     _local: threading.local = field(default_factory=threading.local)
+    # Every kept-alive client connection, so teardown closes them (a socket left to the garbage
+    # collector raises a ResourceWarning in whichever later test collects it).
+    _opened: list[http.client.HTTPConnection] = field(default_factory=list)
+
+    def close(self) -> None:
+        for conn in self._opened:
+            conn.close()
+        self._opened.clear()
+        self._local.conn = None
 
     def request(
         self, method: str, target: str, headers: dict[str, str], body: bytes | None = None
@@ -70,6 +79,7 @@ class LiveControlPlane:
                 conn = self._local.conn = http.client.HTTPConnection(
                     self.host, self.port, timeout=30
                 )
+                self._opened.append(conn)
             try:
                 conn.request(method, target, body=body, headers=headers)
                 resp = conn.getresponse()
@@ -194,6 +204,7 @@ def live_control_plane(
     try:
         yield live
     finally:
+        live.close()
         logging.getLogger().removeHandler(collector)
         thread.run(runner.cleanup())
         thread.run(drop_database(pg_server_dsn, db))
