@@ -10,20 +10,18 @@ Prometheus 3) do not, which only matters for a sample exactly on the boundary.
 from __future__ import annotations
 
 import math
-import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from promtool_support import PROMTOOL, Result, promtool_results, seconds
 
 from control_plane.ingest.windows import SeriesRef, SeriesWindows
 from control_plane.rules import ExprError, evaluate, export_prometheus, load_rules_text, parse_expr
 from control_plane.rules.ast import Expr
 from control_plane.rules.parser import parse_query
 
-PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool (Debian: prometheus) missing"
 )
@@ -31,7 +29,6 @@ needs_promtool = pytest.mark.skipif(
 STEP = 60
 N = 60
 EVAL_TIMES = ["9m30s", "21m10s", "44m59s"]
-Result = dict[frozenset[tuple[str, str]], float]
 
 
 def _counter(start: float, incs: list[float], reset_at: int | None = None) -> list[float]:
@@ -134,57 +131,6 @@ EXPRS = [
 KEPT_NAME_IN_2_42 = frozenset({"temp atan2 version"})
 
 
-def _promtool_results(tmp_path: Path, exprs: list[str]) -> dict[tuple[str, float], Result]:
-    (tmp_path / "rules.yml").write_text("groups: []\n")
-    series = []
-    for name, labels, values in SERIES:
-        selector = name + "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
-        series.append({"series": selector, "values": " ".join(repr(v) for v in values)})
-    tests = [
-        {
-            "interval": "1m",
-            "input_series": series,
-            "promql_expr_test": [
-                {"expr": e, "eval_time": t, "exp_samples": []} for e in exprs for t in EVAL_TIMES
-            ],
-        }
-    ]
-    doc = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}
-    (tmp_path / "test.yml").write_text(yaml.safe_dump(doc))
-    assert PROMTOOL is not None
-    proc = subprocess.run(
-        [PROMTOOL, "test", "rules", "test.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    out = proc.stdout + proc.stderr
-    results: dict[tuple[str, float], Result] = {}
-    for m in re.finditer(r'expr: "((?:[^"\\]|\\.)*)", time: (\S+),\n.*?\n\s*got: (.*)', out):
-        expr = m[1].replace('\\"', '"').replace("\\n", "\n")
-        results[(expr, _seconds(m[2]))] = _parse_got(m[3])
-    assert "could not" not in out and "parse error" not in out, out[:2000]
-    return results
-
-
-_SAMPLE = re.compile(r"([a-zA-Z_:][\w:]*)?\{([^}]*)\} (\S+?)(?:, |$)")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def _parse_got(text: str) -> Result:
-    got: Result = {}
-    if text.strip() == "nil":
-        return got
-    for m in _SAMPLE.finditer(text.strip()):
-        labels = dict(_LABEL.findall(m[2]))
-        if m[1]:
-            labels["__name__"] = m[1]
-        got[frozenset(labels.items())] = float(m[3])
-    return got
-
-
 def _windows() -> SeriesWindows:
     windows = SeriesWindows(window_seconds=10 * 3600, max_points=10_000)
     for i, (name, labels, values) in enumerate(SERIES, start=1):
@@ -202,25 +148,20 @@ def _ours(windows: SeriesWindows, expr: str, at: float) -> Result:
     return {frozenset((k, v) for k, v in s.labels.items() if v): s.value for s in result}
 
 
-def _seconds(text: str) -> float:
-    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
-    assert m, text
-    return int(m[1] or 0) * 3600 + int(m[2] or 0) * 60 + int(m[3] or 0)
-
-
 @needs_promtool
 def test_new_functions_match_prometheus(tmp_path: Path) -> None:
-    theirs = _promtool_results(tmp_path, EXPRS)
+    theirs, out = promtool_results(tmp_path, SERIES, EXPRS, EVAL_TIMES)
+    assert "could not" not in out and "parse error" not in out, out[:2000]
     windows = _windows()
     compared = 0
     for expr in EXPRS:
         for t in EVAL_TIMES:
-            want = theirs.get((expr, _seconds(t)), {})
+            want = theirs.get((expr, seconds(t)), {})
             if expr in KEPT_NAME_IN_2_42:
                 want = {
                     frozenset(kv for kv in k if kv[0] != "__name__"): v for k, v in want.items()
                 }
-            got = _ours(windows, expr, _seconds(t))
+            got = _ours(windows, expr, seconds(t))
             assert got.keys() == want.keys(), (expr, t, got, want)
             for key, value in want.items():
                 if math.isnan(value):

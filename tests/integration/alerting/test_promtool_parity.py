@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from promtool_support import PROMTOOL, promtool_results, seconds
 
 from control_plane.ingest.windows import SeriesRef, SeriesWindows
 from control_plane.rules import (
@@ -27,14 +27,12 @@ from control_plane.rules import (
     parse_expr,
 )
 
-PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian: prometheus) missing")
 
 STEP = 60
 N = 75  # samples per series: enough for [1h] ranges
 
 Values = list[float | None]
-Result = dict[frozenset[tuple[str, str]], float]
 
 
 def _counter(start: float, incs: list[float], reset_at: int | None = None) -> Values:
@@ -141,57 +139,6 @@ EXPRS = [
 EVAL_TIMES = ["7m30s", "16m10s", "44m59s", "70m20s"]
 
 
-def _promtool_results(tmp_path: Path, exprs: list[str]) -> dict[tuple[str, float], Result]:
-    (tmp_path / "rules.yml").write_text("groups: []\n")
-    series = []
-    for name, labels, values in SERIES.values():
-        selector = name + "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
-        text = " ".join("_" if v is None else repr(v) for v in values)
-        series.append({"series": selector, "values": text})
-    tests = [
-        {
-            "interval": "1m",
-            "input_series": series,
-            "promql_expr_test": [
-                {"expr": e, "eval_time": t, "exp_samples": []} for e in exprs for t in EVAL_TIMES
-            ],
-        }
-    ]
-    doc = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}
-    (tmp_path / "test.yml").write_text(yaml.safe_dump(doc))
-    assert PROMTOOL is not None
-    proc = subprocess.run(
-        [PROMTOOL, "test", "rules", "test.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    out = proc.stdout + proc.stderr
-    results: dict[tuple[str, float], Result] = {}
-    for m in re.finditer(r'expr: "((?:[^"\\]|\\.)*)", time: (\S+),\n.*?\n\s*got: (.*)', out):
-        expr = m[1].replace('\\"', '"').replace("\\n", "\n")
-        results[(expr, _seconds(m[2]))] = _parse_got(m[3])
-    return results
-
-
-_SAMPLE = re.compile(r"([a-zA-Z_:][\w:]*)?\{([^}]*)\} (\S+?)(?:, |$)")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def _parse_got(text: str) -> Result:
-    got: Result = {}
-    if text.strip() == "nil":
-        return got
-    for m in _SAMPLE.finditer(text.strip()):
-        labels = dict(_LABEL.findall(m[2]))
-        if m[1]:
-            labels["__name__"] = m[1]
-        got[frozenset(labels.items())] = float(m[3])
-    return got
-
-
 def _ours(expr: str, at: float) -> dict[frozenset[tuple[str, str]], float]:
     windows = SeriesWindows(window_seconds=10 * 3600, max_points=10_000)
     for i, (name, labels, values) in enumerate(SERIES.values()):
@@ -204,12 +151,6 @@ def _ours(expr: str, at: float) -> dict[frozenset[tuple[str, str]], float]:
     return {frozenset(s.labels.items()): s.value for s in result}
 
 
-def _seconds(text: str) -> float:
-    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
-    assert m, text
-    return int(m[1] or 0) * 3600 + int(m[2] or 0) * 60 + int(m[3] or 0)
-
-
 def test_evaluator_matches_prometheus(tmp_path: Path) -> None:
     exprs = list(EXPRS)
     rules = load_rules_dir(Path(__file__).resolve().parents[3] / "rules")
@@ -220,12 +161,12 @@ def test_evaluator_matches_prometheus(tmp_path: Path) -> None:
     exprs += [p.replace("<", "< bool") for p in acceptance[0].split(" and ")]
     exprs += acceptance
     exprs += [r.expr_text.split(" > ")[0] for r in rules if "histogram_quantile" in r.expr_text]
-    theirs = _promtool_results(tmp_path, exprs)
+    theirs, _ = promtool_results(tmp_path, list(SERIES.values()), exprs, EVAL_TIMES)
     compared = 0
     for expr in exprs:
         for t in EVAL_TIMES:
-            want = theirs.get((expr, _seconds(t)), {})
-            got = _ours(expr, _seconds(t))
+            want = theirs.get((expr, seconds(t)), {})
+            got = _ours(expr, seconds(t))
             assert got.keys() == want.keys(), (expr, t, got, want)
             for key, value in want.items():
                 assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), (expr, t, key)
