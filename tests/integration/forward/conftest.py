@@ -8,7 +8,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from forward_support import VM_BINARY, FakeStore, Forwarding, VictoriaMetrics
+from forward_support import FakeStore, Forwarding
+from victoria_support import VM_BINARY, VictoriaMetrics
 
 
 @pytest.fixture

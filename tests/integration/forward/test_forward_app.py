@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from forward_support import VictoriaMetrics, wait_for
+from forward_support import wait_for
 from pydantic import SecretStr
+from victoria_support import VictoriaMetrics
 
 from control_plane.app import create_app
 from control_plane.config import ControlPlaneConfig

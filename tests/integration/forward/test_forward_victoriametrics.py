@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from forward_support import Exported, Forwarding, VictoriaMetrics, make_report, wait_for
+from forward_support import Forwarding, make_report, wait_for
+from victoria_support import Exported, VictoriaMetrics
 
 SERIES = 20
 

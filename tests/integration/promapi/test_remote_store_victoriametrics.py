@@ -4,8 +4,6 @@ days old, imported into it, come back through Haetae's ``/api/v1/query`` and ``q
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -15,12 +13,13 @@ from typing import Any
 import aiohttp
 import pytest
 from promapi_support import PromApiPlane, make_config
-from tests_support import free_port
+from victoria_support import VM_BINARY, VictoriaMetrics
 
 from control_plane.app import create_app
 
-VM = shutil.which("victoria-metrics")
-pytestmark = pytest.mark.skipif(VM is None, reason="victoria-metrics (Debian) missing")
+pytestmark = pytest.mark.skipif(
+    shutil.which(VM_BINARY) is None, reason="victoria-metrics (Debian) missing"
+)
 
 # Two days ago, on a whole minute: older than the one day Haetae keeps in this test.
 OLD = float(int(time.time() // 60 * 60) - 2 * 86400)
@@ -28,42 +27,22 @@ OLD = float(int(time.time() // 60 * 60) - 2 * 86400)
 
 @pytest.fixture
 async def victoria(tmp_path: Path) -> AsyncIterator[str]:
-    assert VM is not None
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        VM,
-        f"-storageDataPath={tmp_path / 'vm'}",
-        f"-httpListenAddr=127.0.0.1:{port}",
-        "-loggerLevel=ERROR",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    vm = VictoriaMetrics(tmp_path / "vm")
+    await vm.start()
     try:
         async with aiohttp.ClientSession() as s:
-            for _ in range(150):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with s.get(f"{base}/health") as r:
-                        if r.status == 200:
-                            break
-                await asyncio.sleep(0.2)
             # A counter at 1 per second, a point a minute, for ten minutes.
             lines = "".join(
                 f'vm_requests_total{{code="200"}} {60.0 * i} {int((OLD + 60 * i) * 1000)}\n'
                 for i in range(11)
             )
-            async with s.post(f"{base}/api/v1/import/prometheus", data=lines) as r:
+            async with s.post(f"{vm.base}/api/v1/import/prometheus", data=lines) as r:
                 assert r.status == 204, await r.text()
-            async with s.get(f"{base}/internal/force_flush") as r:
+            async with s.get(f"{vm.base}/internal/force_flush") as r:
                 assert r.status == 200
-        yield base
+        yield vm.base
     finally:
-        proc.terminate()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 30)
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await vm.stop()
 
 
 async def test_old_ranges_come_from_victoriametrics(
